@@ -1,0 +1,23 @@
+"""`kopilka-central`: the processing service's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from central import _demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kopilka-central", description="Kopilka central")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the main job on the embedded default")
+    demo.add_argument("--examples", default=None, help="folder of example data")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return _demo.run(args.examples)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
