@@ -1,0 +1,75 @@
+"""The cashier's view of an account: central's last word plus this till's own entries.
+
+An entry counts here until a pull has brought central's balance that includes it (the pull
+cursor has reached the change seq central gave when it acknowledged the entry), so points
+never vanish between the push and the next pull, nor count twice after it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlite_utils
+
+from agent._allowance import OfflineSpent
+from agent._cache import CachedCustomer, utc_iso
+from agent._models import BalanceView
+
+_UNREFLECTED = (
+    "record = 'entry' AND asset = 'points' AND (state = 'local' OR "
+    "(state = 'acknowledged' AND COALESCE(ack_change_seq, 0) > ?))"
+)
+
+
+def pull_cursor(db: sqlite_utils.Database) -> int:
+    row = db.execute("SELECT value FROM meta WHERE key = 'pull_cursor'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def balance_view(
+    db: sqlite_utils.Database, key: str, cached: CachedCustomer | None, now: datetime
+) -> BalanceView:
+    cursor = pull_cursor(db)
+    iso_now = utc_iso(now)
+    local, local_pending = db.execute(
+        "SELECT COALESCE(SUM(amount), 0), "
+        "COALESCE(SUM(CASE WHEN activates_at > ? THEN amount ELSE 0 END), 0) "
+        f"FROM outbox WHERE account_key = ? AND {_UNREFLECTED}",
+        [iso_now, key, cursor],
+    ).fetchone()
+    held = db.execute(
+        "SELECT COALESCE(SUM(points_held), 0) FROM cheques "
+        "WHERE account_key = ? AND state = 'reserved'",
+        [key],
+    ).fetchone()[0]
+    central, central_pending = 0, 0
+    if cached is not None:
+        central = cached.state.points_balance
+        central_pending = sum(lot.points for lot in cached.state.lots if lot.activates_at > now)
+    balance = central + int(local)
+    pending = max(central_pending + int(local_pending), 0)
+    return BalanceView(
+        balance=balance,
+        available=balance - pending - int(held),
+        pending=pending,
+        held=int(held),
+        local_unsynced=int(local),
+    )
+
+
+def offline_spent(db: sqlite_utils.Database, key: str) -> OfflineSpent:
+    """Points spent and held offline, not yet known to central: per customer and per till."""
+    burns = (
+        "SELECT COALESCE(SUM(-amount), 0) FROM outbox WHERE record = 'entry' AND kind = 'burn' "
+        "AND offline = 1 AND state = 'local'"
+    )
+    holds = (
+        "SELECT COALESCE(SUM(points_held), 0) FROM cheques "
+        "WHERE state = 'reserved' AND hold_mode = 'offline'"
+    )
+    till = db.execute(burns).fetchone()[0] + db.execute(holds).fetchone()[0]
+    customer = (
+        db.execute(burns + " AND account_key = ?", [key]).fetchone()[0]
+        + db.execute(holds + " AND account_key = ?", [key]).fetchone()[0]
+    )
+    return OfflineSpent(customer=int(customer), till=int(till))

@@ -1,0 +1,140 @@
+"""What the till knows from central: customers, identifiers, rule sets, offline limits.
+
+Written only by applying pulls (and by sign-up at the till, which makes a provisional
+customer); read by the sale path. Phones are kept as keyed hashes, never as numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from agent._store import set_meta
+from protocol import (
+    CustomerState,
+    CustomerStatus,
+    Identifier,
+    OfflineLimits,
+)
+
+
+@dataclass(frozen=True)
+class CachedCustomer:
+    state: CustomerState
+    first_name: str
+
+
+def identifier_key(identifier: Identifier) -> tuple[str, str]:
+    if identifier.type == "card":
+        return ("card", identifier.number)
+    if identifier.type == "phone_hash":
+        return ("phone_hash", identifier.phone_hash)
+    return ("qr", identifier.token)
+
+
+def find_customer_id(db: sqlite_utils.Database, identifier: Identifier) -> str | None:
+    kind, value = identifier_key(identifier)
+    row = db.execute(
+        "SELECT customer_id FROM identifiers WHERE kind = ? AND value = ?", [kind, value]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def get_customer(db: sqlite_utils.Database, customer_id: str) -> CachedCustomer | None:
+    row = db.execute(
+        "SELECT state, first_name FROM customers WHERE customer_id = ?", [customer_id]
+    ).fetchone()
+    if row is None:
+        return None
+    return CachedCustomer(CustomerState.model_validate_json(row[0]), row[1])
+
+
+def put_customer(
+    db: sqlite_utils.Database,
+    state: CustomerState,
+    identifiers: tuple[Identifier, ...],
+    first_name: str = "",
+    change_seq: int = 0,
+) -> None:
+    """Inside a write: replace what the till knows of one customer."""
+    if state.customer_id is None:
+        raise ValueError("a cached customer needs a customer_id")
+    db.execute(
+        "INSERT INTO customers(customer_id, status, state, first_name, change_seq) "
+        "VALUES (?,?,?,?,?) ON CONFLICT(customer_id) DO UPDATE SET status = excluded.status, "
+        "state = excluded.state, first_name = excluded.first_name, "
+        "change_seq = excluded.change_seq",
+        [state.customer_id, str(state.status), state.model_dump_json(), first_name, change_seq],
+    )
+    db.execute("DELETE FROM identifiers WHERE customer_id = ?", [state.customer_id])
+    for identifier in identifiers:
+        kind, value = identifier_key(identifier)
+        db.execute(
+            "INSERT INTO identifiers(kind, value, customer_id) VALUES (?,?,?) "
+            "ON CONFLICT(kind, value) DO UPDATE SET customer_id = excluded.customer_id",
+            [kind, value, state.customer_id],
+        )
+
+
+def erase_customer(
+    db: sqlite_utils.Database, customer_id: str, identifiers: tuple[Identifier, ...]
+) -> None:
+    """Inside a write: the tombstone. Personal data of the customer is gone from the till."""
+    db.execute("DELETE FROM identifiers WHERE customer_id = ?", [customer_id])
+    for identifier in identifiers:
+        kind, value = identifier_key(identifier)
+        db.execute("DELETE FROM identifiers WHERE kind = ? AND value = ?", [kind, value])
+    erased = CustomerState(customer_id=customer_id, status=CustomerStatus.erased)
+    db.execute(
+        "UPDATE customers SET status = ?, state = ?, first_name = '' WHERE customer_id = ?",
+        [str(CustomerStatus.erased), erased.model_dump_json(), customer_id],
+    )
+
+
+def put_rule_set(
+    db: sqlite_utils.Database,
+    rule_set_id: str,
+    content_hash: str,
+    effective_from: datetime,
+    document: str,
+) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO rule_sets(content_hash, rule_set_id, effective_from, document) "
+        "VALUES (?,?,?,?)",
+        [content_hash, rule_set_id, utc_iso(effective_from), document],
+    )
+
+
+def rule_set_documents(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
+    """(content_hash, effective_from ISO, document) of every rule set the till holds."""
+    rows = db.execute(
+        "SELECT content_hash, effective_from, document FROM rule_sets ORDER BY effective_from"
+    ).fetchall()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def offline_limits(db: sqlite_utils.Database) -> OfflineLimits:
+    row = db.execute("SELECT value FROM meta WHERE key = 'offline_limits'").fetchone()
+    return OfflineLimits.model_validate_json(row[0]) if row else OfflineLimits()
+
+
+def put_offline_limits(db: sqlite_utils.Database, limits: OfflineLimits) -> None:
+    set_meta(db, "offline_limits", limits.model_dump_json())
+
+
+def utc_iso(moment: datetime) -> str:
+    """The one text form of a moment in the till database, so text order is time order."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def customer_count(db: sqlite_utils.Database) -> int:
+    return int(db.execute("SELECT COUNT(*) FROM customers").fetchone()[0])
+
+
+def dump_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,22 @@
+"""Refusals of the sale path: a stable code, a sentence a cashier can act on, an HTTP status."""
+
+from __future__ import annotations
+
+
+class TillError(Exception):
+    status = 422
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class NotFound(TillError):
+    status = 404
+
+
+class Conflict(TillError):
+    """The request contradicts what the till already did (a changed payload under one id)."""
+
+    status = 409

@@ -1,0 +1,139 @@
+"""The outbox: every ledger entry and cheque document the till made, numbered per epoch.
+
+A record's payload is its canonical JSON, stored once; its hash is taken over those bytes, and
+the same bytes are what the sync client pushes. Seqs are assigned inside the write transaction
+that creates the record, so they run 1…N with no gap and no duplicate, whatever the crash.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import sqlite_utils
+
+from agent._cache import utc_iso
+from agent._store import TillStore, set_meta
+from protocol import AccountRef, ChequeDocument, LedgerEntry, canonical_json, sha256_hex
+
+outbox_page_records_max = 500
+
+
+class OutboxState(StrEnum):
+    local = "local"
+    acknowledged = "acknowledged"
+    quarantined = "quarantined"
+
+
+@dataclass(frozen=True)
+class DeviceSeat:
+    """Who the till is on the wire: its device id and the epoch it writes in."""
+
+    device_id: str
+    epoch: int
+
+
+def next_seq(db: sqlite_utils.Database, epoch: int) -> int:
+    """The seq the next record of `epoch` takes; call inside the write that appends it."""
+    row = db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE epoch = ?", [epoch])
+    return int(row.fetchone()[0]) + 1
+
+
+def ensure_seat(store: TillStore) -> DeviceSeat:
+    """The till's device id and epoch, made once when its database is created."""
+    with store.write() as db:
+        device_id = db.execute("SELECT value FROM meta WHERE key = 'device_id'").fetchone()
+        if device_id is None:
+            set_meta(db, "device_id", f"till-{uuid.uuid4().hex[:16]}")
+            set_meta(db, "device_epoch", "1")
+        seat = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    return DeviceSeat(seat["device_id"], int(seat["device_epoch"]))
+
+
+def account_key(record: LedgerEntry | ChequeDocument) -> str | None:
+    return None if record.account is None else key_of(record.account)
+
+
+def key_of(account: AccountRef) -> str:
+    """The till's index key of an account: `customer:<id>`, `card:<number>`…"""
+    if account.type == "customer":
+        return f"customer:{account.customer_id}"
+    if account.type == "card":
+        return f"card:{account.number}"
+    if account.type == "phone_hash":
+        return f"phone_hash:{account.phone_hash}"
+    return f"qr:{account.token}"
+
+
+def append(db: sqlite_utils.Database, record: LedgerEntry | ChequeDocument, offline: bool) -> None:
+    """Store `record` in the outbox under the seq it already carries (see `next_seq`)."""
+    payload = canonical_json(record)
+    if isinstance(record, LedgerEntry):
+        record_id, asset, amount = str(record.entry_id), record.asset, record.amount
+        activates_at = _iso(record.activates_at)
+    else:
+        record_id, asset, amount, activates_at = str(record.document_id), None, 0, None
+    db.execute(
+        "INSERT INTO outbox(epoch, seq, record_id, record, account_key, asset, amount, kind,"
+        " offline, activates_at, payload, payload_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            record.device_epoch,
+            record.device_seq,
+            record_id,
+            record.record,
+            account_key(record),
+            asset,
+            amount,
+            str(record.kind),
+            int(offline),
+            activates_at,
+            payload.decode("utf-8"),
+            sha256_hex(payload),
+        ],
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else utc_iso(moment)
+
+
+@dataclass(frozen=True)
+class PendingRecord:
+    epoch: int
+    seq: int
+    payload: str
+    payload_sha256: str
+
+
+def pending(db: sqlite_utils.Database, limit: int = outbox_page_records_max) -> list[PendingRecord]:
+    """The oldest unacknowledged records of the oldest epoch that has any, in seq order."""
+    rows = db.execute(
+        "SELECT epoch, seq, payload, payload_sha256 FROM outbox WHERE state = 'local' "
+        "ORDER BY epoch, seq LIMIT ?",
+        [min(limit, outbox_page_records_max)],
+    ).fetchall()
+    if not rows:
+        return []
+    first_epoch = rows[0][0]
+    return [PendingRecord(*row) for row in rows if row[0] == first_epoch]
+
+
+def depth(db: sqlite_utils.Database) -> int:
+    return int(db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'local'").fetchone()[0])
+
+
+def acknowledge(
+    db: sqlite_utils.Database, epoch: int, through_seq: int, change_seq: int | None
+) -> None:
+    """Central holds every record of `epoch` up to `through_seq`; keep them as history."""
+    db.execute(
+        "UPDATE outbox SET state = 'acknowledged', ack_change_seq = ? "
+        "WHERE epoch = ? AND seq <= ? AND state = 'local'",
+        [change_seq, epoch, through_seq],
+    )
+
+
+def quarantine(db: sqlite_utils.Database, epoch: int, seq: int) -> None:
+    db.execute("UPDATE outbox SET state = 'quarantined' WHERE epoch = ? AND seq = ?", [epoch, seq])

@@ -1,0 +1,232 @@
+"""The till's SQLite file: pragmas, numbered migrations, and write transactions.
+
+One file in WAL mode with `synchronous=FULL`: a transaction that returned is on disk. Every
+write runs in `BEGIN IMMEDIATE`, so the writer lock is taken before anything is read and two
+writers never deadlock on an upgrade; a busy database is waited on (`busy_timeout_ms`) and
+retried, never reported to the caller as "database is locked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import sqlite_utils
+
+busy_timeout_ms = 5000
+write_retries_max = 20
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE customers (
+        customer_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        state TEXT NOT NULL,
+        first_name TEXT NOT NULL DEFAULT '',
+        change_seq INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE identifiers (
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        customer_id TEXT NOT NULL REFERENCES customers(customer_id) ON DELETE CASCADE,
+        PRIMARY KEY (kind, value)
+    );
+    CREATE INDEX identifiers_by_customer ON identifiers(customer_id);
+    CREATE TABLE rule_sets (
+        content_hash TEXT PRIMARY KEY,
+        rule_set_id TEXT NOT NULL,
+        effective_from TEXT NOT NULL,
+        document TEXT NOT NULL
+    );
+    CREATE TABLE cheques (
+        cheque_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        account_key TEXT,
+        hold_mode TEXT NOT NULL DEFAULT 'none',
+        points_held INTEGER NOT NULL DEFAULT 0,
+        reserved_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        reservation TEXT NOT NULL,
+        fiscal_document TEXT,
+        finished_response TEXT,
+        refunds TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX cheques_open ON cheques(state, expires_at);
+    CREATE TABLE refunds (
+        refund_id TEXT PRIMARY KEY,
+        cheque_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        response TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        epoch INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        record_id TEXT NOT NULL UNIQUE,
+        record TEXT NOT NULL,
+        account_key TEXT,
+        asset TEXT,
+        amount INTEGER NOT NULL DEFAULT 0,
+        kind TEXT,
+        offline INTEGER NOT NULL DEFAULT 0,
+        activates_at TEXT,
+        payload TEXT NOT NULL,
+        payload_sha256 TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'local',
+        ack_change_seq INTEGER,
+        PRIMARY KEY (epoch, seq)
+    );
+    CREATE INDEX outbox_by_state ON outbox(state, epoch, seq);
+    CREATE INDEX outbox_by_account ON outbox(account_key, state);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StorageError(RuntimeError):
+    """The database file cannot be used: written by a newer version, or its pragmas are off."""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+    conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _pragmas(conn: sqlite3.Connection) -> dict[str, object]:
+    return {
+        "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
+        "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
+    }
+
+
+def _check_pragmas(conn: sqlite3.Connection) -> None:
+    found = _pragmas(conn)
+    if found != {"journal_mode": "wal", "synchronous": 2}:
+        raise StorageError(f"till database pragmas are {found}, expected WAL with synchronous=FULL")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"{path} was written by a newer Kopilka agent (schema {version}, this one knows "
+            f"{SCHEMA_VERSION}); upgrade the agent, do not downgrade it"
+        )
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        conn.executescript(
+            f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]}; PRAGMA user_version={number}; COMMIT;"
+        )
+
+
+class TillStore:
+    """The till database: one connection per thread, writes in `BEGIN IMMEDIATE`.
+
+    `commit_hook`, if given, is called with "before" and "after" around every COMMIT: crash
+    tests use it to pause a real process exactly there and kill it.
+    """
+
+    def __init__(self, path: Path | str, commit_hook: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._commit_hook = commit_hook
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        first = self._conn()
+        _check_pragmas(first)
+        _migrate(first, self.path)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite_utils.Database(self._conn(), execute_plugins=False)
+            self._local.db = db
+        return db
+
+    def pragmas(self) -> dict[str, object]:
+        return _pragmas(self._conn())
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite_utils.Database]:
+        """One write transaction: all of it reaches the disk, or none of it."""
+        conn = self._conn()
+        self._begin(conn)
+        try:
+            yield self.db
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._commit(conn)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite_utils.Database]:
+        """A consistent snapshot for several reads."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield self.db
+        finally:
+            conn.execute("COMMIT")
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        for attempt in range(write_retries_max):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise
+                time.sleep(0.001 * (attempt + 1))
+        conn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        if self._commit_hook is not None:
+            self._commit_hook("before")
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if self._commit_hook is not None:
+            self._commit_hook("after")
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
+    """Inside a write transaction: remember `key`."""
+    db.execute(
+        "INSERT INTO meta(key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )
