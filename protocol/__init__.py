@@ -6,6 +6,13 @@ neither.
 
 from protocol._base import WireModel
 from protocol._canonical import canonical_json, content_hash, sha256_hex
+from protocol._evaluator import (
+    EVALUATOR_VERSION,
+    EvaluationError,
+    effective_tier,
+    evaluate,
+    spendable_points,
+)
 from protocol._identifiers import (
     CardRange,
     IdentifierRejected,
@@ -32,14 +39,23 @@ from protocol._ledger import (
     QrIdentifier,
     RuleSetRef,
 )
+from protocol._refund import Refund, RefundError, RefundLine, refund_quote
+from protocol._rules import RuleSet, RuleSetError, parse_rule_set, rule_set_from_data
 from protocol._sale import (
     Basket,
     BasketLine,
+    CounterChange,
     CustomerState,
     CustomerStatus,
+    ExplanationItem,
+    FiscalLine,
+    GrantAward,
+    GrantKind,
     Lot,
     Money,
     Quote,
+    QuoteLine,
+    ReceiptMessage,
     RedeemRequest,
     Store,
 )
@@ -62,6 +78,7 @@ from protocol._sync import (
 
 __all__ = [
     "CENTRAL_DEVICE_ID",
+    "EVALUATOR_VERSION",
     "PROTOCOL_VERSION",
     "AccountRef",
     "Basket",
@@ -72,6 +89,7 @@ __all__ = [
     "ChequeDocument",
     "ChequeKind",
     "ChequeState",
+    "CounterChange",
     "CustomerAccount",
     "CustomerState",
     "CustomerStatus",
@@ -79,6 +97,11 @@ __all__ = [
     "EnrollResponse",
     "EntryKind",
     "ErrorBody",
+    "EvaluationError",
+    "ExplanationItem",
+    "FiscalLine",
+    "GrantAward",
+    "GrantKind",
     "HoldRequest",
     "HoldResponse",
     "Identifier",
@@ -97,7 +120,14 @@ __all__ = [
     "PushResult",
     "QrIdentifier",
     "Quote",
+    "QuoteLine",
+    "ReceiptMessage",
     "RedeemRequest",
+    "Refund",
+    "RefundError",
+    "RefundLine",
+    "RuleSet",
+    "RuleSetError",
     "RuleSetRef",
     "SnapshotRequired",
     "Store",
@@ -105,11 +135,17 @@ __all__ = [
     "WireModel",
     "canonical_json",
     "content_hash",
+    "effective_tier",
+    "evaluate",
     "new_entry_id",
     "new_qr_token",
     "normalize_phone",
     "parse_card",
     "parse_qr_token",
+    "parse_rule_set",
+    "refund_quote",
+    "rule_set_from_data",
     "sha256_hex",
+    "spendable_points",
     "uuid7_time_ms",
 ]

@@ -31,6 +31,7 @@ lots_max = 1000
 counters_max = 100
 explanation_items_max = 5000
 receipt_messages_max = 20
+counter_changes_max = 1000
 
 Language = Annotated[str, Field(pattern=r"^[a-z]{2}$")]
 Counter = Annotated[str, Field(pattern=r"^(purchases|stamps:[A-Za-z0-9_\-]{1,40})$")]
@@ -196,8 +197,13 @@ class ExplanationItem(WireModel):
 
 
 class CounterChange(WireModel):
+    """A change to a counter; `line_id` names the line that caused it (refunds reverse it
+    with that line), or none for the cheque as a whole (refunds reverse it pro rata)."""
+
     counter: Counter
     delta: Annotated[int, Field(strict=True, ge=-(10**9), le=10**9)]
+    rule_id: Id | None = None
+    line_id: Id | None = None
 
 
 class GrantKind(StrEnum):
@@ -214,6 +220,8 @@ class GrantAward(WireModel):
     grant_key: Id
     points: NonNegPoints
     rule_id: Id
+    customer_id: Id | None = None
+    """Who receives it: the cheque's customer, or for a referral the one who referred them."""
 
 
 class ReceiptMessage(WireModel):
@@ -222,7 +230,13 @@ class ReceiptMessage(WireModel):
 
 
 class Quote(WireModel):
-    """The evaluator's answer: what the customer earns, spends and pays, and why."""
+    """The evaluator's answer: what the customer earns, spends and pays, and why.
+
+    `total` is what the cheque costs before loyalty (after the POS's own discounts);
+    `discount` is the loyalty discount (rewards plus points spent), `payable` what is left to
+    pay in money. `earn_points` activate at `earn_activates_at` and expire at
+    `earn_expires_at`.
+    """
 
     rule_set_id: Id
     rule_set_hash: Sha256Hex
@@ -238,7 +252,7 @@ class Quote(WireModel):
     redeem_limited_by: Text | None = None
     earn_activates_at: AwareDatetime | None = None
     earn_expires_at: AwareDatetime | None = None
-    counter_changes: tuple[CounterChange, ...] = Field(default=(), max_length=counters_max)
+    counter_changes: tuple[CounterChange, ...] = Field(default=(), max_length=counter_changes_max)
     rolling_spend_delta: NonNegKopecks = 0
     grants: tuple[GrantAward, ...] = Field(default=(), max_length=10)
     messages: tuple[ReceiptMessage, ...] = Field(default=(), max_length=receipt_messages_max)

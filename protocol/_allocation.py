@@ -1,0 +1,128 @@
+"""Spreading a cheque's discount over its lines, to the kopeck, in fiscal terms.
+
+Pure integer arithmetic on plain lists. Shares are proportional by largest remainder; no
+share exceeds its line's capacity (what the line has left above its floor); every line must
+print with a whole-kopeck unit price. A line sold in whole units can always do that, split
+into two fiscal lines where needed (`2 x 33.34 + 1 x 33.33`); a weighed line (say 1.5 kg) can
+reach only some totals, so its share is rounded down to one it can reach and the rest goes to
+the other lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from protocol._sale import line_total_of
+
+UNIT_MILLI = 1000
+
+
+def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
+    """`total` split in proportion to `weights`: floors first, then one more to the largest
+    remainders (ties to the earlier line). Shares add up to `total` exactly."""
+    count = len(weights)
+    weight_sum = sum(weights)
+    if total <= 0 or weight_sum <= 0:
+        return [0] * count
+    shares = [0] * count
+    remainders = [0] * count
+    for index, weight in enumerate(weights):
+        shares[index], remainders[index] = divmod(total * weight, weight_sum)
+    left = total - sum(shares)
+    if left:
+        order = sorted(range(count), key=lambda i: (-remainders[i], i))
+        for index in order[:left]:
+            shares[index] += 1
+    return shares
+
+
+def capped_shares(total: int, weights: Sequence[int], caps: Sequence[int]) -> list[int]:
+    """Largest remainder where no share exceeds its cap: capped lines take their cap and the
+    rest is spread again over the others. Adds up to `min(total, caps of weighted lines)`."""
+    shares = [0] * len(weights)
+    active = [i for i, weight in enumerate(weights) if weight > 0 and caps[i] > 0]
+    left = min(total, sum(caps[i] for i in active))
+    while left > 0 and active:
+        part = largest_remainder(left, [weights[i] for i in active])
+        capped = {i for k, i in enumerate(active) if part[k] >= caps[i]}
+        if not capped:
+            for k, i in enumerate(active):
+                shares[i] = part[k]
+            break
+        for i in capped:
+            shares[i] = caps[i]
+            left -= caps[i]
+        active = [i for i in active if i not in capped]
+    return shares
+
+
+def is_exact(quantity_milli: int) -> bool:
+    """Can a line of this quantity print any total with a whole-kopeck unit price?"""
+    return quantity_milli % UNIT_MILLI == 0 or quantity_milli < UNIT_MILLI
+
+
+def floor_total(quantity_milli: int, floor_unit: int) -> int:
+    """The least a line may cost: every unit at its floor price."""
+    return line_total_of(quantity_milli, floor_unit)
+
+
+def reachable_discount(paid: int, quantity_milli: int, floor_unit: int, wanted: int) -> int:
+    """The largest discount `<= wanted` that leaves a weighed line a total it can print."""
+    target = paid - wanted
+    price = max(-(-(UNIT_MILLI * target - 500) // quantity_milli), floor_unit)
+    return max(0, paid - line_total_of(quantity_milli, price))
+
+
+def allocate(
+    total: int,
+    weights: Sequence[int],
+    paid: Sequence[int],
+    quantities_milli: Sequence[int],
+    floors: Sequence[int],
+) -> list[int]:
+    """Discount shares of `total` over lines, each keeping its floor and a printable total.
+
+    `paid` is what each line costs now, `floors` its minimum unit price. The shares add up to
+    `total` whenever the lines have room for it (`capacity`); a caller that asks for more gets
+    what fits, and must use the sum it gets back.
+    """
+    caps = [max(0, paid[i] - floor_total(quantities_milli[i], floors[i])) for i in range(len(paid))]
+    shares = capped_shares(total, weights, caps)
+    left = 0
+    for i, share in enumerate(shares):
+        if share and not is_exact(quantities_milli[i]):
+            reachable = reachable_discount(paid[i], quantities_milli[i], floors[i], share)
+            left += share - reachable
+            shares[i] = reachable
+    if left:
+        rooms = [
+            caps[i] - shares[i] if weights[i] > 0 and is_exact(quantities_milli[i]) else 0
+            for i in range(len(shares))
+        ]
+        extra = capped_shares(left, weights, rooms)
+        for i, share in enumerate(extra):
+            shares[i] += share
+    return shares
+
+
+def capacity(paid: Sequence[int], quantities_milli: Sequence[int], floors: Sequence[int]) -> int:
+    """The most discount these lines can take above their floors."""
+    return sum(
+        max(0, paid[i] - floor_total(quantities_milli[i], floors[i])) for i in range(len(paid))
+    )
+
+
+def fiscal_parts(quantity_milli: int, paid: int) -> list[tuple[int, int, int]]:
+    """`(quantity_milli, unit_price, total)` of the one or two fiscal lines that print a line
+    costing `paid`: whole units split as `q - r` at `p` and `r` at `p + 1`."""
+    if quantity_milli % UNIT_MILLI == 0:
+        units = quantity_milli // UNIT_MILLI
+        price, more = divmod(paid, units)
+        if more == 0:
+            return [(quantity_milli, price, paid)]
+        return [
+            ((units - more) * UNIT_MILLI, price, (units - more) * price),
+            (more * UNIT_MILLI, price + 1, more * (price + 1)),
+        ]
+    price = -(-(UNIT_MILLI * paid - 500) // quantity_milli)
+    return [(quantity_milli, max(price, 0), paid)]

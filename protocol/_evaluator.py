@@ -1,0 +1,530 @@
+"""The evaluator: (rule set, customer, basket, store, now, redemption) → quote. Pure.
+
+Order of work, each step reading the money the previous ones left:
+1. rewards (percent, fixed, free product, every-Nth purchase, stamp cards) by priority;
+2. points spent, within the redemption policy and the lines' floors;
+3. earning, by priority, on the money paid after 1 and 2 (`basis = "paid"`) or on the full
+   price (`basis = "full"`);
+4. one-time grants, receipt messages, fiscal lines.
+
+Models are read at the boundary; the loops run on lists of ints. Every point and kopeck in
+the quote is also in an explanation item naming the rule that produced it.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from protocol._allocation import (
+    allocate,
+    capacity,
+    fiscal_parts,
+    floor_total,
+    largest_remainder,
+)
+from protocol._compiled import (
+    POINT_EXACT,
+    ChequeFacts,
+    Compiled,
+    LineMatch,
+    Rule,
+    cheque_applies,
+    compiled,
+    zone,
+)
+from protocol._rules import Rounding, RuleSet
+from protocol._sale import (
+    Basket,
+    BasketLine,
+    CustomerState,
+    CustomerStatus,
+    Quote,
+    RedeemRequest,
+    Store,
+    receipt_messages_max,
+)
+
+EVALUATOR_VERSION = "1.0"
+"""Stamped on every quote and ledger entry; bumped whenever any result could change."""
+
+REDEMPTION_RULE_ID = "redemption"
+PURCHASES = "purchases"
+BASIS_POINTS = 10_000
+EARNING = (CustomerStatus.active, CustomerStatus.provisional)
+
+
+class EvaluationError(ValueError):
+    """The inputs cannot be evaluated together (a naive clock, another currency)."""
+
+
+def spendable_points(customer: CustomerState, now: datetime) -> int:
+    """Points the customer may spend now: never more than the balance, and, when the till
+    knows the lots, only lots that are active (past `activates_at`, before `expires_at`).
+    Pending points and debt are never spendable."""
+    if customer.points_balance <= 0:
+        return 0
+    if not customer.lots:
+        return customer.points_balance
+    active = sum(
+        lot.points
+        for lot in customer.lots
+        if lot.activates_at <= now and (lot.expires_at is None or now < lot.expires_at)
+    )
+    return min(customer.points_balance, active)
+
+
+def effective_tier(rule_set: RuleSet, customer: CustomerState) -> str | None:
+    """The highest tier whose `min_rolling_spend` the customer's rolling spend reaches; a tier
+    HQ assigned by hand (`customer.tier`) counts when it is higher. Without tiers in the rule
+    set, `customer.tier` as it is."""
+    if not rule_set.tiers:
+        return customer.tier
+    ranks = [tier.id for tier in rule_set.tiers]
+    reached = -1
+    for rank, tier in enumerate(rule_set.tiers):
+        if customer.rolling_spend >= tier.min_rolling_spend:
+            reached = rank
+    if customer.tier in ranks:
+        reached = max(reached, ranks.index(customer.tier))
+    return ranks[reached] if reached >= 0 else None
+
+
+def _round(exact: int, rounding: Rounding) -> int:
+    if rounding is Rounding.half_up:
+        return (exact + POINT_EXACT // 2) // POINT_EXACT
+    return exact // POINT_EXACT
+
+
+def _floor_unit(line: BasketLine, match: LineMatch) -> int:
+    floor = line.min_unit_price or 0
+    for price, share in match.floors:
+        floor = max(floor, price, -(-line.unit_price * share // BASIS_POINTS))
+    return min(floor, line.unit_price)
+
+
+class _Cheque:
+    """The working state of one evaluation: plain lists indexed by line."""
+
+    def __init__(
+        self, comp: Compiled, customer: CustomerState, basket: Basket, facts: ChequeFacts
+    ) -> None:
+        lines = basket.lines
+        self.comp = comp
+        self.customer = customer
+        self.facts = facts
+        self.count = len(lines)
+        self.ids = [line.line_id for line in lines]
+        self.categories = [line.category for line in lines]
+        self.quantity = [line.quantity_milli for line in lines]
+        self.price = [line.unit_price for line in lines]
+        self.full = [line.total for line in lines]
+        self.paid0 = [line.total - line.pos_discount for line in lines]
+        self.matches = [comp.line_match(line.sku, line.category, line.labels) for line in lines]
+        self.floors = [_floor_unit(line, m) for line, m in zip(lines, self.matches, strict=True)]
+        self.paid = list(self.paid0)
+        self.reward_discount = [0] * self.count
+        self.burn_kopecks = [0] * self.count
+        self.burn_points = [0] * self.count
+        self.earn = [0] * self.count
+        self.explanation: list[dict[str, Any]] = []
+        self.counters: list[dict[str, Any]] = []
+        favourites = customer.favourite_categories[: comp.rule_set.favourites_max]
+        self.favourites = frozenset(favourites)
+        self.known = customer.customer_id is not None and customer.status in EARNING
+
+    def members(self, rule: Rule, bit: int, section: str, taken: list[bool]) -> list[int]:
+        found = []
+        for i in range(self.count):
+            mask = self.matches[i].earn if section == "earn" else self.matches[i].rewards
+            if not mask & bit or taken[i]:
+                continue
+            if rule.favourites and self.categories[i] not in self.favourites:
+                continue
+            found.append(i)
+        return found
+
+    def explain(
+        self, rule_id: str, kind: str, line: int | None, points: int = 0, kopecks: int = 0
+    ) -> None:
+        self.explanation.append(
+            {
+                "rule_id": rule_id,
+                "kind": kind,
+                "line_id": None if line is None else self.ids[line],
+                "points": points,
+                "kopecks": kopecks,
+            }
+        )
+
+    def counter(self, name: str, delta: int, rule_id: str, line: int | None) -> None:
+        self.counters.append(
+            {
+                "counter": name,
+                "delta": delta,
+                "rule_id": rule_id,
+                "line_id": None if line is None else self.ids[line],
+            }
+        )
+
+    def room(self, i: int) -> int:
+        return max(0, self.paid[i] - floor_total(self.quantity[i], self.floors[i]))
+
+    # --- rewards ----------------------------------------------------------------------
+
+    def rewards(self) -> None:
+        taken = [False] * self.count
+        for index, rule in enumerate(self.comp.rewards):
+            if not cheque_applies(rule, self.facts):
+                continue
+            members = self.members(rule, 1 << index, "rewards", taken)
+            if not members:
+                continue
+            amount = sum(self.paid[i] for i in members)
+            quantity = sum(self.quantity[i] for i in members)
+            if amount < rule.min_amount or quantity < rule.min_quantity_milli:
+                continue
+            shares = self.reward_shares(rule, members, amount)
+            if shares is None:
+                continue
+            for i in members:
+                if shares[i]:
+                    self.paid[i] -= shares[i]
+                    self.reward_discount[i] += shares[i]
+                    self.explain(rule.id, rule.kind, i, kopecks=shares[i])
+                if rule.stop:
+                    taken[i] = True
+        if self.known and any(rule.kind == "every_nth" for rule in self.comp.rewards):
+            first = next(rule for rule in self.comp.rewards if rule.kind == "every_nth")
+            self.counter(PURCHASES, 1, first.id, None)
+
+    def reward_shares(self, rule: Rule, members: list[int], amount: int) -> list[int] | None:
+        kind = rule.kind
+        if kind == "percent":
+            return self.spread(amount * rule.percent_bp // BASIS_POINTS, members)
+        if kind == "fixed":
+            return self.spread(rule.amount, members)
+        if kind == "free_product":
+            return self.free_units(members, rule.free, rule.every)
+        if not self.known:
+            return None
+        if kind == "every_nth":
+            purchase = self.customer.counters.get(PURCHASES, 0) + 1
+            if purchase % rule.nth:
+                return None
+            return self.spread(amount * rule.percent_bp // BASIS_POINTS, members)
+        return self.stamps(rule, members)
+
+    def spread(self, total: int, members: list[int]) -> list[int]:
+        weights = [0] * self.count
+        for i in members:
+            weights[i] = self.paid[i]
+        return allocate(total, weights, self.paid, self.quantity, self.floors)
+
+    def free_units(self, members: list[int], free: int, every: int) -> list[int] | None:
+        whole = [i for i in members if self.quantity[i] % 1000 == 0]
+        units = sum(self.quantity[i] // 1000 for i in whole)
+        wanted = free if every == 0 else units // every * free
+        wanted = min(wanted, units)
+        if wanted == 0:
+            return None
+        shares = [0] * self.count
+        for i in sorted(whole, key=lambda i: (self.price[i], i)):
+            if wanted == 0:
+                break
+            line_units = self.quantity[i] // 1000
+            take = min(line_units, wanted)
+            wanted -= take
+            shares[i] = min(self.room(i), self.paid[i] * take // line_units)
+        return shares
+
+    def stamps(self, rule: Rule, members: list[int]) -> list[int]:
+        held = self.customer.counters.get(rule.counter, 0)
+        shares = [0] * self.count
+        free_line = None
+        if held >= rule.needed:
+            found = self.free_units(members, 1, 0)
+            if found is not None and any(found):
+                shares = found
+                free_line = next(i for i in members if found[i])
+                self.counter(rule.counter, -rule.needed, rule.id, free_line)
+        for i in members:
+            stamps = self.quantity[i] // 1000 - (1 if i == free_line else 0)
+            if stamps > 0:
+                self.counter(rule.counter, stamps, rule.id, i)
+        return shares
+
+    # --- points spent -----------------------------------------------------------------
+
+    def redeem(self, request: RedeemRequest, now: datetime) -> tuple[int, int, str | None]:
+        """Returns (points requested, points spent, what limited them)."""
+        available = spendable_points(self.customer, now)
+        wanted = request.points if request.mode == "points" else available
+        if wanted == 0:
+            return 0, 0, None
+        policy = self.comp.rule_set.redemption
+        if not self.known or self.customer.status is not CustomerStatus.active:
+            return wanted, 0, "only an identified, confirmed, active customer can spend points"
+        if not policy.enabled:
+            return wanted, 0, "this rule set does not let points pay"
+        value = policy.kopecks_per_point
+        weights = [self.paid[i] if self.matches[i].redeemable else 0 for i in range(self.count)]
+        eligible = [i for i in range(self.count) if weights[i]]
+        room = capacity(
+            [self.paid[i] for i in eligible],
+            [self.quantity[i] for i in eligible],
+            [self.floors[i] for i in eligible],
+        )
+        payable = sum(self.paid)
+        limits = (
+            (available, "active points"),
+            (room // value, "lines points may pay for (exclusions and price floors)"),
+            (payable * policy.max_share_bp // BASIS_POINTS // value, "maximum share of cheque"),
+            (max(0, payable - policy.min_payable) // value, "minimum left to pay in money"),
+        )
+        points = wanted
+        limited: str | None = None
+        for limit, reason in limits:
+            if limit < points:
+                points, limited = limit, reason
+        for _attempt in range(3):
+            shares = allocate(points * value, weights, self.paid, self.quantity, self.floors)
+            placed = sum(shares)
+            if placed == points * value:
+                break
+            points, limited = placed // value, "prices the receipt can print"
+        else:
+            points, shares = 0, [0] * self.count
+        self.burn_kopecks = shares
+        self.burn_points = largest_remainder(points, shares)
+        for i in range(self.count):
+            if shares[i]:
+                self.paid[i] -= shares[i]
+                self.explain(
+                    REDEMPTION_RULE_ID, "redeem", i, points=-self.burn_points[i], kopecks=shares[i]
+                )
+        return wanted, points, limited
+
+    # --- earning ----------------------------------------------------------------------
+
+    def earn_points(self) -> None:
+        rounding = self.comp.rule_set.rounding
+        base = [0] * self.count
+        taken = [False] * self.count
+        for index, rule in enumerate(self.comp.earn):
+            if not cheque_applies(rule, self.facts):
+                continue
+            members = self.members(rule, 1 << index, "earn", taken)
+            if not members:
+                continue
+            money = self.full if rule.full_price else self.paid
+            amount = sum(money[i] for i in members)
+            quantity = sum(self.quantity[i] for i in members)
+            if amount < rule.min_amount or quantity < rule.min_quantity_milli:
+                continue
+            kind = rule.kind
+            if kind == "per_order":
+                points = rule.points
+                weights = [money[i] for i in members]
+                if not any(weights):
+                    weights = [self.quantity[i] for i in members]
+            else:
+                if kind == "per_money":
+                    weights = [money[i] * rule.points * rule.exact_factor for i in members]
+                elif kind == "per_unit":
+                    weights = [self.quantity[i] * rule.points * rule.exact_factor for i in members]
+                else:
+                    extra = rule.multiplier_extra_permille
+                    weights = [base[i] * extra // 1000 for i in members]
+                if kind != "multiplier":
+                    for k, i in enumerate(members):
+                        base[i] += weights[k]
+                points = _round(sum(weights), rounding)
+            shares = largest_remainder(points, weights)
+            for k, i in enumerate(members):
+                if shares[k]:
+                    self.earn[i] += shares[k]
+                    self.explain(rule.id, kind, i, points=shares[k])
+                if rule.stop:
+                    taken[i] = True
+
+
+def _facts(
+    comp: Compiled, customer: CustomerState, basket: Basket, store: Store, now: datetime
+) -> ChequeFacts:
+    local = now.astimezone(zone(store.timezone))
+    return ChequeFacts(
+        store_id=store.store_id,
+        local=local,
+        date=local.date(),
+        weekday=local.weekday(),
+        minute=local.hour * 60 + local.minute,
+        tier=effective_tier(comp.rule_set, customer),
+        promo_codes=frozenset(basket.promo_codes),
+        segments=frozenset(customer.segments),
+        campaigns=frozenset(customer.campaigns),
+    )
+
+
+def _grants(cheque: _Cheque, paid: int) -> list[dict[str, Any]]:
+    customer = cheque.customer
+    if not cheque.known or customer.customer_id is None:
+        return []
+    received = set(customer.grants_received)
+    awards = []
+    for grant in cheque.comp.rule_set.grants:
+        if paid < grant.min_amount:
+            continue
+        key = None
+        beneficiary = customer.customer_id
+        if grant.kind == "welcome":
+            key = f"welcome:{customer.customer_id}"
+        elif grant.kind == "referral" and customer.referred_by is not None:
+            key = f"referral:{customer.customer_id}"
+            beneficiary = customer.referred_by
+        elif grant.kind == "birthday" and customer.birthday is not None:
+            year = _birthday_year(customer.birthday, cheque.facts.date, grant.window_days)
+            key = None if year is None else f"birthday:{customer.customer_id}:{year}"
+        if key is None or key in received:
+            continue
+        received.add(key)
+        awards.append(
+            {
+                "kind": grant.kind,
+                "grant_key": key,
+                "points": grant.points,
+                "rule_id": grant.id,
+                "customer_id": beneficiary,
+            }
+        )
+        cheque.explain(grant.id, f"grant:{grant.kind}", None, points=grant.points)
+    return awards
+
+
+def _birthday_year(birthday: date, today: date, window_days: int) -> int | None:
+    """The year of the birthday whose window (`window_days` from the day) holds `today`;
+    29 February is kept on the 28th in other years."""
+    for year in (today.year, today.year - 1):
+        leap_day = (birthday.month, birthday.day) == (2, 29) and not calendar.isleap(year)
+        start = date(year, 2, 28) if leap_day else birthday.replace(year=year)
+        if 0 <= (today - start).days < window_days:
+            return year
+    return None
+
+
+def _messages(cheque: _Cheque, earned: int, burned: int, tier: str | None) -> list[dict[str, Any]]:
+    customer = cheque.customer
+    rule_set = cheque.comp.rule_set
+    consent = cheque.known and customer.consent_marketing
+    found = []
+    for message in sorted(rule_set.messages, key=lambda m: (-m.priority, m.id)):
+        if message.marketing and not consent:
+            continue
+        if message.tiers and tier not in message.tiers:
+            continue
+        if message.segments and not set(message.segments) & set(customer.segments):
+            continue
+        if message.campaigns and not set(message.campaigns) & set(customer.campaigns):
+            continue
+        if earned < message.min_earn_points:
+            continue
+        text = message.text.get(customer.language) or message.text.get(rule_set.default_language)
+        if text is None:
+            continue
+        balance = customer.points_balance - burned
+        for name, value in (
+            ("{earn_points}", earned),
+            ("{burn_points}", burned),
+            ("{balance}", balance),
+            ("{tier}", tier or ""),
+        ):
+            text = text.replace(name, str(value))
+        found.append({"rule_id": message.id, "text": text[:500]})
+        if len(found) == receipt_messages_max:
+            break
+    return found
+
+
+def _fiscal(cheque: _Cheque, i: int, paid: int) -> list[dict[str, Any]]:
+    parts = fiscal_parts(cheque.quantity[i], paid)
+    fiscal = []
+    for quantity, price, total in parts:
+        full = cheque.full[i] if len(parts) == 1 else quantity // 1000 * cheque.price[i]
+        fiscal.append(
+            {
+                "line_id": cheque.ids[i],
+                "quantity_milli": quantity,
+                "unit_price": price,
+                "total": total,
+                "discount": full - total,
+            }
+        )
+    return fiscal
+
+
+def evaluate(
+    rule_set: RuleSet,
+    customer: CustomerState,
+    basket: Basket,
+    store: Store,
+    now: datetime,
+    redeem: RedeemRequest | None = None,
+) -> Quote:
+    """Quote a sale: what it earns, spends, discounts and prints, and why. Pure: the same
+    inputs give the same quote, byte for byte (`canonical_json`)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise EvaluationError("now must be timezone-aware")
+    if basket.currency != rule_set.currency:
+        raise EvaluationError(
+            f"basket is in {basket.currency}, rule set {rule_set.rule_set_id} in "
+            f"{rule_set.currency}"
+        )
+    comp = compiled(rule_set)
+    facts = _facts(comp, customer, basket, store, now)
+    cheque = _Cheque(comp, customer, basket, facts)
+    cheque.rewards()
+    requested, burned, limited = cheque.redeem(redeem or RedeemRequest(), now)
+    if customer.status in EARNING:
+        cheque.earn_points()
+    total = sum(cheque.paid0)
+    paid = sum(cheque.paid)
+    earned = sum(cheque.earn)
+    grants = _grants(cheque, paid)
+    lines = []
+    for i in range(cheque.count):
+        lines.append(
+            {
+                "line_id": cheque.ids[i],
+                "earn_points": cheque.earn[i],
+                "discount": cheque.paid0[i] - cheque.paid[i],
+                "burn_points": cheque.burn_points[i],
+                "fiscal": _fiscal(cheque, i, cheque.paid[i]),
+            }
+        )
+    days = timedelta(days=1)
+    pending = rule_set.pending_days * days
+    expiry = rule_set.expiry_days * days
+    return Quote.model_validate(
+        {
+            "rule_set_id": rule_set.rule_set_id,
+            "rule_set_hash": rule_set.content_hash,
+            "evaluator_version": EVALUATOR_VERSION,
+            "currency": basket.currency,
+            "lines": lines,
+            "total": total,
+            "discount": total - paid,
+            "payable": paid,
+            "earn_points": earned,
+            "burn_points": burned,
+            "redeem_requested": requested,
+            "redeem_limited_by": limited,
+            "earn_activates_at": now + pending if earned else None,
+            "earn_expires_at": now + expiry if earned and rule_set.expiry_days else None,
+            "counter_changes": cheque.counters,
+            "rolling_spend_delta": paid if cheque.known else 0,
+            "grants": grants,
+            "messages": _messages(cheque, earned, burned, facts.tier),
+            "explanation": cheque.explanation,
+        }
+    )
