@@ -37,6 +37,7 @@ from protocol._ledger import (
     OutboxRecord,
     PhoneHashIdentifier,
     QrIdentifier,
+    ReturnedLine,
     RuleSetRef,
 )
 from protocol._refund import Refund, RefundError, RefundLine, refund_quote
@@ -58,6 +59,7 @@ from protocol._sale import (
     ReceiptMessage,
     RedeemRequest,
     Store,
+    line_total_of,
 )
 from protocol._sync import (
     PROTOCOL_VERSION,
@@ -126,6 +128,7 @@ __all__ = [
     "Refund",
     "RefundError",
     "RefundLine",
+    "ReturnedLine",
     "RuleSet",
     "RuleSetError",
     "RuleSetRef",
@@ -137,6 +140,7 @@ __all__ = [
     "content_hash",
     "effective_tier",
     "evaluate",
+    "line_total_of",
     "new_entry_id",
     "new_qr_token",
     "normalize_phone",

@@ -9,7 +9,19 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from protocol._base import Epoch, Id, NonNegPoints, Points, Seq, Sha256Hex, Text, WireModel
+from protocol._base import (
+    Epoch,
+    Id,
+    NonNegPoints,
+    Points,
+    QuantityMilli,
+    Seq,
+    Sha256Hex,
+    Text,
+    WireModel,
+    cheque_lines_max,
+)
+from protocol._refund import Refund
 from protocol._sale import Basket, CustomerState, Quote, RedeemRequest
 
 CENTRAL_DEVICE_ID = "central"
@@ -133,12 +145,20 @@ class ChequeState(StrEnum):
     refunded = "refunded"
 
 
+class ReturnedLine(WireModel):
+    line_id: Id
+    quantity_milli: QuantityMilli
+
+
 class ChequeDocument(WireModel):
     """A cheque as the till evaluated it: enough for central to recompute it exactly.
 
     Identified or anonymous, every finished cheque is reported (anonymous ones feed the
-    KPIs). A refund names the original by `original_cheque_id` (and the till that sold it,
-    when known); its basket holds the returned lines as the POS supplied them.
+    KPIs). A refund document names the original by `original_cheque_id` and lists the
+    `returned` lines. When the till sold the original itself, `quote` and `basket` are the
+    original's and `refund` is what the till reversed; for a cheque sold elsewhere `basket`
+    holds the original lines as the POS supplied them, `quote` and `refund` are empty and
+    central reconciles the refund with the original.
     """
 
     record: Literal["cheque"] = "cheque"
@@ -154,7 +174,9 @@ class ChequeDocument(WireModel):
     customer: CustomerState
     basket: Basket
     redeem: RedeemRequest = RedeemRequest()
-    quote: Quote
+    quote: Quote | None = None
+    refund: Refund | None = None
+    returned: tuple[ReturnedLine, ...] = Field(default=(), max_length=cheque_lines_max)
     fiscal_document: Annotated[str, Field(max_length=64)] | None = None
     original_cheque_id: Id | None = None
     original_device_id: Id | None = None

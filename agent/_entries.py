@@ -1,0 +1,119 @@
+"""The ledger entries a confirmed sale writes, in a fixed order, each with its own seq."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+
+from agent import _outbox
+from protocol import (
+    AccountRef,
+    CustomerAccount,
+    EntryKind,
+    LedgerEntry,
+    Quote,
+    Refund,
+    RuleSetRef,
+)
+
+if TYPE_CHECKING:
+    from agent._sales import Till
+
+
+def refund_movements(refund: Refund, original: Quote) -> Iterator[dict[str, Any]]:
+    """What a refund reverses: earned points taken back (from the same pending or active
+    points: the reversal carries the original's activation time), spent points given back,
+    counters and rolling spend."""
+    if refund.earn_points:
+        yield {
+            "kind": EntryKind.refund_reversal,
+            "asset": "points",
+            "amount": -refund.earn_points,
+            "activates_at": original.earn_activates_at,
+        }
+    if refund.burn_points:
+        yield {"kind": EntryKind.refund_reversal, "asset": "points", "amount": refund.burn_points}
+    for change in refund.counter_changes:
+        if change.delta:
+            yield {"kind": EntryKind.counter, "asset": change.counter, "amount": change.delta}
+    if refund.rolling_spend_reversed:
+        yield {
+            "kind": EntryKind.counter,
+            "asset": "rolling_spend",
+            "amount": -refund.rolling_spend_reversed,
+        }
+
+
+def sale_movements(quote: Quote) -> Iterator[dict[str, Any]]:
+    """(kind, asset, amount, extras) of every change a sale makes, zero moves left out."""
+    if quote.burn_points:
+        yield {"kind": EntryKind.burn, "asset": "points", "amount": -quote.burn_points}
+    if quote.earn_points:
+        yield {
+            "kind": EntryKind.earn,
+            "asset": "points",
+            "amount": quote.earn_points,
+            "activates_at": quote.earn_activates_at,
+            "expires_at": quote.earn_expires_at,
+        }
+    for grant in quote.grants:
+        yield {
+            "kind": EntryKind(grant.kind),
+            "asset": "points",
+            "amount": grant.points,
+            "grant_key": grant.grant_key,
+            "beneficiary": grant.customer_id,
+            "activates_at": quote.earn_activates_at,
+            "expires_at": quote.earn_expires_at,
+        }
+    for change in quote.counter_changes:
+        if change.delta:
+            yield {"kind": EntryKind.counter, "asset": change.counter, "amount": change.delta}
+    if quote.rolling_spend_delta:
+        yield {
+            "kind": EntryKind.counter,
+            "asset": "rolling_spend",
+            "amount": quote.rolling_spend_delta,
+        }
+
+
+def append_entries(
+    till: Till,
+    db: sqlite_utils.Database,
+    account: AccountRef | None,
+    movements: Iterator[dict[str, Any]],
+    source: Quote | Refund,
+    cheque_id: str,
+    offline: bool,
+) -> list[LedgerEntry]:
+    """Append the entries of a confirmed sale or a refund to the outbox, each with its own
+    seq; an anonymous cheque has none."""
+    if account is None:
+        return []
+    rules = RuleSetRef(
+        rule_set_id=source.rule_set_id,
+        rule_set_hash=source.rule_set_hash,
+        evaluator_version=source.evaluator_version,
+    )
+    entries = []
+    for movement in movements:
+        beneficiary = movement.pop("beneficiary", None)
+        grant = movement["kind"] in {EntryKind.welcome, EntryKind.birthday, EntryKind.referral}
+        if grant and account.type != "customer":
+            continue  # a one-time grant needs a known customer
+        entry = LedgerEntry(
+            entry_id=till.make_id(),
+            device_id=till.seat.device_id,
+            device_epoch=till.seat.epoch,
+            device_seq=_outbox.next_seq(db, till.seat.epoch),
+            account=account if beneficiary is None else CustomerAccount(customer_id=beneficiary),
+            cheque_id=cheque_id,
+            rules=rules,
+            device_time=till.clock.wall(),
+            **movement,
+        )
+        _outbox.append(db, entry, offline=offline)
+        entries.append(entry)
+    return entries

@@ -1,0 +1,597 @@
+"""The sale path: quote, reserve, confirm, void, refund, expiry — each one transaction.
+
+Every operation is idempotent by the POS's id: the same request returns the stored answer; a
+different request under the same id is refused. Nothing here waits on the network inside a
+transaction: an online hold is asked for before the write, with a short timeout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+import sqlite_utils
+from pydantic import TypeAdapter
+
+from agent import _outbox
+from agent._allowance import Allowance, data_age_s, offline_allowance
+from agent._balances import balance_view, offline_spent
+from agent._cache import get_customer, offline_limits, utc_iso
+from agent._clock import Clock
+from agent._entries import append_entries, refund_movements, sale_movements
+from agent._errors import Conflict, NotFound, TillError
+from agent._identify import IdentityRules, Resolved, resolve
+from agent._models import (
+    BalanceView,
+    ConfirmRequest,
+    ConfirmResponse,
+    HoldMode,
+    Identification,
+    IdentifierInput,
+    QuoteRequest,
+    RefundRequest,
+    RefundResponse,
+    ReserveRequest,
+    ReserveResponse,
+    VoidRequest,
+    VoidResponse,
+)
+from agent._rulebook import RuleBook
+from agent._store import TillStore
+from protocol import (
+    AccountRef,
+    Basket,
+    ChequeDocument,
+    ChequeKind,
+    ChequeState,
+    CustomerState,
+    HoldRequest,
+    HoldResponse,
+    LedgerEntry,
+    Quote,
+    RedeemRequest,
+    Refund,
+    RefundError,
+    ReturnedLine,
+    Store,
+    UUIDv7Generator,
+    content_hash,
+    evaluate,
+    line_total_of,
+    refund_quote,
+)
+
+CentralHold = Callable[[HoldRequest], HoldResponse | None]
+"""Places a hold at central; None when central did not answer in time."""
+
+
+@dataclass(frozen=True)
+class TillSettings:
+    store: Store
+    identity: IdentityRules
+
+
+class Till:
+    """One till's sale service over its SQLite file. Thread-safe: any caller, any thread."""
+
+    def __init__(
+        self,
+        store: TillStore,
+        settings: TillSettings,
+        clock: Clock,
+        rulebook: RuleBook,
+        central_hold: CentralHold | None = None,
+        make_id: UUIDv7Generator | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.rulebook = rulebook
+        self.central_hold = central_hold
+        self.make_id = make_id or UUIDv7Generator(
+            clock_ms=lambda: int(clock.wall().timestamp() * 1000)
+        )
+        self.seat = _outbox.ensure_seat(store)
+
+    # --- identify and quote ---------------------------------------------------------------
+
+    def identify(self, given: IdentifierInput) -> Identification:
+        with self.store.read() as db:
+            resolved = resolve(db, self.settings.identity, given)
+            view = self._view(db, resolved)
+        customer = resolved.customer
+        return Identification(
+            known=customer is not None,
+            customer_id=customer.state.customer_id if customer else None,
+            first_name=customer.first_name if customer else "",
+            tier=customer.state.tier if customer else None,
+            phone_only=resolved.phone_only,
+            balance=view,
+        )
+
+    def quote(self, request: QuoteRequest) -> Quote:
+        with self.store.read() as db:
+            resolved = self._resolve(db, request.customer)
+            quote, _, _ = self._price(db, resolved, request.basket, request.redeem, None)
+        return quote
+
+    # --- reserve ----------------------------------------------------------------------------
+
+    def reserve(self, request: ReserveRequest) -> ReserveResponse:
+        request_hash = content_hash(request)
+        with self.store.read() as db:
+            earlier = _stored_reservation(db, request.cheque_id, request_hash)
+            if earlier is not None:
+                return earlier
+            resolved = self._resolve(db, request.customer)
+        hold = None if resolved is None else self._central_hold(request, resolved)
+        with self.store.write() as db:
+            earlier = _stored_reservation(db, request.cheque_id, request_hash)
+            if earlier is not None:
+                return earlier
+            quote, mode, note = self._price(db, resolved, request.basket, request.redeem, hold)
+            response = ReserveResponse(
+                cheque_id=request.cheque_id,
+                state=ChequeState.reserved,
+                quote=quote,
+                hold_mode=mode,
+                points_held=quote.burn_points,
+                redeem_note=note,
+            )
+            self._insert_cheque(db, request, request_hash, resolved, response)
+        return response
+
+    def _central_hold(self, request: ReserveRequest, resolved: Resolved) -> HoldResponse | None:
+        wants = request.redeem.mode == "all" or request.redeem.points > 0
+        if not wants or self.central_hold is None or resolved.customer is None:
+            return None
+        customer_id = resolved.customer.state.customer_id
+        if customer_id is None:
+            return None
+        asked = HoldRequest(
+            device_id=self.seat.device_id,
+            cheque_id=request.cheque_id,
+            customer_id=customer_id,
+            points=request.redeem.points if request.redeem.mode == "points" else 10**12,
+            phone_only=resolved.phone_only,
+            confirmation_code=request.confirmation_code,
+        )
+        return self.central_hold(asked)
+
+    def _price(
+        self,
+        db: sqlite_utils.Database,
+        resolved: Resolved | None,
+        basket: Basket,
+        redeem: RedeemRequest,
+        hold: HoldResponse | None,
+    ) -> tuple[Quote, HoldMode, str | None]:
+        now = self.clock.wall()
+        state = CustomerState() if resolved is None or resolved.customer is None else None
+        view = None
+        if state is None and resolved is not None and resolved.customer is not None:
+            view = self._view(db, resolved)
+            state = resolved.customer.state.model_copy(update={"points_balance": view.balance})
+        assert state is not None
+        allowed = self._allowed(db, resolved, redeem, view, hold)
+        capped = RedeemRequest(mode="points", points=allowed.points)
+        quote = evaluate(
+            self.rulebook.active(db, now), state, basket, self.settings.store, now, capped
+        )
+        mode = HoldMode.none
+        if quote.burn_points > 0:
+            mode = HoldMode.central if hold is not None else HoldMode.offline
+        return quote, mode, allowed.reason or quote.redeem_limited_by
+
+    def _allowed(
+        self,
+        db: sqlite_utils.Database,
+        resolved: Resolved | None,
+        redeem: RedeemRequest,
+        view: BalanceView | None,
+        hold: HoldResponse | None,
+    ) -> Allowance:
+        asked = redeem.points if redeem.mode == "points" else 10**12
+        if asked == 0:
+            return Allowance(0, None)
+        if resolved is None or view is None:
+            return Allowance(0, "points can be spent only by a customer the till knows")
+        available = max(view.available, 0)
+        if hold is not None:
+            points = min(asked, hold.points, available)
+            return Allowance(points, None if points == asked else "limited by the balance")
+        allowance = offline_allowance(
+            offline_limits(db),
+            min(asked, available),
+            offline_spent(db, _outbox.key_of(resolved.account)),
+            self._data_age(db),
+            resolved.phone_only,
+        )
+        if allowance.reason is None and allowance.points < asked and redeem.mode == "points":
+            return replace(allowance, reason=f"only {available} points are available")
+        return allowance
+
+    def _insert_cheque(
+        self,
+        db: sqlite_utils.Database,
+        request: ReserveRequest,
+        request_hash: str,
+        resolved: Resolved | None,
+        response: ReserveResponse,
+    ) -> None:
+        now = self.clock.wall()
+        ttl_s = offline_limits(db).reservation_ttl_s
+        reservation = {
+            "request": json.loads(request.model_dump_json()),
+            "response": json.loads(response.model_dump_json()),
+            "account": None if resolved is None else resolved.account.model_dump(mode="json"),
+            "customer": None
+            if resolved is None or resolved.customer is None
+            else resolved.customer.state.model_dump(mode="json"),
+        }
+        db.execute(
+            "INSERT INTO cheques(cheque_id, state, request_hash, account_key, hold_mode,"
+            " points_held, reserved_at, expires_at, reservation) VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                request.cheque_id,
+                str(ChequeState.reserved),
+                request_hash,
+                None if resolved is None else _outbox.key_of(resolved.account),
+                str(response.hold_mode),
+                response.points_held,
+                utc_iso(now),
+                utc_iso(now + timedelta(seconds=ttl_s)),
+                json.dumps(reservation, sort_keys=True),
+            ],
+        )
+
+    # --- confirm, void, expire --------------------------------------------------------------
+
+    def confirm(self, request: ConfirmRequest) -> ConfirmResponse:
+        with self.store.write() as db:
+            row = _cheque(db, request.cheque_id)
+            state = ChequeState(row["state"])
+            if state in {
+                ChequeState.confirmed,
+                ChequeState.partially_refunded,
+                ChequeState.refunded,
+            }:
+                return _stored_confirmation(row, request)
+            if state is ChequeState.voided:
+                raise Conflict("cheque_voided", "this cheque was voided; ring it up again")
+            response = self._apply_confirm(db, row, request, late=state is ChequeState.expired)
+        return response
+
+    def _apply_confirm(
+        self, db: sqlite_utils.Database, row: dict[str, Any], request: ConfirmRequest, late: bool
+    ) -> ConfirmResponse:
+        reservation = json.loads(row["reservation"])
+        quote = ReserveResponse.model_validate(reservation["response"]).quote
+        account = _account_of(reservation)
+        offline = row["hold_mode"] == HoldMode.offline
+        entries = append_entries(
+            self, db, account, sale_movements(quote), quote, request.cheque_id, offline
+        )
+        document = self._sale_document(
+            db, reservation, ChequeState.confirmed, request.fiscal_document, entries
+        )
+        _outbox.append(db, document, offline)
+        db.execute(
+            "UPDATE cheques SET state = ?, points_held = 0, fiscal_document = ? "
+            "WHERE cheque_id = ?",
+            [str(ChequeState.confirmed), request.fiscal_document, request.cheque_id],
+        )
+        response = ConfirmResponse(
+            cheque_id=request.cheque_id,
+            state=ChequeState.confirmed,
+            earned_points=quote.earn_points,
+            spent_points=quote.burn_points,
+            balance=self._account_view(db, account),
+            late=late,
+        )
+        db.execute(
+            "UPDATE cheques SET finished_response = ? WHERE cheque_id = ?",
+            [response.model_dump_json(), request.cheque_id],
+        )
+        return response
+
+    def void(self, request: VoidRequest) -> VoidResponse:
+        with self.store.write() as db:
+            row = _cheque(db, request.cheque_id)
+            state = ChequeState(row["state"])
+            if state in {ChequeState.voided, ChequeState.expired}:
+                return VoidResponse(cheque_id=request.cheque_id, state=state)
+            if state is not ChequeState.reserved:
+                raise Conflict("cheque_confirmed", "this cheque was paid; refund it instead")
+            self._finish_unpaid(db, row, ChequeState.voided)
+        return VoidResponse(cheque_id=request.cheque_id, state=ChequeState.voided)
+
+    def expire_reservations(self) -> list[str]:
+        """Release reservations neither confirmed nor voided in time; report them."""
+        now = utc_iso(self.clock.wall())
+        with self.store.write() as db:
+            rows = list(
+                db.query(
+                    "SELECT * FROM cheques WHERE state = 'reserved' AND expires_at < ? "
+                    "ORDER BY expires_at LIMIT 500",
+                    [now],
+                )
+            )
+            for row in rows:
+                self._finish_unpaid(db, row, ChequeState.expired)
+        return [row["cheque_id"] for row in rows]
+
+    def _finish_unpaid(
+        self, db: sqlite_utils.Database, row: dict[str, Any], state: ChequeState
+    ) -> None:
+        reservation = json.loads(row["reservation"])
+        document = self._sale_document(db, reservation, state, None, [])
+        _outbox.append(db, document, offline=row["hold_mode"] == HoldMode.offline)
+        db.execute(
+            "UPDATE cheques SET state = ?, points_held = 0 WHERE cheque_id = ?",
+            [str(state), row["cheque_id"]],
+        )
+
+    # --- refund ------------------------------------------------------------------------------
+
+    def refund(self, request: RefundRequest) -> RefundResponse:
+        """Return lines of a cheque: pro rata, cumulative, never more than was sold."""
+        request_hash = content_hash(request)
+        with self.store.write() as db:
+            earlier = _stored_refund(db, request.refund_id, request_hash)
+            if earlier is not None:
+                return earlier
+            rows = list(db.query("SELECT * FROM cheques WHERE cheque_id = ?", [request.cheque_id]))
+            if rows:
+                response = self._refund_own(db, rows[0], request)
+            else:
+                response = self._refund_foreign(db, request)
+            db.execute(
+                "INSERT INTO refunds(refund_id, cheque_id, request_hash, response) "
+                "VALUES (?,?,?,?)",
+                [request.refund_id, request.cheque_id, request_hash, response.model_dump_json()],
+            )
+        return response
+
+    def _refund_own(
+        self, db: sqlite_utils.Database, row: dict[str, Any], request: RefundRequest
+    ) -> RefundResponse:
+        if row["state"] not in _PAID:
+            raise Conflict("cheque_not_paid", f"cheque {request.cheque_id} was never paid")
+        reservation = json.loads(row["reservation"])
+        sale = ReserveRequest.model_validate(reservation["request"])
+        quote = ReserveResponse.model_validate(reservation["response"]).quote
+        earlier = [Refund.model_validate(item) for item in json.loads(row["refunds"])]
+        returned = {line.line_id: line.quantity_milli for line in request.lines}
+        if len(returned) != len(request.lines):
+            raise TillError("refund_invalid", "each line may appear once in a refund")
+        try:
+            refund = refund_quote(quote, sale.basket, returned, earlier)
+        except RefundError as error:
+            raise TillError("refund_invalid", str(error)) from error
+        account = _account_of(reservation)
+        entries = append_entries(
+            self, db, account, refund_movements(refund, quote), refund, request.refund_id, False
+        )
+        state = ChequeState.refunded if refund.complete else ChequeState.partially_refunded
+        document = self._document(
+            db,
+            cheque_id=request.refund_id,
+            kind=ChequeKind.refund,
+            state=state,
+            account=account,
+            customer=_customer_of(reservation),
+            basket=sale.basket,
+            quote=quote,
+            refund=refund,
+            returned=_returned(request),
+            original_cheque_id=request.cheque_id,
+            original_device_id=self.seat.device_id,
+            entry_ids=tuple(entry.entry_id for entry in entries),
+        )
+        _outbox.append(db, document, offline=False)
+        history = [*json.loads(row["refunds"]), refund.model_dump(mode="json")]
+        db.execute(
+            "UPDATE cheques SET state = ?, refunds = ? WHERE cheque_id = ?",
+            [str(state), json.dumps(history), request.cheque_id],
+        )
+        return RefundResponse(
+            refund_id=request.refund_id,
+            cheque_id=request.cheque_id,
+            cheque_state=state,
+            earn_reversed_points=refund.earn_points,
+            burn_returned_points=refund.burn_points,
+            money_refund=refund.money,
+        )
+
+    def _refund_foreign(self, db: sqlite_utils.Database, request: RefundRequest) -> RefundResponse:
+        """A cheque sold at another till: recorded from the POS's lines, reconciled at central."""
+        if request.original_basket is None:
+            raise NotFound(
+                "cheque_unknown",
+                f"cheque {request.cheque_id} was not sold at this till: send original_basket",
+            )
+        basket = request.original_basket
+        lines = {line.line_id: line for line in basket.lines}
+        for line in request.lines:
+            sold = lines.get(line.line_id)
+            if sold is None or line.quantity_milli > sold.quantity_milli:
+                raise TillError(
+                    "refund_invalid", f"line {line.line_id!r}: not on the original or too many"
+                )
+        resolved = self._resolve(db, request.customer)
+        document = self._document(
+            db,
+            cheque_id=request.refund_id,
+            kind=ChequeKind.refund,
+            state=ChequeState.refunded,
+            account=None if resolved is None else resolved.account,
+            customer=CustomerState()
+            if resolved is None or resolved.customer is None
+            else resolved.customer.state,
+            basket=basket,
+            returned=_returned(request),
+            original_cheque_id=request.cheque_id,
+        )
+        _outbox.append(db, document, offline=False)
+        money = sum(
+            line_total_of(line.quantity_milli, lines[line.line_id].unit_price)
+            for line in request.lines
+        )
+        return RefundResponse(
+            refund_id=request.refund_id,
+            cheque_id=request.cheque_id,
+            cheque_state=None,
+            earn_reversed_points=0,
+            burn_returned_points=0,
+            money_refund=money,
+            reconciled_at_central=True,
+        )
+
+    # --- shared pieces ----------------------------------------------------------------------
+
+    def _sale_document(
+        self,
+        db: sqlite_utils.Database,
+        reservation: dict[str, Any],
+        state: ChequeState,
+        fiscal_document: str | None,
+        entries: list[LedgerEntry],
+    ) -> ChequeDocument:
+        request = ReserveRequest.model_validate(reservation["request"])
+        return self._document(
+            db,
+            cheque_id=request.cheque_id,
+            kind=ChequeKind.sale,
+            state=state,
+            account=_account_of(reservation),
+            customer=_customer_of(reservation),
+            basket=request.basket,
+            redeem=request.redeem,
+            quote=ReserveResponse.model_validate(reservation["response"]).quote,
+            fiscal_document=fiscal_document,
+            entry_ids=tuple(entry.entry_id for entry in entries),
+        )
+
+    def _document(self, db: sqlite_utils.Database, **fields: Any) -> ChequeDocument:
+        """The next outbox record: a cheque document of this till's current epoch."""
+        return ChequeDocument(
+            document_id=self.make_id(),
+            device_id=self.seat.device_id,
+            device_epoch=self.seat.epoch,
+            device_seq=_outbox.next_seq(db, self.seat.epoch),
+            store_id=self.settings.store.store_id,
+            device_time=self.clock.wall(),
+            **fields,
+        )
+
+    def _account_view(
+        self, db: sqlite_utils.Database, account: AccountRef | None
+    ) -> BalanceView | None:
+        if account is None:
+            return None
+        cached = None
+        if account.type == "customer":
+            cached = get_customer(db, account.customer_id)
+        return balance_view(db, _outbox.key_of(account), cached, self.clock.wall())
+
+    def _resolve(self, db: sqlite_utils.Database, given: IdentifierInput | None) -> Resolved | None:
+        return None if given is None else resolve(db, self.settings.identity, given)
+
+    def _view(self, db: sqlite_utils.Database, resolved: Resolved) -> BalanceView:
+        return balance_view(
+            db, _outbox.key_of(resolved.account), resolved.customer, self.clock.wall()
+        )
+
+    def _data_age(self, db: sqlite_utils.Database) -> float | None:
+        boottime = db.execute("SELECT value FROM meta WHERE key = 'last_pull_boottime_s'")
+        boot_id = db.execute("SELECT value FROM meta WHERE key = 'last_pull_boot_id'")
+        pulled_at, pulled_boot = boottime.fetchone(), boot_id.fetchone()
+        return data_age_s(
+            pulled_boot[0] if pulled_boot else None,
+            float(pulled_at[0]) if pulled_at else None,
+            self.clock.boot_id(),
+            self.clock.boottime_s(),
+        )
+
+
+_PAID = {
+    str(ChequeState.confirmed),
+    str(ChequeState.partially_refunded),
+    str(ChequeState.refunded),
+}
+
+
+def _returned(request: RefundRequest) -> tuple[ReturnedLine, ...]:
+    return tuple(
+        ReturnedLine(line_id=line.line_id, quantity_milli=line.quantity_milli)
+        for line in request.lines
+    )
+
+
+def _stored_refund(
+    db: sqlite_utils.Database, refund_id: str, request_hash: str
+) -> RefundResponse | None:
+    row = db.execute(
+        "SELECT request_hash, response FROM refunds WHERE refund_id = ?", [refund_id]
+    ).fetchone()
+    if row is None:
+        return None
+    if row[0] != request_hash:
+        raise Conflict(
+            "refund_id_reused",
+            f"refund {refund_id} was already made with different lines; use a new refund id",
+        )
+    return RefundResponse.model_validate_json(row[1])
+
+
+def _cheque(db: sqlite_utils.Database, cheque_id: str) -> dict[str, Any]:
+    rows = list(db.query("SELECT * FROM cheques WHERE cheque_id = ?", [cheque_id]))
+    if not rows:
+        raise NotFound("cheque_unknown", f"no reservation for cheque {cheque_id} on this till")
+    return rows[0]
+
+
+def _stored_reservation(
+    db: sqlite_utils.Database, cheque_id: str, request_hash: str
+) -> ReserveResponse | None:
+    row = db.execute(
+        "SELECT request_hash, reservation FROM cheques WHERE cheque_id = ?", [cheque_id]
+    ).fetchone()
+    if row is None:
+        return None
+    if row[0] != request_hash:
+        raise Conflict(
+            "cheque_id_reused",
+            f"cheque {cheque_id} was already reserved with different contents; use a new cheque id",
+        )
+    return ReserveResponse.model_validate(json.loads(row[1])["response"])
+
+
+def _stored_confirmation(row: dict[str, Any], request: ConfirmRequest) -> ConfirmResponse:
+    if row["fiscal_document"] != request.fiscal_document:
+        raise Conflict(
+            "cheque_confirmed",
+            f"cheque {request.cheque_id} was confirmed with fiscal document "
+            f"{row['fiscal_document']}",
+        )
+    return ConfirmResponse.model_validate_json(row["finished_response"])
+
+
+_ACCOUNT = TypeAdapter[AccountRef](AccountRef)
+
+
+def _account_of(reservation: dict[str, Any]) -> AccountRef | None:
+    data = reservation["account"]
+    return None if data is None else _ACCOUNT.validate_python(data)
+
+
+def _customer_of(reservation: dict[str, Any]) -> CustomerState:
+    data = reservation["customer"]
+    return CustomerState() if data is None else CustomerState.model_validate(data)
+
+
+__all__ = ["CentralHold", "Till", "TillError", "TillSettings"]

@@ -1,0 +1,314 @@
+"""The sale path on a real SQLite file: reserve, confirm, void, expiry, refund, idempotency."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from agent._clock import ManualClock
+from agent._errors import Conflict, NotFound, TillError
+from agent._models import (
+    ConfirmRequest,
+    IdentifierInput,
+    QuoteRequest,
+    RefundLine,
+    RefundRequest,
+    ReserveRequest,
+    VoidRequest,
+)
+from agent._sales import Till
+from protocol import Basket, BasketLine, ChequeState, IdentifierRejected, RedeemRequest
+
+from .conftest import CARD, PHONE
+
+CARD_INPUT = IdentifierInput(type="card", value=CARD)
+
+
+def basket(*prices: int, category: str = "grocery") -> Basket:
+    return Basket(
+        lines=tuple(
+            BasketLine(
+                line_id=str(i),
+                sku=f"sku-{i}",
+                category=category,
+                quantity_milli=1000,
+                unit_price=price,
+                total=price,
+            )
+            for i, price in enumerate(prices, start=1)
+        )
+    )
+
+
+def outbox(till: Till) -> list[dict]:
+    rows = till.store.db.query("SELECT * FROM outbox ORDER BY epoch, seq")
+    return [dict(row, payload=json.loads(row["payload"])) for row in rows]
+
+
+def sell(till: Till, cheque_id: str, redeem: int = 0, **kwargs: object) -> None:
+    request = ReserveRequest(
+        cheque_id=cheque_id,
+        customer=kwargs.get("customer", CARD_INPUT),  # type: ignore[arg-type]
+        basket=kwargs.get("basket", basket(10000, 5000)),  # type: ignore[arg-type]
+        redeem=RedeemRequest(points=redeem),
+    )
+    till.reserve(request)
+    till.confirm(ConfirmRequest(cheque_id=cheque_id, fiscal_document=f"FD-{cheque_id}"))
+
+
+def test_identify_by_card_and_phone_shows_the_balance(till: Till) -> None:
+    by_card = till.identify(CARD_INPUT)
+    assert by_card.known
+    assert by_card.customer_id == "c-1"
+    assert by_card.balance is not None
+    assert by_card.balance.available == 1000
+    by_phone = till.identify(IdentifierInput(type="phone", value="8 (916) 123-45-67"))
+    assert by_phone.customer_id == "c-1"
+    assert by_phone.phone_only
+    stored = till.store.db.execute("SELECT value FROM identifiers").fetchall()
+    assert all(PHONE[1:] not in row[0] for row in stored)
+
+
+def test_quote_writes_nothing(till: Till) -> None:
+    quote = till.quote(QuoteRequest(customer=CARD_INPUT, basket=basket(10000)))
+    assert quote.earn_points == 100  # 1 point per rouble, silver tier
+    assert outbox(till) == []
+
+
+def test_reserve_and_confirm_write_entries_and_document_in_seq_order(till: Till) -> None:
+    reserved = till.reserve(
+        ReserveRequest(
+            cheque_id="pos-1",
+            customer=CARD_INPUT,
+            basket=basket(100000, 50000),
+            redeem=RedeemRequest(points=300),
+        )
+    )
+    assert reserved.state is ChequeState.reserved
+    assert reserved.points_held == reserved.quote.burn_points == 300
+    assert sum(line.discount for line in reserved.quote.lines) == 30000
+    assert till.identify(CARD_INPUT).balance.held == 300  # type: ignore[union-attr]
+    confirmed = till.confirm(ConfirmRequest(cheque_id="pos-1", fiscal_document="FD-1"))
+    assert confirmed.state is ChequeState.confirmed
+    records = outbox(till)
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    kinds = [(r["kind"], r["asset"], r["amount"]) for r in records if r["record"] == "entry"]
+    assert ("burn", "points", -300) in kinds
+    assert ("earn", "points", reserved.quote.earn_points) in kinds
+    document = records[-1]["payload"]
+    assert document["record"] == "cheque"
+    assert document["state"] == "confirmed"
+    assert document["fiscal_document"] == "FD-1"
+    assert len(document["entry_ids"]) == len(kinds)
+    view = confirmed.balance
+    assert view is not None
+    assert view.held == 0
+    granted = sum(grant.points for grant in reserved.quote.grants)
+    assert view.balance == 1000 - 300 + reserved.quote.earn_points + granted
+    assert view.pending == reserved.quote.earn_points + granted  # the 14-day return window
+
+
+def test_same_request_same_answer_changed_payload_refused(till: Till) -> None:
+    request = ReserveRequest(cheque_id="pos-2", customer=CARD_INPUT, basket=basket(5000))
+    first = till.reserve(request)
+    assert till.reserve(request) == first
+    changed = request.model_copy(update={"basket": basket(5001)})
+    with pytest.raises(Conflict) as caught:
+        till.reserve(changed)
+    assert caught.value.code == "cheque_id_reused"
+    confirm = ConfirmRequest(cheque_id="pos-2", fiscal_document="FD-2")
+    assert till.confirm(confirm) == till.confirm(confirm)
+    with pytest.raises(Conflict):
+        till.confirm(ConfirmRequest(cheque_id="pos-2", fiscal_document="FD-other"))
+    assert len([r for r in outbox(till) if r["record"] == "cheque"]) == 1
+
+
+def test_void_releases_the_hold_and_blocks_confirm(till: Till) -> None:
+    till.reserve(
+        ReserveRequest(
+            cheque_id="pos-3",
+            customer=CARD_INPUT,
+            basket=basket(10000),
+            redeem=RedeemRequest(points=200),
+        )
+    )
+    assert till.void(VoidRequest(cheque_id="pos-3")).state is ChequeState.voided
+    assert till.identify(CARD_INPUT).balance.held == 0  # type: ignore[union-attr]
+    with pytest.raises(Conflict):
+        till.confirm(ConfirmRequest(cheque_id="pos-3", fiscal_document="FD-3"))
+    assert till.void(VoidRequest(cheque_id="pos-3")).state is ChequeState.voided
+    with pytest.raises(NotFound):
+        till.void(VoidRequest(cheque_id="never"))
+
+
+def test_expired_reservation_is_released_and_still_confirmable(
+    till: Till, clock: ManualClock
+) -> None:
+    till.reserve(
+        ReserveRequest(
+            cheque_id="pos-4",
+            customer=CARD_INPUT,
+            basket=basket(100000),
+            redeem=RedeemRequest(points=100),
+        )
+    )
+    clock.advance(601)
+    assert till.expire_reservations() == ["pos-4"]
+    assert till.identify(CARD_INPUT).balance.held == 0  # type: ignore[union-attr]
+    late = till.confirm(ConfirmRequest(cheque_id="pos-4", fiscal_document="FD-4"))
+    assert late.late
+    assert late.spent_points == 100
+    states = [r["payload"]["state"] for r in outbox(till) if r["record"] == "cheque"]
+    assert states == ["expired", "confirmed"]
+
+
+def test_unknown_card_accrues_to_the_card(till: Till) -> None:
+    unknown = IdentifierInput(type="card", value="2770000000024")
+    assert not till.identify(unknown).known
+    sell(till, "pos-5", customer=unknown)
+    earn = [r for r in outbox(till) if r["kind"] == "earn"]
+    assert earn[0]["payload"]["account"] == {"type": "card", "number": "2770000000024"}
+
+
+def test_bank_card_is_refused_with_a_reason(till: Till) -> None:
+    with pytest.raises(IdentifierRejected) as caught:
+        till.identify(IdentifierInput(type="card", value="4111111111111111"))
+    assert caught.value.code == "card_unknown_range"
+
+
+def test_anonymous_cheque_is_reported_without_entries(till: Till) -> None:
+    sell(till, "pos-6", customer=None)
+    records = outbox(till)
+    assert [r["record"] for r in records] == ["cheque"]
+    assert records[0]["payload"]["account"] is None
+
+
+def test_two_reservations_cannot_spend_more_than_the_balance(till: Till) -> None:
+    first = till.reserve(
+        ReserveRequest(
+            cheque_id="a",
+            customer=CARD_INPUT,
+            basket=basket(100000),
+            redeem=RedeemRequest(points=400),
+        )
+    )
+    second = till.reserve(
+        ReserveRequest(
+            cheque_id="b",
+            customer=CARD_INPUT,
+            basket=basket(100000),
+            redeem=RedeemRequest(points=400),
+        )
+    )
+    # the customer's offline allowance on this till is 500 points
+    assert first.points_held + second.points_held == 500
+    assert second.redeem_note and "allowance" in second.redeem_note
+
+
+def test_stale_data_stops_offline_spending_but_not_earning(till: Till, clock: ManualClock) -> None:
+    clock.advance(7200)
+    reserved = till.reserve(
+        ReserveRequest(
+            cheque_id="pos-7",
+            customer=CARD_INPUT,
+            basket=basket(10000),
+            redeem=RedeemRequest(points=100),
+        )
+    )
+    assert reserved.points_held == 0
+    assert "2 h old" in (reserved.redeem_note or "")
+    assert reserved.quote.earn_points == 100
+
+
+def test_wall_clock_jump_does_not_make_stale_data_fresh(till: Till, clock: ManualClock) -> None:
+    clock.advance(7200)
+    clock.set_wall(clock.wall().replace(year=2026, month=11, day=25, hour=9))
+    reserved = till.reserve(
+        ReserveRequest(
+            cheque_id="pos-8",
+            customer=CARD_INPUT,
+            basket=basket(10000),
+            redeem=RedeemRequest(points=100),
+        )
+    )
+    assert reserved.points_held == 0
+
+
+def test_phone_only_identification_has_a_smaller_offline_cap(till: Till) -> None:
+    reserved = till.reserve(
+        ReserveRequest(
+            cheque_id="pos-9",
+            customer=IdentifierInput(type="phone", value=PHONE),
+            basket=basket(100000),
+            redeem=RedeemRequest(points=400),
+        )
+    )
+    assert reserved.points_held == 100
+
+
+def test_partial_refunds_add_up_to_the_full_refund(till: Till) -> None:
+    sell(till, "pos-10", redeem=300, basket=basket(10000, 5000, 3333))
+    first = till.refund(
+        RefundRequest(
+            refund_id="r-1",
+            cheque_id="pos-10",
+            lines=(RefundLine(line_id="1", quantity_milli=1000),),
+        )
+    )
+    assert first.cheque_state is ChequeState.partially_refunded
+    rest = till.refund(
+        RefundRequest(
+            refund_id="r-2",
+            cheque_id="pos-10",
+            lines=(
+                RefundLine(line_id="2", quantity_milli=1000),
+                RefundLine(line_id="3", quantity_milli=1000),
+            ),
+        )
+    )
+    assert rest.cheque_state is ChequeState.refunded
+    sale = [r for r in outbox(till) if r["record"] == "cheque"][0]["payload"]["quote"]
+    assert first.earn_reversed_points + rest.earn_reversed_points == sale["earn_points"]
+    assert first.burn_returned_points + rest.burn_returned_points == sale["burn_points"]
+    assert first.money_refund + rest.money_refund == sale["payable"]
+    with pytest.raises(TillError) as caught:
+        till.refund(
+            RefundRequest(
+                refund_id="r-3",
+                cheque_id="pos-10",
+                lines=(RefundLine(line_id="1", quantity_milli=1),),
+            )
+        )
+    assert caught.value.code == "refund_invalid"
+    view = till.identify(CARD_INPUT).balance
+    assert view is not None
+    welcome = sum(grant["points"] for grant in sale["grants"])
+    assert view.balance == 1000 + welcome  # the welcome bonus stays; the sale is undone
+    assert view.pending == welcome
+
+
+def test_refund_of_a_cheque_sold_elsewhere_is_recorded_for_central(till: Till) -> None:
+    response = till.refund(
+        RefundRequest(
+            refund_id="r-9",
+            cheque_id="other-till-77",
+            lines=(RefundLine(line_id="1", quantity_milli=1000),),
+            original_basket=basket(2500, 100),
+            customer=CARD_INPUT,
+        )
+    )
+    assert response.reconciled_at_central
+    assert response.money_refund == 2500
+    document = outbox(till)[-1]["payload"]
+    assert document["kind"] == "refund"
+    assert document["original_cheque_id"] == "other-till-77"
+    assert document["returned"] == [{"line_id": "1", "quantity_milli": 1000}]
+
+
+def test_the_database_is_the_record(till: Till, tmp_path) -> None:
+    sell(till, "pos-11")
+    with sqlite3.connect(till.store.path) as raw:
+        state = raw.execute("SELECT state FROM cheques WHERE cheque_id = 'pos-11'").fetchone()
+    assert state == ("confirmed",)
