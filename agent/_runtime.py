@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from protocol import PhoneHasher, RuleSetError, parse_rule_set
-
 from agent._clock import Clock, SystemClock
 from agent._config import AgentSettings, ConfigError
 from agent._identify import IdentityRules
 from agent._rulebook import RuleBook, install_rule_set
 from agent._sales import CentralHold, Till, TillSettings
 from agent._store import TillStore
+from protocol import PhoneHasher, RuleSetError, parse_rule_set
 
 PHONE_KEY_FILE = "phone-hash.key"
 

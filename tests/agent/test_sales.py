@@ -204,7 +204,8 @@ def test_two_reservations_cannot_spend_more_than_the_balance(till: Till) -> None
     )
     # the customer's offline allowance on this till is 500 points
     assert first.points_held + second.points_held == 500
-    assert second.redeem_note and "allowance" in second.redeem_note
+    assert second.redeem_note
+    assert "allowance" in second.redeem_note
 
 
 def test_stale_data_stops_offline_spending_but_not_earning(till: Till, clock: ManualClock) -> None:
@@ -269,7 +270,7 @@ def test_partial_refunds_add_up_to_the_full_refund(till: Till) -> None:
         )
     )
     assert rest.cheque_state is ChequeState.refunded
-    sale = [r for r in outbox(till) if r["record"] == "cheque"][0]["payload"]["quote"]
+    sale = next(r for r in outbox(till) if r["record"] == "cheque")["payload"]["quote"]
     assert first.earn_reversed_points + rest.earn_reversed_points == sale["earn_points"]
     assert first.burn_returned_points + rest.burn_returned_points == sale["burn_points"]
     assert first.money_refund + rest.money_refund == sale["payable"]
