@@ -141,6 +141,7 @@ class TillStore:
         self._commit_hook = commit_hook
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._writer = threading.Lock()
         first = self._conn()
         _check_pragmas(first)
         _migrate(first, self.path)
@@ -167,16 +168,22 @@ class TillStore:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite_utils.Database]:
-        """One write transaction: all of it reaches the disk, or none of it."""
+        """One write transaction: all of it reaches the disk, or none of it.
+
+        Writers of this process queue on a lock (handed over at once, where SQLite's busy
+        handler would sleep in steps of up to 100 ms); other processes are waited for by
+        `busy_timeout_ms`.
+        """
         conn = self._conn()
-        self._begin(conn)
-        try:
-            yield self.db
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        self._commit(conn)
+        with self._writer:
+            self._begin(conn)
+            try:
+                yield self.db
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._commit(conn)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite_utils.Database]:
