@@ -45,6 +45,7 @@ from protocol._sale import (
 )
 from protocol._sync import (
     PROTOCOL_VERSION,
+    BalanceChange,
     Change,
     EnrollRequest,
     EnrollResponse,
@@ -57,6 +58,7 @@ from protocol._sync import (
     PushRequest,
     PushResponse,
     PushResult,
+    SnapshotPage,
     SnapshotRequired,
 )
 
@@ -64,6 +66,7 @@ __all__ = [
     "CENTRAL_DEVICE_ID",
     "PROTOCOL_VERSION",
     "AccountRef",
+    "BalanceChange",
     "Basket",
     "BasketLine",
     "CardIdentifier",
@@ -99,6 +102,7 @@ __all__ = [
     "Quote",
     "RedeemRequest",
     "RuleSetRef",
+    "SnapshotPage",
     "SnapshotRequired",
     "Store",
     "UUIDv7Generator",
