@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, FastAPI, Request
 from pydantic import AwareDatetime, Field
 
 from central import _directory
@@ -37,7 +38,23 @@ def admin(request: Request) -> None:
     raise Refused(401, "unauthorized", "an admin credential is required")
 
 
-router = APIRouter(prefix="/admin", dependencies=[Depends(admin)])
+_routes: list[tuple[str, str, Callable[..., Any], dict[str, Any]]] = []
+
+
+def _route(method: str, path: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        _routes.append((method, path, endpoint, options))
+        return endpoint
+
+    return register
+
+
+def install(app: FastAPI) -> None:
+    """Add the admin routes straight to the app's route table, each guarded by `admin`."""
+    for method, path, endpoint, options in _routes:
+        app.add_api_route(
+            "/admin" + path, endpoint, methods=[method], dependencies=[Depends(admin)], **options
+        )
 
 
 class NewCustomer(WireModel):
@@ -73,14 +90,14 @@ def _central(request: Request) -> Any:
     return request.app.state.central
 
 
-@router.post("/stores", response_model=Store)
+@_route("POST", "/stores", response_model=Store)
 def put_store(request: Request, body: Store) -> Store:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
         return _directory.put_store(conn, body, to_ms(central.clock()))
 
 
-@router.post("/stores/{store_id}/enrollment-codes", response_model=EnrollmentCode)
+@_route("POST", "/stores/{store_id}/enrollment-codes", response_model=EnrollmentCode)
 def enrollment_code(request: Request, store_id: str) -> EnrollmentCode:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
@@ -88,7 +105,7 @@ def enrollment_code(request: Request, store_id: str) -> EnrollmentCode:
     return EnrollmentCode(code=code, store_id=store_id, expires_ms=expires_ms)
 
 
-@router.post("/customers")
+@_route("POST", "/customers")
 def put_customer(request: Request, body: NewCustomer) -> dict[str, str]:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
@@ -109,7 +126,7 @@ def put_customer(request: Request, body: NewCustomer) -> dict[str, str]:
     return {"customer_id": body.customer_id}
 
 
-@router.post("/customers/{customer_id}/erase")
+@_route("POST", "/customers/{customer_id}/erase")
 def erase_customer(request: Request, customer_id: str) -> dict[str, str]:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
@@ -117,13 +134,13 @@ def erase_customer(request: Request, customer_id: str) -> dict[str, str]:
     return {"customer_id": customer_id, "status": "erased"}
 
 
-@router.get("/devices")
+@_route("GET", "/devices")
 def list_devices(request: Request) -> list[dict[str, object]]:
     with _central(request).reader.begin() as conn:
         return _directory.list_devices(conn)
 
 
-@router.post("/devices/{device_id}/revoke")
+@_route("POST", "/devices/{device_id}/revoke")
 def revoke_device(request: Request, device_id: str) -> dict[str, str]:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
@@ -131,7 +148,7 @@ def revoke_device(request: Request, device_id: str) -> dict[str, str]:
     return {"device_id": device_id, "status": "revoked"}
 
 
-@router.put("/offline-limits", response_model=OfflineLimits)
+@_route("PUT", "/offline-limits", response_model=OfflineLimits)
 def set_offline_limits(request: Request, body: OfflineLimits) -> OfflineLimits:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
@@ -139,7 +156,7 @@ def set_offline_limits(request: Request, body: OfflineLimits) -> OfflineLimits:
     return body
 
 
-@router.put("/chain", response_model=ChainSettings)
+@_route("PUT", "/chain", response_model=ChainSettings)
 def set_chain(request: Request, body: ChainSettings) -> ChainSettings:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
@@ -147,7 +164,7 @@ def set_chain(request: Request, body: ChainSettings) -> ChainSettings:
     return body
 
 
-@router.post("/rule-sets")
+@_route("POST", "/rule-sets")
 def publish_rule_set(request: Request, body: NewRuleSet) -> dict[str, str]:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
@@ -162,7 +179,7 @@ def publish_rule_set(request: Request, body: NewRuleSet) -> dict[str, str]:
     return {"rule_set_id": body.rule_set_id, "content_hash": digest}
 
 
-@router.get("/conflicts")
+@_route("GET", "/conflicts")
 def list_conflicts(request: Request) -> list[dict[str, object]]:
     from central import _tables as t
 

@@ -79,12 +79,17 @@ def create_app(
     The schema must be migrated already (`kopilka-central migrate`; `serve` does it)."""
     settings = settings or Settings()
     engine = engine or _db.make_engine(settings.db_url)
-    app = FastAPI(title="Kopilka central", version="1", redoc_url=None)
+    app = FastAPI(
+        title="Kopilka central",
+        version="1",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
     app.state.central = Central(engine, clock)
     _errors.install(app)
     app.add_middleware(_errors.BodyLimit, limit_bytes=settings.request_bytes_max)
     _sync_routes(app)
-    app.include_router(_admin.router)
+    _admin.install(app)
     return app
 
 
