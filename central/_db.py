@@ -74,25 +74,31 @@ def reading(engine: sa.Engine) -> sa.Engine:
     return engine.execution_options(sqlite_begin="DEFERRED")
 
 
-def alembic_config(engine: sa.Engine) -> Config:
+def alembic_config(connection: sa.Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["engine"] = engine
+    config.attributes["connection"] = connection
     return config
+
+
+migration_lock_key = 0x4B4F5049  # "KOPI": serialises `migrate` of several processes
 
 
 def migrate(engine: sa.Engine) -> None:
     """Bring the schema to the newest revision; seed counters, the chain's phone-hash key
-    and central's pseudo-device."""
+    and central's pseudo-device. One transaction; on PostgreSQL under an advisory lock, so
+    several processes starting at once migrate one after another."""
     from central._clock import system_clock, to_ms
     from central._directory import ensure_chain
 
-    command.upgrade(alembic_config(engine), "head")
     with engine.begin() as conn:
-        ensure_chain(conn, to_ms(system_clock()))
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(migration_lock_key)))
+        command.upgrade(alembic_config(conn), "head")
         for name in ("change_seq", "change_floor"):
             present = conn.execute(
                 sa.select(t.counters.c.value).where(t.counters.c.name == name)
             ).first()
             if present is None:
                 conn.execute(sa.insert(t.counters).values(name=name, value=0))
+        ensure_chain(conn, to_ms(system_clock()))

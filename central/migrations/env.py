@@ -1,4 +1,5 @@
-"""Alembic environment: runs on the engine central hands over (see `central._db.migrate`)."""
+"""Alembic environment: runs on the connection central hands over (`central._db.migrate`),
+inside its transaction."""
 
 from __future__ import annotations
 
@@ -6,13 +7,11 @@ from alembic import context
 
 from central._tables import metadata
 
-engine = context.config.attributes["engine"]
-with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-    connection.commit()
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    transaction_per_migration=False,
+)
+context.run_migrations()
