@@ -63,6 +63,7 @@ from protocol._sale import (
 )
 from protocol._sync import (
     PROTOCOL_VERSION,
+    BalanceChange,
     Change,
     EnrollRequest,
     EnrollResponse,
@@ -75,6 +76,7 @@ from protocol._sync import (
     PushRequest,
     PushResponse,
     PushResult,
+    SnapshotPage,
     SnapshotRequired,
 )
 
@@ -83,6 +85,7 @@ __all__ = [
     "EVALUATOR_VERSION",
     "PROTOCOL_VERSION",
     "AccountRef",
+    "BalanceChange",
     "Basket",
     "BasketLine",
     "CardIdentifier",
@@ -132,6 +135,7 @@ __all__ = [
     "RuleSet",
     "RuleSetError",
     "RuleSetRef",
+    "SnapshotPage",
     "SnapshotRequired",
     "Store",
     "UUIDv7Generator",

@@ -29,6 +29,7 @@ WIRE_MODELS: tuple[type[BaseModel], ...] = (
     _sync.PushResponse,
     _sync.PullResponse,
     _sync.SnapshotRequired,
+    _sync.SnapshotPage,
     _sync.OfflineLimits,
     _sync.HoldRequest,
     _sync.HoldResponse,

@@ -12,6 +12,7 @@ from protocol._base import (
     Epoch,
     Id,
     NonNegPoints,
+    Points,
     Seq,
     Sha256Hex,
     StrictBool,
@@ -19,7 +20,7 @@ from protocol._base import (
     WireModel,
 )
 from protocol._identifiers import CardRange
-from protocol._ledger import Identifier
+from protocol._ledger import AccountRef, Asset, Identifier
 from protocol._sale import CustomerState, Store
 
 PROTOCOL_VERSION = 1
@@ -155,8 +156,20 @@ class OfflineLimitsChange(WireModel):
     limits: OfflineLimits
 
 
+class BalanceChange(WireModel):
+    """The balance of one asset of one account after the change numbered `change_seq`."""
+
+    type: Literal["balance"] = "balance"
+    change_seq: Seq
+    account: AccountRef
+    asset: Asset = "points"
+    balance: Points
+    entries: Count = 0
+    """How many ledger entries the balance folds."""
+
+
 Change = Annotated[
-    CustomerChange | ErasureChange | RuleSetChange | OfflineLimitsChange,
+    CustomerChange | ErasureChange | RuleSetChange | OfflineLimitsChange | BalanceChange,
     Field(discriminator="type"),
 ]
 
@@ -172,6 +185,21 @@ class SnapshotRequired(WireModel):
     code: Literal["snapshot_required"] = "snapshot_required"
     oldest_cursor: Count
     message: Text
+
+
+class SnapshotPage(WireModel):
+    """One page of central's full state as of the cursor `as_of`.
+
+    Every item is written as a change numbered `max(as_of, 1)`. The first page is fetched
+    without `page`; each next page with the `next_page` token of the one before, until it is
+    null; then the till pulls `since=as_of`, which re-delivers anything that changed while it
+    was reading the pages.
+    """
+
+    changes: tuple[Change, ...] = Field(max_length=pull_page_changes_max)
+    as_of: Count
+    next_page: Annotated[str, Field(max_length=200)] | None = None
+    server_time: AwareDatetime
 
 
 # --- holds --------------------------------------------------------------------------------

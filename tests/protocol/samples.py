@@ -32,12 +32,13 @@ from protocol import (
     Quote,
     RedeemRequest,
     RuleSetRef,
+    SnapshotPage,
     SnapshotRequired,
     Store,
     UUIDv7Generator,
 )
 from protocol._sale import FiscalLine, QuoteLine
-from protocol._sync import CustomerChange, ItemOutcome, OfflineLimitsChange
+from protocol._sync import BalanceChange, CustomerChange, ItemOutcome, OfflineLimitsChange
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ids = UUIDv7Generator(clock_ms=lambda: 1_790_000_000_000)
@@ -175,6 +176,16 @@ SAMPLES: dict[type[BaseModel], BaseModel] = {
         server_time=NOW,
     ),
     SnapshotRequired: SnapshotRequired(oldest_cursor=10, message="cursor too old"),
+    SnapshotPage: SnapshotPage(
+        changes=(
+            BalanceChange(
+                change_seq=7, account=CustomerAccount(customer_id="c-1"), balance=-5, entries=2
+            ),
+        ),
+        as_of=7,
+        next_page="customer:c-1",
+        server_time=NOW,
+    ),
     OfflineLimits: OfflineLimits(),
     HoldRequest: HoldRequest(device_id="till-1", cheque_id="pos-42", customer_id="c-1", points=9),
     HoldResponse: HoldResponse(hold_id="h-1", points=9, expires_at=NOW),

@@ -1,0 +1,188 @@
+"""The small admin API this issue needs (issue 7 builds HQ's full one). Admin token only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from pydantic import AwareDatetime, Field
+
+from central import _directory
+from central._clock import to_ms
+from central._credentials import bearer
+from central._directory import Refused
+from protocol import (
+    CardRange,
+    CustomerStatus,
+    Identifier,
+    IdentifierRejected,
+    OfflineLimits,
+    PhoneHasher,
+    Store,
+    WireModel,
+    normalize_phone,
+)
+from protocol._base import Id
+
+
+def admin(request: Request) -> None:
+    """Passes only with an admin token in `Authorization: Bearer`; a device secret is not one."""
+    token = bearer(request.headers.get("authorization"))
+    central = request.app.state.central
+    if token is not None:
+        with central.reader.connect() as conn:
+            if _directory.is_admin(conn, token):
+                return
+    raise Refused(401, "unauthorized", "an admin credential is required")
+
+
+_routes: list[tuple[str, str, Callable[..., Any], dict[str, Any]]] = []
+
+
+def _route(method: str, path: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        _routes.append((method, path, endpoint, options))
+        return endpoint
+
+    return register
+
+
+def install(app: FastAPI) -> None:
+    """Add the admin routes straight to the app's route table, each guarded by `admin`."""
+    for method, path, endpoint, options in _routes:
+        app.add_api_route(
+            "/admin" + path, endpoint, methods=[method], dependencies=[Depends(admin)], **options
+        )
+
+
+class NewCustomer(WireModel):
+    customer_id: Id
+    status: CustomerStatus = CustomerStatus.active
+    tier: Id | None = None
+    birthday: date | None = None
+    first_name: Annotated[str, Field(max_length=64)] = ""
+    language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "ru"
+    consent_marketing: bool = False
+    consent_data: bool = False
+    phones: tuple[Annotated[str, Field(max_length=32)], ...] = Field(default=(), max_length=5)
+    identifiers: tuple[Identifier, ...] = Field(default=(), max_length=20)
+
+
+class EnrollmentCode(WireModel):
+    code: str
+    store_id: Id
+    expires_ms: int
+
+
+class NewRuleSet(WireModel):
+    rule_set_id: Id
+    effective_from: AwareDatetime
+    document: dict[str, Any]
+
+
+class ChainSettings(WireModel):
+    card_ranges: tuple[CardRange, ...] = Field(default=(), max_length=100)
+
+
+def _central(request: Request) -> Any:
+    return request.app.state.central
+
+
+@_route("POST", "/stores", response_model=Store)
+def put_store(request: Request, body: Store) -> Store:
+    central = _central(request)
+    with central.writing(), central.engine.begin() as conn:
+        return _directory.put_store(conn, body, to_ms(central.clock()))
+
+
+@_route("POST", "/stores/{store_id}/enrollment-codes", response_model=EnrollmentCode)
+def enrollment_code(request: Request, store_id: str) -> EnrollmentCode:
+    central = _central(request)
+    with central.writing(), central.engine.begin() as conn:
+        code, expires_ms = _directory.issue_enrollment_code(conn, store_id, to_ms(central.clock()))
+    return EnrollmentCode(code=code, store_id=store_id, expires_ms=expires_ms)
+
+
+@_route("POST", "/customers")
+def put_customer(request: Request, body: NewCustomer) -> dict[str, str]:
+    central = _central(request)
+    with central.writing(), central.engine.begin() as conn:
+        idents = [i.model_dump(mode="json") for i in body.identifiers]
+        if body.phones:
+            key = _directory.setting(conn, "phone_hash_key_hex")
+            if key is None:
+                raise AssertionError("the chain's phone-hash key is missing; run migrate")
+            hasher = PhoneHasher(bytes.fromhex(key))
+            for phone in body.phones:
+                try:
+                    e164 = normalize_phone(phone)
+                except IdentifierRejected as error:
+                    raise Refused(422, "bad_phone", f"phone {phone!r}: {error.reason}") from None
+                idents.append({"type": "phone_hash", "phone_hash": hasher(e164)})
+        values = body.model_dump(mode="json", exclude={"phones", "identifiers"})
+        _directory.put_customer(conn, values, idents, to_ms(central.clock()))
+    return {"customer_id": body.customer_id}
+
+
+@_route("POST", "/customers/{customer_id}/erase")
+def erase_customer(request: Request, customer_id: str) -> dict[str, str]:
+    central = _central(request)
+    with central.writing(), central.engine.begin() as conn:
+        _directory.erase_customer(conn, customer_id, to_ms(central.clock()))
+    return {"customer_id": customer_id, "status": "erased"}
+
+
+@_route("GET", "/devices")
+def list_devices(request: Request) -> list[dict[str, object]]:
+    with _central(request).reader.begin() as conn:
+        return _directory.list_devices(conn)
+
+
+@_route("POST", "/devices/{device_id}/revoke")
+def revoke_device(request: Request, device_id: str) -> dict[str, str]:
+    central = _central(request)
+    with central.writing(), central.engine.begin() as conn:
+        _directory.revoke(conn, device_id, to_ms(central.clock()))
+    return {"device_id": device_id, "status": "revoked"}
+
+
+@_route("PUT", "/offline-limits", response_model=OfflineLimits)
+def set_offline_limits(request: Request, body: OfflineLimits) -> OfflineLimits:
+    central = _central(request)
+    with central.writing(), central.engine.begin() as conn:
+        _directory.set_offline_limits(conn, body, to_ms(central.clock()))
+    return body
+
+
+@_route("PUT", "/chain", response_model=ChainSettings)
+def set_chain(request: Request, body: ChainSettings) -> ChainSettings:
+    central = _central(request)
+    with central.writing(), central.engine.begin() as conn:
+        _directory.set_card_ranges(conn, body.card_ranges)
+    return body
+
+
+@_route("POST", "/rule-sets")
+def publish_rule_set(request: Request, body: NewRuleSet) -> dict[str, str]:
+    central = _central(request)
+    with central.writing(), central.engine.begin() as conn:
+        digest = _directory.publish_rule_set(
+            conn,
+            body.rule_set_id,
+            body.effective_from.isoformat(),
+            to_ms(body.effective_from),
+            body.document,
+            to_ms(central.clock()),
+        )
+    return {"rule_set_id": body.rule_set_id, "content_hash": digest}
+
+
+@_route("GET", "/conflicts")
+def list_conflicts(request: Request) -> list[dict[str, object]]:
+    from central import _tables as t
+
+    with _central(request).reader.begin() as conn:
+        rows = conn.execute(t.conflicts.select().order_by(t.conflicts.c.id).limit(1000)).all()
+    return [{k: v for k, v in row._mapping.items() if k != "incoming_payload"} for row in rows]

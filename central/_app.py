@@ -1,0 +1,160 @@
+"""The central HTTP service: sync endpoints for tills, a small admin API for HQ."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from central import _admin, _changes, _db, _directory, _errors, _push
+from central._clock import Clock, system_clock, to_ms
+from central._credentials import bearer
+from central._directory import Device, Refused
+from protocol import EnrollRequest, EnrollResponse, PullResponse, PushRequest, SnapshotPage
+from protocol._sync import pull_page_changes_max
+
+request_bytes_max_default = 16 * 1024 * 1024
+PUBLIC_ROUTES = frozenset({"/health", "/sync/enroll", "/openapi.json", "/docs"})
+"""Routes that answer without a credential; a test walks the route table against this."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str = "sqlite:///var/central.db"
+    request_bytes_max: int = request_bytes_max_default
+
+
+class Central:
+    """What the routes share: the engine, the clock, and on SQLite one writer at a time."""
+
+    def __init__(self, engine: sa.Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.reader = _db.reading(engine)
+        self._writer = threading.Lock() if _db.is_sqlite(engine) else None
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        if self._writer is None:
+            yield
+            return
+        with self._writer:
+            yield
+
+
+def _central(request: Request) -> Central:
+    central: Central = request.app.state.central
+    return central
+
+
+def device(request: Request) -> Device:
+    """The device whose secret is in `Authorization: Bearer`; 401 otherwise."""
+    token = bearer(request.headers.get("authorization"))
+    central = _central(request)
+    if token is not None:
+        with central.reader.connect() as conn:
+            found = _directory.device_by_secret(conn, token)
+        if found is not None:
+            return found
+    raise Refused(401, "unauthorized", "a valid device credential is required")
+
+
+DeviceAuth = Annotated[Device, Depends(device)]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: sa.Engine | None = None,
+    clock: Clock = system_clock,
+) -> FastAPI:
+    """The ASGI app. Give `engine` to share one (tests), else one is made from settings.
+    The schema must be migrated already (`kopilka-central migrate`; `serve` does it)."""
+    settings = settings or Settings()
+    engine = engine or _db.make_engine(settings.db_url)
+    app = FastAPI(
+        title="Kopilka central",
+        version="1",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    app.state.central = Central(engine, clock)
+    _errors.install(app)
+    app.add_middleware(_errors.BodyLimit, limit_bytes=settings.request_bytes_max)
+    _sync_routes(app)
+    _admin.install(app)
+    return app
+
+
+def _sync_routes(app: FastAPI) -> None:
+    @app.get("/health")
+    def health(request: Request) -> dict[str, Any]:
+        central = _central(request)
+        with central.reader.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        return {"status": "ok", "server_time": central.clock().isoformat()}
+
+    @app.post("/sync/enroll", response_model=EnrollResponse)
+    def enroll(request: Request, body: EnrollRequest) -> EnrollResponse:
+        central = _central(request)
+        with central.writing(), central.engine.begin() as conn:
+            return _directory.enroll(conn, body, to_ms(central.clock()))
+
+    @app.post(
+        "/sync/push",
+        response_model=None,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": PushRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def push(request: Request, me: DeviceAuth) -> JSONResponse:
+        body = PushRequest.model_validate_json(await request.body())
+        if body.device_id != me.device_id:
+            raise Refused(403, "wrong_device", "device_id is not the authenticated device")
+        central = _central(request)
+
+        def work() -> JSONResponse:
+            with central.writing():
+                done = _push.push(central.engine, me.device_id, body, central.clock())
+            return JSONResponse(done.model_dump(mode="json"))
+
+        return await run_in_threadpool(work)
+
+    @app.get("/sync/pull", response_model=PullResponse)
+    def pull(
+        request: Request,
+        me: DeviceAuth,
+        since: Annotated[int, Query(ge=0)],
+        limit: Annotated[int, Query(ge=1, le=pull_page_changes_max)] = 500,
+    ) -> Any:
+        central = _central(request)
+        with central.reader.begin() as conn:
+            page = _changes.pull(conn, since, limit, central.clock())
+        if isinstance(page, PullResponse):
+            return page
+        return JSONResponse(page.model_dump(mode="json"), status_code=410)
+
+    @app.get("/sync/snapshot", response_model=SnapshotPage)
+    def snapshot(
+        request: Request,
+        me: DeviceAuth,
+        page: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=pull_page_changes_max)] = 500,
+    ) -> SnapshotPage:
+        central = _central(request)
+        with central.reader.begin() as conn:
+            limits = _directory.offline_limits(conn)
+            try:
+                return _changes.snapshot(conn, page, limit, central.clock(), limits)
+            except ValueError as error:
+                raise Refused(422, "bad_page", f"page token is not valid: {error}") from None

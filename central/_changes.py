@@ -1,0 +1,237 @@
+"""The change log that pull serves, and the full-state snapshot for outdated cursors.
+
+Why a cursor never skips a late commit: every transaction that writes the change log takes
+its numbers with `UPDATE counters SET value = value + n ... RETURNING value` as its last
+statement before COMMIT. That row lock is held until the transaction ends, so the next writer
+gets its numbers only after the previous one has committed (PostgreSQL releases locks after
+the commit became visible; SQLite has one writer at a time). Numbers are therefore handed out
+in commit order, and what any reader sees is always a gap-free prefix 1..K of the log: a
+change numbered below a cursor can never appear after the cursor was handed out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+
+from central import _tables as t
+from protocol import Change, OfflineLimits, PullResponse, SnapshotPage, SnapshotRequired
+from protocol._sync import pull_page_changes_max
+
+_change = TypeAdapter(Change)
+Body = dict[str, Any]
+
+
+def append(conn: sa.Connection, bodies: list[Body], now_ms: int) -> int:
+    """Number `bodies` (each a Change without `change_seq`) and log them; the last number."""
+    if not bodies:
+        return 0
+    top = conn.execute(
+        sa.update(t.counters)
+        .where(t.counters.c.name == "change_seq")
+        .values(value=t.counters.c.value + len(bodies))
+        .returning(t.counters.c.value)
+    ).scalar_one()
+    first = top - len(bodies) + 1
+    conn.execute(
+        sa.insert(t.change_log),
+        [
+            {
+                "change_seq": first + index,
+                "kind": body["type"],
+                "body": json.dumps(body, sort_keys=True, separators=(",", ":")),
+                "created_ms": now_ms,
+            }
+            for index, body in enumerate(bodies)
+        ],
+    )
+    return int(top)
+
+
+def counter(conn: sa.Connection, name: str) -> int:
+    return int(
+        conn.execute(sa.select(t.counters.c.value).where(t.counters.c.name == name)).scalar_one()
+    )
+
+
+def _parse(change_seq: int, body: str) -> Change:
+    data = json.loads(body)
+    data["change_seq"] = change_seq
+    return _change.validate_python(data)
+
+
+def pull(
+    conn: sa.Connection, since: int, limit: int, server_time: Any
+) -> PullResponse | SnapshotRequired:
+    limit = max(1, min(limit, pull_page_changes_max))
+    floor = counter(conn, "change_floor")
+    top = counter(conn, "change_seq")
+    if since < floor or since > top:
+        why = "older than the retained change log" if since < floor else "ahead of central"
+        return SnapshotRequired(
+            oldest_cursor=floor, message=f"cursor {since} is {why}; fetch /sync/snapshot"
+        )
+    rows = conn.execute(
+        sa.select(t.change_log.c.change_seq, t.change_log.c.body)
+        .where(t.change_log.c.change_seq > since)
+        .order_by(t.change_log.c.change_seq)
+        .limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    changes = tuple(_parse(row.change_seq, row.body) for row in rows)
+    next_cursor = rows[-1].change_seq if rows else since
+    return PullResponse(
+        changes=changes, next_cursor=next_cursor, more=more, server_time=server_time
+    )
+
+
+def prune(conn: sa.Connection, through_seq: int) -> None:
+    """Drop changes numbered up to `through_seq`; older cursors then need a snapshot."""
+    through_seq = min(through_seq, counter(conn, "change_seq"))
+    conn.execute(sa.delete(t.change_log).where(t.change_log.c.change_seq <= through_seq))
+    conn.execute(
+        sa.update(t.counters)
+        .where(t.counters.c.name == "change_floor", t.counters.c.value < through_seq)
+        .values(value=through_seq)
+    )
+
+
+# --- bodies -------------------------------------------------------------------------------
+
+
+def account_ref(account_key: str) -> Body:
+    kind, _, value = account_key.partition(":")
+    field = {"customer": "customer_id", "card": "number", "phone_hash": "phone_hash", "qr": "token"}
+    return {"type": kind, field[kind]: value}
+
+
+def balance_body(account_key: str, asset: str, balance: int, entries: int) -> Body:
+    return {
+        "type": "balance",
+        "account": account_ref(account_key),
+        "asset": asset,
+        "balance": balance,
+        "entries": entries,
+    }
+
+
+def identifier_bodies(conn: sa.Connection, customer_id: str) -> list[Body]:
+    rows = conn.execute(
+        sa.select(t.identifiers.c.kind, t.identifiers.c.value)
+        .where(t.identifiers.c.customer_id == customer_id)
+        .order_by(t.identifiers.c.kind, t.identifiers.c.value)
+    ).all()
+    return [account_ref(f"{row.kind}:{row.value}") for row in rows]
+
+
+def customer_body(conn: sa.Connection, customer_id: str) -> Body:
+    row = conn.execute(sa.select(t.customers).where(t.customers.c.customer_id == customer_id)).one()
+    state: Body = {
+        "customer_id": row.customer_id,
+        "status": row.status,
+        "tier": row.tier,
+        "birthday": row.birthday,
+        "consent_marketing": row.consent_marketing,
+        "consent_data": row.consent_data,
+        "language": row.language,
+        "referred_by": row.referred_by,
+    }
+    return {
+        "type": "customer",
+        "state": {key: value for key, value in state.items() if value is not None},
+        "identifiers": identifier_bodies(conn, customer_id),
+        "first_name": row.first_name,
+    }
+
+
+def limits_body(limits: OfflineLimits) -> Body:
+    return {"type": "offline_limits", "limits": limits.model_dump(mode="json")}
+
+
+def rule_set_body(row: Mapping[str, Any]) -> Body:
+    return {
+        "type": "rule_set",
+        "rule_set_id": row["rule_set_id"],
+        "content_hash": row["content_hash"],
+        "effective_from": row["effective_from"],
+        "document": row["document"],
+    }
+
+
+# --- snapshot -----------------------------------------------------------------------------
+
+_SECTIONS = ("offline_limits", "rule_sets", "customers", "balances")
+
+
+def snapshot(
+    conn: sa.Connection, page: str | None, limit: int, server_time: Any, limits: OfflineLimits
+) -> SnapshotPage:
+    """One bounded page of the full state. The page token is `as_of|section|after-key`."""
+    limit = max(1, min(limit, pull_page_changes_max))
+    if page is None:
+        as_of, section, after = counter(conn, "change_seq"), _SECTIONS[0], ""
+    else:
+        as_text, section, after = page.split("|", 2)
+        as_of = int(as_text)
+        if section not in _SECTIONS:
+            raise ValueError(f"unknown snapshot section {section!r}")
+    bodies: list[Body] = []
+    next_page: str | None = None
+    index = _SECTIONS.index(section)
+    while index < len(_SECTIONS) and len(bodies) < limit:
+        section = _SECTIONS[index]
+        found, last_key = _section(conn, section, after, limit - len(bodies), limits)
+        bodies.extend(found)
+        if last_key is not None and len(bodies) >= limit:
+            next_page = f"{as_of}|{section}|{last_key}"
+            break
+        index, after = index + 1, ""
+    if next_page is None and index < len(_SECTIONS) and len(bodies) >= limit:
+        next_page = f"{as_of}|{_SECTIONS[index]}|"
+    seq = max(as_of, 1)
+    changes = tuple(_change.validate_python({**body, "change_seq": seq}) for body in bodies)
+    return SnapshotPage(changes=changes, as_of=as_of, next_page=next_page, server_time=server_time)
+
+
+def _section(
+    conn: sa.Connection, section: str, after: str, limit: int, limits: OfflineLimits
+) -> tuple[list[Body], str | None]:
+    if section == "offline_limits":
+        return ([limits_body(limits)] if after == "" else []), None
+    if section == "rule_sets":
+        rows = conn.execute(
+            sa.select(t.rule_sets)
+            .where(t.rule_sets.c.rule_set_id > after)
+            .order_by(t.rule_sets.c.rule_set_id)
+            .limit(limit)
+        ).all()
+        return [rule_set_body(dict(row._mapping)) for row in rows], (
+            rows[-1].rule_set_id if rows else None
+        )
+    if section == "customers":
+        ids = conn.execute(
+            sa.select(t.customers.c.customer_id)
+            .where(t.customers.c.customer_id > after, t.customers.c.status != "erased")
+            .order_by(t.customers.c.customer_id)
+            .limit(limit)
+        ).scalars()
+        keys = list(ids)
+        return [customer_body(conn, key) for key in keys], (keys[-1] if keys else None)
+    account_after, _, asset_after = after.partition("\t")
+    rows = conn.execute(
+        sa.select(t.accounts)
+        .where(
+            sa.tuple_(t.accounts.c.account_key, t.accounts.c.asset)
+            > sa.tuple_(sa.literal(account_after), sa.literal(asset_after))
+        )
+        .order_by(t.accounts.c.account_key, t.accounts.c.asset)
+        .limit(limit)
+    ).all()
+    bodies = [balance_body(r.account_key, r.asset, r.balance, r.entries) for r in rows]
+    last = f"{rows[-1].account_key}\t{rows[-1].asset}" if rows else None
+    return bodies, last

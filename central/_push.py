@@ -1,0 +1,570 @@
+"""Push: a till's outbox batch applied to the ledger in one transaction.
+
+Order of locks, the same in every transaction, so several central processes on one
+PostgreSQL never deadlock on them: the device epoch row (FOR UPDATE: one device's batches go
+one after another), central's pseudo-device row (only when central writes an entry of its
+own), account rows in (account_key, asset) order, and the change counter last.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.dialects import postgresql, sqlite
+
+from central import _changes
+from central import _tables as t
+from central._clock import to_ms
+from central._directory import Refused
+from protocol import (
+    CENTRAL_DEVICE_ID,
+    ChequeDocument,
+    CustomerAccount,
+    EntryKind,
+    LedgerEntry,
+    OutboxRecord,
+    PushRequest,
+    PushResponse,
+    PushResult,
+    canonical_json,
+    new_entry_id,
+    sha256_hex,
+)
+from protocol._sync import ItemOutcome
+
+_record = TypeAdapter(OutboxRecord)
+transaction_attempts_max = 4
+_retryable_sqlstates = {"40P01", "40001"}  # deadlock detected, serialization failure
+LOT_KINDS = frozenset(
+    {EntryKind.earn, EntryKind.welcome, EntryKind.birthday, EntryKind.referral, EntryKind.import_}
+)
+APPLICABLE_STATUSES = frozenset({"active", "provisional"})
+
+
+def account_key(account: Any) -> str:
+    if account.type == "customer":
+        return f"customer:{account.customer_id}"
+    if account.type == "card":
+        return f"card:{account.number}"
+    if account.type == "phone_hash":
+        return f"phone_hash:{account.phone_hash}"
+    return f"qr:{account.token}"
+
+
+@dataclass
+class _Item:
+    seq: int
+    payload: bytes
+    sha256: str
+    record: LedgerEntry | ChequeDocument | None
+    problem: str | None  # why the payload cannot be read (it is quarantined)
+
+    @property
+    def record_id(self) -> str | None:
+        if isinstance(self.record, LedgerEntry):
+            return str(self.record.entry_id)
+        if isinstance(self.record, ChequeDocument):
+            return str(self.record.document_id)
+        return None
+
+
+@dataclass
+class Conflict(Exception):
+    """A known seq or id came with another payload: refused, and kept as an alarm."""
+
+    kind: str
+    device_id: str
+    device_epoch: int
+    device_seq: int
+    record_id: str | None
+    stored_sha256: str | None
+    incoming_sha256: str
+    incoming_payload: bytes = field(repr=False)
+
+    def refusal(self) -> Refused:
+        what = "seq" if self.kind == "seq_payload_mismatch" else f"id {self.record_id}"
+        return Refused(
+            409,
+            "conflict",
+            f"{what} of device {self.device_id} epoch {self.device_epoch} seq {self.device_seq} "
+            "is already at central with a different payload; recorded as a conflict",
+            {"seq": self.device_seq, "kind": self.kind},
+        )
+
+
+def read_items(device_id: str, request: PushRequest) -> list[_Item]:
+    """Check hashes and parse payloads outside the transaction (pure CPU work)."""
+    items = []
+    for pushed in request.items:
+        payload = pushed.payload.encode("utf-8")
+        digest = sha256_hex(payload)
+        if digest != pushed.payload_sha256:
+            raise Refused(
+                422,
+                "payload_hash_mismatch",
+                f"payload_sha256 of seq {pushed.seq} is not the SHA-256 of its payload bytes",
+                {"seq": pushed.seq},
+            )
+        record, problem = _parse(payload)
+        claimed = record.device_id if record is not None else _claimed_device(payload)
+        if claimed is not None and claimed != device_id:
+            raise Refused(
+                403,
+                "wrong_device",
+                f"seq {pushed.seq} is a record of device {claimed!r}; a device pushes its own",
+                {"seq": pushed.seq},
+            )
+        if record is not None and (record.device_epoch, record.device_seq) != (
+            request.device_epoch,
+            pushed.seq,
+        ):
+            raise Refused(
+                422,
+                "seq_mismatch",
+                f"the payload at seq {pushed.seq} says epoch {record.device_epoch} "
+                f"seq {record.device_seq}",
+                {"seq": pushed.seq},
+            )
+        items.append(_Item(pushed.seq, payload, digest, record, problem))
+    return items
+
+
+def _parse(payload: bytes) -> tuple[LedgerEntry | ChequeDocument | None, str | None]:
+    try:
+        return _record.validate_json(payload), None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return None, f"unreadable payload: {where}: {first['msg']}"[:500]
+
+
+def _claimed_device(payload: bytes) -> str | None:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    claimed = data.get("device_id") if isinstance(data, dict) else None
+    return claimed if isinstance(claimed, str) else None
+
+
+def push(engine: sa.Engine, device_id: str, request: PushRequest, now: datetime) -> PushResponse:
+    """Apply one batch; the whole batch or nothing. Raises Refused."""
+    items = read_items(device_id, request)
+    for attempt in range(transaction_attempts_max):
+        try:
+            with engine.begin() as conn:
+                results = _apply(conn, device_id, request, items, now)
+            return PushResponse(
+                acked_through=items[-1].seq, results=tuple(results), server_time=now
+            )
+        except Conflict as conflict:
+            record_conflict(engine, conflict, to_ms(now))
+            raise conflict.refusal() from None
+        except (sa.exc.OperationalError, sa.exc.IntegrityError) as error:
+            state = getattr(error.orig, "sqlstate", None)
+            retry = isinstance(error, sa.exc.IntegrityError) or state in _retryable_sqlstates
+            if not retry or attempt == transaction_attempts_max - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def record_conflict(engine: sa.Engine, conflict: Conflict, now_ms: int) -> None:
+    key = (
+        t.conflicts.c.device_id == conflict.device_id,
+        t.conflicts.c.device_epoch == conflict.device_epoch,
+        t.conflicts.c.device_seq == conflict.device_seq,
+        t.conflicts.c.incoming_sha256 == conflict.incoming_sha256,
+    )
+    with engine.begin() as conn:
+        seen = conn.execute(
+            sa.update(t.conflicts).where(*key).values(last_ms=now_ms, times=t.conflicts.c.times + 1)
+        ).rowcount
+        if seen == 0:
+            conn.execute(
+                sa.insert(t.conflicts).values(
+                    kind=conflict.kind,
+                    device_id=conflict.device_id,
+                    device_epoch=conflict.device_epoch,
+                    device_seq=conflict.device_seq,
+                    record_id=conflict.record_id,
+                    stored_sha256=conflict.stored_sha256,
+                    incoming_sha256=conflict.incoming_sha256,
+                    incoming_payload=conflict.incoming_payload,
+                    first_ms=now_ms,
+                    last_ms=now_ms,
+                    times=1,
+                )
+            )
+
+
+def _lock_epoch(conn: sa.Connection, device_id: str, epoch: int) -> int | None:
+    return conn.execute(
+        sa.select(t.device_epochs.c.acked_seq)
+        .where(t.device_epochs.c.device_id == device_id, t.device_epochs.c.epoch == epoch)
+        .with_for_update()
+    ).scalar_one_or_none()
+
+
+def _apply(
+    conn: sa.Connection,
+    device_id: str,
+    request: PushRequest,
+    items: list[_Item],
+    now: datetime,
+) -> list[PushResult]:
+    epoch = request.device_epoch
+    acked = _lock_epoch(conn, device_id, epoch)
+    if acked is None:
+        raise Refused(409, "epoch_unknown", f"device {device_id} has no epoch {epoch}; re-enroll")
+    if items[0].seq > acked + 1:
+        raise Refused(
+            409,
+            "gap",
+            f"expected seq {acked + 1}, got {items[0].seq}",
+            {"expected_seq": acked + 1},
+        )
+    old = [item for item in items if item.seq <= acked]
+    new = [item for item in items if item.seq > acked]
+    results = _check_old(conn, device_id, epoch, old)
+    if new:
+        results += _apply_new(conn, device_id, epoch, new, now)
+        conn.execute(
+            sa.update(t.device_epochs)
+            .where(t.device_epochs.c.device_id == device_id, t.device_epochs.c.epoch == epoch)
+            .values(acked_seq=new[-1].seq)
+        )
+    now_ms = to_ms(now)
+    conn.execute(
+        sa.update(t.devices)
+        .where(t.devices.c.device_id == device_id)
+        .values(last_push_ms=now_ms, clock_skew_ms=to_ms(request.device_time) - now_ms)
+    )
+    return results
+
+
+def _check_old(
+    conn: sa.Connection, device_id: str, epoch: int, old: list[_Item]
+) -> list[PushResult]:
+    """Replays: the same bytes are acknowledged again; other bytes are a conflict."""
+    if not old:
+        return []
+    low, high = old[0].seq, old[-1].seq
+    stored: dict[int, str] = {}
+    for table in (t.ledger, t.cheques, t.quarantine):
+        rows = conn.execute(
+            sa.select(table.c.device_seq, table.c.payload_sha256).where(
+                table.c.device_id == device_id,
+                table.c.device_epoch == epoch,
+                table.c.device_seq.between(low, high),
+            )
+        ).all()
+        stored.update({row.device_seq: row.payload_sha256 for row in rows})
+    results = []
+    for item in old:
+        known = stored.get(item.seq)
+        if known is None:
+            raise AssertionError(f"{device_id}/{epoch}/{item.seq} acknowledged but not stored")
+        if known != item.sha256:
+            raise Conflict(
+                "seq_payload_mismatch",
+                device_id,
+                epoch,
+                item.seq,
+                item.record_id,
+                known,
+                item.sha256,
+                item.payload,
+            )
+        results.append(PushResult(seq=item.seq, outcome=ItemOutcome.duplicate))
+    return results
+
+
+def _check_ids(conn: sa.Connection, device_id: str, epoch: int, new: list[_Item]) -> None:
+    """A new seq must not reuse an entry or document id central already holds."""
+    seen: set[str] = set()
+    for item in new:
+        record_id = item.record_id
+        if record_id is not None and record_id in seen:
+            raise Conflict(
+                "id_reused", device_id, epoch, item.seq, record_id, None, item.sha256, item.payload
+            )
+        if record_id is not None:
+            seen.add(record_id)
+    entry_ids = [i.record_id for i in new if isinstance(i.record, LedgerEntry)]
+    document_ids = [i.record_id for i in new if isinstance(i.record, ChequeDocument)]
+    known: dict[str, str] = {}
+    for column, ids in ((t.ledger.c.entry_id, entry_ids), (t.cheques.c.document_id, document_ids)):
+        if ids:
+            table = column.table
+            rows = conn.execute(sa.select(column, table.c.payload_sha256).where(column.in_(ids)))
+            known.update({row[0]: row[1] for row in rows})
+    for item in new:
+        if item.record_id in known:
+            raise Conflict(
+                "id_reused",
+                device_id,
+                epoch,
+                item.seq,
+                item.record_id,
+                known[item.record_id],
+                item.sha256,
+                item.payload,
+            )
+
+
+def _customer_statuses(conn: sa.Connection, entries: list[LedgerEntry]) -> dict[str, str]:
+    ids = {e.account.customer_id for e in entries if isinstance(e.account, CustomerAccount)}
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(t.customers.c.customer_id, t.customers.c.status).where(
+            t.customers.c.customer_id.in_(sorted(ids))
+        )
+    )
+    return {row.customer_id: row.status for row in rows}
+
+
+def _quarantine_reason(item: _Item, statuses: dict[str, str]) -> str | None:
+    if item.problem is not None:
+        return item.problem
+    entry = item.record
+    if isinstance(entry, LedgerEntry) and isinstance(entry.account, CustomerAccount):
+        status = statuses.get(entry.account.customer_id)
+        if status is None:
+            return f"customer {entry.account.customer_id} is unknown at central"
+        if status not in APPLICABLE_STATUSES:
+            return f"customer {entry.account.customer_id} is {status}"
+    return None
+
+
+def _apply_new(
+    conn: sa.Connection, device_id: str, epoch: int, new: list[_Item], now: datetime
+) -> list[PushResult]:
+    _check_ids(conn, device_id, epoch, new)
+    now_ms = to_ms(now)
+    entries = [i.record for i in new if isinstance(i.record, LedgerEntry)]
+    statuses = _customer_statuses(conn, entries)
+    results: list[PushResult] = []
+    ledger_rows: list[dict[str, Any]] = []
+    cheque_rows: list[dict[str, Any]] = []
+    quarantine_rows: list[dict[str, Any]] = []
+    applied: list[LedgerEntry] = []
+    for item in new:
+        reason = _quarantine_reason(item, statuses)
+        if reason is not None:
+            quarantine_rows.append(_quarantine_row(device_id, epoch, item, reason, now_ms))
+            results.append(PushResult(seq=item.seq, outcome=ItemOutcome.quarantined, reason=reason))
+            continue
+        if isinstance(item.record, LedgerEntry):
+            ledger_rows.append(_ledger_row(item.record, item.payload, item.sha256, now_ms))
+            applied.append(item.record)
+        elif isinstance(item.record, ChequeDocument):
+            cheque_rows.append(_cheque_row(item.record, item.payload, item.sha256, now_ms))
+        results.append(PushResult(seq=item.seq, outcome=ItemOutcome.applied))
+    reversals = _grant_reversals(conn, applied, now)
+    ledger_rows += [_ledger_row(e, canonical_json(e), None, now_ms) for e in reversals]
+    for table, rows in (
+        (t.ledger, ledger_rows),
+        (t.cheques, cheque_rows),
+        (t.quarantine, quarantine_rows),
+    ):
+        if rows:
+            conn.execute(sa.insert(table), rows)
+    lots = [
+        _lot_row(e) for e in applied if e.kind in LOT_KINDS and e.asset == "points" and e.amount > 0
+    ]
+    if lots:
+        conn.execute(sa.insert(t.lots), lots)
+    balances = _move_accounts(conn, [*applied, *reversals], now_ms)
+    _changes.append(
+        conn, [_changes.balance_body(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms
+    )
+    return results
+
+
+def _ledger_row(
+    entry: LedgerEntry, payload: bytes, digest: str | None, now_ms: int
+) -> dict[str, Any]:
+    return {
+        "entry_id": str(entry.entry_id),
+        "device_id": entry.device_id,
+        "device_epoch": entry.device_epoch,
+        "device_seq": entry.device_seq,
+        "kind": entry.kind.value,
+        "account_key": account_key(entry.account),
+        "asset": entry.asset,
+        "amount": entry.amount,
+        "grant_key": entry.grant_key,
+        "cheque_id": entry.cheque_id,
+        "reverses": None if entry.reverses is None else str(entry.reverses),
+        "device_time_ms": to_ms(entry.device_time),
+        "received_ms": now_ms,
+        "payload": payload,
+        "payload_sha256": digest or sha256_hex(payload),
+    }
+
+
+def _cheque_row(doc: ChequeDocument, payload: bytes, digest: str, now_ms: int) -> dict[str, Any]:
+    return {
+        "document_id": str(doc.document_id),
+        "device_id": doc.device_id,
+        "device_epoch": doc.device_epoch,
+        "device_seq": doc.device_seq,
+        "cheque_id": doc.cheque_id,
+        "store_id": doc.store_id,
+        "kind": doc.kind.value,
+        "state": doc.state.value,
+        "account_key": None if doc.account is None else account_key(doc.account),
+        "device_time_ms": to_ms(doc.device_time),
+        "received_ms": now_ms,
+        "payload": payload,
+        "payload_sha256": digest,
+    }
+
+
+def _quarantine_row(
+    device_id: str, epoch: int, item: _Item, reason: str, now_ms: int
+) -> dict[str, Any]:
+    return {
+        "device_id": device_id,
+        "device_epoch": epoch,
+        "device_seq": item.seq,
+        "record_id": item.record_id,
+        "reason": reason,
+        "received_ms": now_ms,
+        "payload": item.payload,
+        "payload_sha256": item.sha256,
+    }
+
+
+def _lot_row(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "lot_id": str(entry.entry_id),
+        "account_key": account_key(entry.account),
+        "points": entry.amount,
+        "earned_ms": to_ms(entry.device_time),
+        "activates_ms": None if entry.activates_at is None else to_ms(entry.activates_at),
+        "expires_ms": None if entry.expires_at is None else to_ms(entry.expires_at),
+    }
+
+
+def _grant_reversals(
+    conn: sa.Connection, applied: list[LedgerEntry], now: datetime
+) -> list[LedgerEntry]:
+    """A one-time grant is granted once: a second entry with a known grant key is applied
+    (the till did pay it out) and reversed at once by central's own pseudo-device."""
+    granted = [e for e in applied if e.grant_key is not None]
+    if not granted:
+        return []
+    keys = sorted({e.grant_key for e in granted if e.grant_key is not None})
+    taken = set(
+        conn.execute(
+            sa.select(t.grants.c.grant_key).where(t.grants.c.grant_key.in_(keys))
+        ).scalars()
+    )
+    repeated: list[LedgerEntry] = []
+    fresh: list[dict[str, str]] = []
+    for entry in granted:
+        if entry.grant_key in taken:
+            repeated.append(entry)
+        else:
+            taken.add(str(entry.grant_key))
+            fresh.append({"grant_key": str(entry.grant_key), "entry_id": str(entry.entry_id)})
+    if fresh:
+        conn.execute(sa.insert(t.grants), fresh)
+    if not repeated:
+        return []
+    return central_entries(
+        conn,
+        [
+            {
+                "kind": EntryKind.grant_reversal,
+                "account": e.account,
+                "asset": e.asset,
+                "amount": -e.amount,
+                "reverses": e.entry_id,
+                "cheque_id": e.cheque_id,
+                "reason": f"grant {e.grant_key} was already granted",
+            }
+            for e in repeated
+        ],
+        now,
+    )
+
+
+def central_entries(
+    conn: sa.Connection, specs: list[dict[str, Any]], now: datetime
+) -> list[LedgerEntry]:
+    """Entries central makes itself, numbered under its pseudo-device (row locked)."""
+    acked = _lock_epoch(conn, CENTRAL_DEVICE_ID, 1)
+    if acked is None:
+        raise AssertionError("central's pseudo-device is missing; run migrate")
+    made = [
+        LedgerEntry(
+            entry_id=new_entry_id(),
+            device_id=CENTRAL_DEVICE_ID,
+            device_epoch=1,
+            device_seq=acked + index,
+            device_time=now,
+            **spec,
+        )
+        for index, spec in enumerate(specs, start=1)
+    ]
+    conn.execute(
+        sa.update(t.device_epochs)
+        .where(t.device_epochs.c.device_id == CENTRAL_DEVICE_ID, t.device_epochs.c.epoch == 1)
+        .values(acked_seq=acked + len(specs))
+    )
+    return made
+
+
+def _move_accounts(
+    conn: sa.Connection, entries: list[LedgerEntry], now_ms: int
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Add the entries to their accounts in one statement, rows in key order; new balances."""
+    deltas: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    last_entry: dict[tuple[str, str], str] = {}
+    for entry in entries:
+        key = (account_key(entry.account), entry.asset)
+        deltas[key][0] += entry.amount
+        deltas[key][1] += 1
+        last_entry[key] = str(entry.entry_id)
+    if not deltas:
+        return {}
+    rows = [
+        {"account_key": k, "asset": a, "balance": d[0], "entries": d[1], "updated_ms": now_ms}
+        for (k, a), d in sorted(deltas.items())
+    ]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(t.accounts).values(rows)
+    statement = insert.on_conflict_do_update(
+        index_elements=[t.accounts.c.account_key, t.accounts.c.asset],
+        set_={
+            "balance": t.accounts.c.balance + insert.excluded.balance,
+            "entries": t.accounts.c.entries + insert.excluded.entries,
+            "updated_ms": insert.excluded.updated_ms,
+        },
+    ).returning(
+        t.accounts.c.account_key, t.accounts.c.asset, t.accounts.c.balance, t.accounts.c.entries
+    )
+    after = {(r.account_key, r.asset): (r.balance, r.entries) for r in conn.execute(statement)}
+    debts = [
+        {
+            "account_key": k,
+            "asset": a,
+            "entry_id": last_entry[(k, a)],
+            "balance": balance,
+            "created_ms": now_ms,
+        }
+        for (k, a), (balance, _) in sorted(after.items())
+        if balance < 0 and deltas[(k, a)][0] < 0
+    ]
+    if debts:
+        conn.execute(sa.insert(t.debts), debts)
+    return dict(sorted(after.items()))

@@ -1,0 +1,69 @@
+"""The central commands behind `kopilka-central`: serve, migrate, enroll-code, admin-token."""
+
+from __future__ import annotations
+
+import argparse
+
+import sqlalchemy as sa
+
+from central import _db, _directory
+from central._app import Settings, create_app
+from central._clock import from_ms, system_clock, to_ms
+from protocol import Store
+
+DEFAULT_DB = "sqlite:///var/central.db"
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = commands.add_parser("serve", help="run the sync and admin HTTP service")
+    serve.add_argument("--db", default=DEFAULT_DB, help="database URL (SQLite file by default)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8700)
+    serve.add_argument("--log-level", default="warning")
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument("--db", default=DEFAULT_DB)
+    code = commands.add_parser("enroll-code", help="issue a one-time enrollment code for a till")
+    code.add_argument("--db", default=DEFAULT_DB)
+    code.add_argument("--store", required=True, help="store id; created when new")
+    code.add_argument("--name", default=None, help="store name (for a new store)")
+    code.add_argument("--timezone", default="Europe/Moscow", help="store time zone (new store)")
+    token = commands.add_parser("admin-token", help="create an admin token for the HQ API")
+    token.add_argument("--db", default=DEFAULT_DB)
+    token.add_argument("--label", default="admin")
+
+
+def prepare(db_url: str) -> sa.Engine:
+    """An engine on a migrated database."""
+    engine = _db.make_engine(db_url)
+    _db.migrate(engine)
+    return engine
+
+
+def run(args: argparse.Namespace) -> int:
+    engine = prepare(args.db)
+    if args.command == "migrate":
+        print(f"database {_db.normalize_url(args.db).split('@')[-1]} is at the newest schema")
+        return 0
+    now_ms = to_ms(system_clock())
+    if args.command == "enroll-code":
+        with engine.begin() as conn:
+            if _directory.store(conn, args.store) is None:
+                shop = Store(
+                    store_id=args.store, name=args.name or args.store, timezone=args.timezone
+                )
+                _directory.put_store(conn, shop, now_ms)
+            code, expires_ms = _directory.issue_enrollment_code(conn, args.store, now_ms)
+        print(f"enrollment code for store {args.store}: {code} (valid until {from_ms(expires_ms)})")
+        return 0
+    if args.command == "admin-token":
+        with engine.begin() as conn:
+            token = _directory.issue_admin_token(conn, args.label, now_ms)
+        print(token)
+        return 0
+    if args.command == "serve":
+        import uvicorn
+
+        app = create_app(Settings(db_url=args.db), engine=engine)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        return 0
+    return 2

@@ -1,0 +1,282 @@
+"""Central's schema (SQLAlchemy Core). The same tables on SQLite and PostgreSQL.
+
+Times are integer milliseconds since the Unix epoch (`*_ms`), money and points are integers,
+payloads are the exact bytes a till sent, with their SHA-256. Alembic migrations in
+`central/migrations/` create these tables; a test checks the two never drift apart.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""An auto-incrementing key: BIGINT on PostgreSQL, the rowid alias on SQLite."""
+
+
+def _id(length: int = 64) -> sa.String:
+    return sa.String(length)
+
+
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("name", _id(), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+"""Named counters. `change_seq` is taken inside every transaction that writes the change log
+(the row lock orders them); `change_floor` is the oldest cursor still served by pull."""
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("name", _id(), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+"""Chain-wide settings as JSON text: phone-hash key, card ranges, offline limits."""
+
+stores = sa.Table(
+    "stores",
+    metadata,
+    sa.Column("store_id", _id(), primary_key=True),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("timezone", _id(), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+enrollment_codes = sa.Table(
+    "enrollment_codes",
+    metadata,
+    sa.Column("code_sha256", sa.String(64), primary_key=True),
+    sa.Column("store_id", _id(), sa.ForeignKey("stores.store_id"), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
+    sa.Column("used_ms", sa.BigInteger, nullable=True),
+    sa.Column("used_by", _id(), nullable=True),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("device_id", _id(), primary_key=True),
+    sa.Column("store_id", _id(), sa.ForeignKey("stores.store_id"), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("current_epoch", sa.Integer, nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=True, unique=True),
+    sa.Column("hostname", sa.String(128), nullable=False, server_default=""),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("revoked_ms", sa.BigInteger, nullable=True),
+    sa.Column("last_push_ms", sa.BigInteger, nullable=True),
+    sa.Column("clock_skew_ms", sa.BigInteger, nullable=True),
+)
+"""Tills, and central's own pseudo-device. `status` is `enrolled` or `revoked`."""
+
+device_epochs = sa.Table(
+    "device_epochs",
+    metadata,
+    sa.Column("device_id", _id(), sa.ForeignKey("devices.device_id"), primary_key=True),
+    sa.Column("epoch", sa.Integer, primary_key=True),
+    sa.Column("acked_seq", sa.BigInteger, nullable=False),
+    sa.Column("started_ms", sa.BigInteger, nullable=False),
+)
+"""One row per device epoch: its highest accepted seq. Push locks this row (FOR UPDATE), so
+the batches of one device are applied one after another."""
+
+admin_tokens = sa.Table(
+    "admin_tokens",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("label", sa.String(128), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("revoked_ms", sa.BigInteger, nullable=True),
+)
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("customer_id", _id(), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("tier", _id(), nullable=True),
+    sa.Column("birthday", sa.String(10), nullable=True),
+    sa.Column("first_name", sa.String(64), nullable=False, server_default=""),
+    sa.Column("language", sa.String(2), nullable=False, server_default="ru"),
+    sa.Column("consent_marketing", sa.Boolean, nullable=False),
+    sa.Column("consent_data", sa.Boolean, nullable=False),
+    sa.Column("referred_by", _id(), nullable=True),
+    sa.Column("merged_into", _id(), nullable=True),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+"""`status`: active, blocked, merged, erased, provisional."""
+
+identifiers = sa.Table(
+    "identifiers",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("value", _id(), primary_key=True),
+    sa.Column("customer_id", _id(), sa.ForeignKey("customers.customer_id"), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_identifiers_customer", "customer_id"),
+)
+"""`kind`: card, phone_hash, qr. Phones are stored only as the chain's keyed hash."""
+
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("entry_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("device_id", _id(), nullable=False),
+    sa.Column("device_epoch", sa.Integer, nullable=False),
+    sa.Column("device_seq", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("account_key", sa.String(80), nullable=False),
+    sa.Column("asset", _id(), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("grant_key", _id(), nullable=True),
+    sa.Column("cheque_id", _id(), nullable=True),
+    sa.Column("reverses", sa.String(36), nullable=True),
+    sa.Column("device_time_ms", sa.BigInteger, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("payload_sha256", sa.String(64), nullable=False),
+    sa.UniqueConstraint("device_id", "device_epoch", "device_seq", name="uq_ledger_device_seq"),
+    sa.Index("ix_ledger_account", "account_key", "asset"),
+)
+"""Append-only. Never updated, never deleted."""
+
+cheques = sa.Table(
+    "cheques",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("document_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("device_id", _id(), nullable=False),
+    sa.Column("device_epoch", sa.Integer, nullable=False),
+    sa.Column("device_seq", sa.BigInteger, nullable=False),
+    sa.Column("cheque_id", _id(), nullable=False),
+    sa.Column("store_id", _id(), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("account_key", sa.String(80), nullable=True),
+    sa.Column("device_time_ms", sa.BigInteger, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Column("recomputed", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("payload_sha256", sa.String(64), nullable=False),
+    sa.UniqueConstraint("device_id", "device_epoch", "device_seq", name="uq_cheques_device_seq"),
+    sa.Index("ix_cheques_cheque", "device_id", "cheque_id"),
+)
+"""Cheque documents as the tills evaluated them; `recomputed` is for the next issue's job."""
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("device_id", _id(), nullable=False),
+    sa.Column("device_epoch", sa.Integer, nullable=False),
+    sa.Column("device_seq", sa.BigInteger, nullable=False),
+    sa.Column("record_id", sa.String(36), nullable=True),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Column("resolved_ms", sa.BigInteger, nullable=True),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("payload_sha256", sa.String(64), nullable=False),
+    sa.UniqueConstraint("device_id", "device_epoch", "device_seq", name="uq_quarantine_device_seq"),
+)
+"""Records central acknowledged but could not apply; they hold the device's seq."""
+
+conflicts = sa.Table(
+    "conflicts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("device_id", _id(), nullable=False),
+    sa.Column("device_epoch", sa.Integer, nullable=False),
+    sa.Column("device_seq", sa.BigInteger, nullable=False),
+    sa.Column("record_id", sa.String(36), nullable=True),
+    sa.Column("stored_sha256", sa.String(64), nullable=True),
+    sa.Column("incoming_sha256", sa.String(64), nullable=False),
+    sa.Column("incoming_payload", sa.LargeBinary, nullable=False),
+    sa.Column("first_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_ms", sa.BigInteger, nullable=False),
+    sa.Column("times", sa.Integer, nullable=False),
+    sa.UniqueConstraint(
+        "device_id", "device_epoch", "device_seq", "incoming_sha256", name="uq_conflicts_item"
+    ),
+)
+"""Alarms for HQ: a known seq or id pushed again with a different payload (refused)."""
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("account_key", sa.String(80), primary_key=True),
+    sa.Column("asset", _id(), primary_key=True),
+    sa.Column("balance", sa.BigInteger, nullable=False),
+    sa.Column("entries", sa.BigInteger, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+"""Balance and entry count of each asset of each account, kept in the entries' transaction."""
+
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("grant_key", _id(), primary_key=True),
+    sa.Column("entry_id", sa.String(36), nullable=False),
+)
+"""One-time grants: the first entry with a grant key wins; later ones are reversed."""
+
+lots = sa.Table(
+    "lots",
+    metadata,
+    sa.Column("lot_id", sa.String(36), primary_key=True),
+    sa.Column("account_key", sa.String(80), nullable=False),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("earned_ms", sa.BigInteger, nullable=False),
+    sa.Column("activates_ms", sa.BigInteger, nullable=True),
+    sa.Column("expires_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_lots_account", "account_key"),
+)
+"""Derived from the ledger: one lot per positive points entry (spending is the next issue)."""
+
+debts = sa.Table(
+    "debts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_key", sa.String(80), nullable=False),
+    sa.Column("asset", _id(), nullable=False),
+    sa.Column("entry_id", sa.String(36), nullable=False),
+    sa.Column("balance", sa.BigInteger, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+"""Each batch that left a balance negative: HQ sees every case."""
+
+rule_sets = sa.Table(
+    "rule_sets",
+    metadata,
+    sa.Column("rule_set_id", _id(), primary_key=True),
+    sa.Column("content_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("effective_from_ms", sa.BigInteger, nullable=False),
+    sa.Column("effective_from", sa.String(40), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("published_ms", sa.BigInteger, nullable=False),
+)
+"""Published rule-set versions; immutable."""
+
+change_log = sa.Table(
+    "change_log",
+    metadata,
+    sa.Column("change_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+"""What pull serves: each change as JSON without its `change_seq`."""

@@ -1,0 +1,107 @@
+"""Pull: bounded pages in change_seq order; outdated cursors get a snapshot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from central import _changes
+from protocol import PullResponse, SnapshotPage, SnapshotRequired
+
+from .tills import Hq, Till
+
+
+def _pull_all(till: Till, since: int = 0, limit: int = 3) -> tuple[list[Any], int]:
+    changes: list[Any] = []
+    while True:
+        response = till.pull(since, limit)
+        assert response.status_code == 200, response.text
+        page = PullResponse.model_validate(response.json())
+        assert len(page.changes) <= limit
+        changes.extend(page.changes)
+        since = page.next_cursor
+        if not page.more:
+            return changes, since
+
+
+def test_pull_pages_every_kind_of_change_in_order(hq: Hq) -> None:
+    hq.customer("c1", first_name="Анна", consent_data=True, phones=["8 916 123-45-67"])
+    hq.customer("c2", identifiers=[{"type": "card", "number": "2770000000017"}])
+    hq.post(
+        "/admin/rule-sets",
+        {
+            "rule_set_id": "base-1",
+            "effective_from": "2026-11-01T00:00:00Z",
+            "document": {"earn": 1},
+        },
+    )
+    hq.client.put("/admin/offline-limits", json={"till_points_budget_max": 500}, headers=hq.headers)
+    till = hq.enroll()
+    assert till.push([till.entry("c1", 10), till.entry("c2", 20)]).status_code == 200
+    hq.post("/admin/customers/c2/erase")
+    changes, cursor = _pull_all(till)
+    kinds = [c.type for c in changes]
+    assert kinds == [
+        "customer",
+        "customer",
+        "rule_set",
+        "offline_limits",
+        "balance",
+        "balance",
+        "erasure",
+    ]
+    seqs = [c.change_seq for c in changes]
+    assert seqs == sorted(seqs) == list(range(1, 8))
+    assert changes[0].identifiers[0].type == "phone_hash"
+    assert changes[0].first_name == "Анна"
+    assert changes[3].limits.till_points_budget_max == 500
+    assert changes[6].identifiers[0].number == "2770000000017"
+    assert (changes[4].balance, changes[5].balance) == (10, 20)
+    rest, same = _pull_all(till, cursor)
+    assert (rest, same) == ([], cursor)
+
+
+def test_outdated_cursor_needs_a_snapshot_that_serves_the_state(
+    hq: Hq, engine: sa.Engine, client: TestClient
+) -> None:
+    for index in range(5):
+        hq.customer(f"c{index}")
+    till = hq.enroll()
+    assert till.push([till.entry(f"c{i}", 10 + i) for i in range(5)]).status_code == 200
+    with engine.begin() as conn:
+        _changes.prune(conn, 6)
+    stale = till.pull(2)
+    assert stale.status_code == 410
+    refusal = SnapshotRequired.model_validate(stale.json())
+    assert refusal.oldest_cursor == 6
+    assert till.pull(6).status_code == 200
+    assert till.pull(999).status_code == 410
+    pages: list[SnapshotPage] = []
+    token = None
+    while True:
+        params: dict[str, Any] = {"limit": 4} if token is None else {"limit": 4, "page": token}
+        response = client.get("/sync/snapshot", params=params, headers=till.headers)
+        assert response.status_code == 200, response.text
+        pages.append(SnapshotPage.model_validate(response.json()))
+        token = pages[-1].next_page
+        if token is None:
+            break
+    items = [c for page in pages for c in page.changes]
+    assert all(len(page.changes) <= 4 for page in pages)
+    assert [c.type for c in items].count("customer") == 5
+    assert sorted(c.balance for c in items if c.type == "balance") == [10, 11, 12, 13, 14]
+    assert [c.type for c in items].count("offline_limits") == 1
+    assert {page.as_of for page in pages} == {10}
+    assert till.pull(pages[0].as_of).json()["changes"] == []
+
+
+def test_pull_limits_are_validated(hq: Hq) -> None:
+    till = hq.enroll()
+    response = till.pull(0, limit=100_000)
+    assert response.status_code == 422
+    assert "limit" in response.json()["message"]
+    assert datetime.now(UTC)  # server_time comes from the injected clock, see below
+    assert till.pull(0).json()["server_time"].startswith("2026-11-25T09:00:00")

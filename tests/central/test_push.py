@@ -1,0 +1,183 @@
+"""Push: applied once, replays acknowledged, gaps and changed payloads refused."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from central import _tables as t
+from protocol import CENTRAL_DEVICE_ID, CardIdentifier, EntryKind
+
+from .checks import assert_ledger_consistent
+from .tills import Hq
+
+
+def test_push_applies_and_replays_are_acknowledged(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    items = [till.entry("c1", 100), till.entry("c1", 50), till.entry("c1", -30, EntryKind.burn)]
+    first = till.push(items)
+    assert first.status_code == 200, first.text
+    assert first.json()["acked_through"] == 3
+    assert [r["outcome"] for r in first.json()["results"]] == ["applied"] * 3
+    again = till.push(items)
+    assert again.status_code == 200
+    assert [r["outcome"] for r in again.json()["results"]] == ["duplicate"] * 3
+    overlap = till.push([items[2], till.entry("c1", 5)])
+    assert [r["outcome"] for r in overlap.json()["results"]] == ["duplicate", "applied"]
+    balances = assert_ledger_consistent(engine)
+    assert balances[("customer:c1", "points")] == 125
+
+
+def test_gap_is_refused_with_the_expected_seq(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    items = [till.entry("c1", 10) for _ in range(4)]
+    assert till.push(items[:1]).status_code == 200
+    gap = till.push(items[2:])
+    assert gap.status_code == 409
+    assert gap.json()["code"] == "gap"
+    assert gap.json()["details"] == {"expected_seq": 2}
+    assert till.push(items[1:]).status_code == 200
+    assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 40
+
+
+def test_changed_payload_is_refused_and_recorded(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    original = till.entry("c1", 10)
+    assert till.push([original]).status_code == 200
+    till.next_seq = 1
+    changed = till.entry("c1", 99)
+    for _ in range(2):
+        refused = till.push([changed])
+        assert refused.status_code == 409
+        assert refused.json()["code"] == "conflict"
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.conflicts)).all()
+    assert len(rows) == 1
+    assert rows[0].kind == "seq_payload_mismatch"
+    assert rows[0].times == 2
+    assert rows[0].stored_sha256 == original.payload_sha256
+    assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 10
+
+
+def test_same_entry_id_at_another_seq_is_refused(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    first = till.entry("c1", 10)
+    assert till.push([first]).status_code == 200
+    reused = till.entry("c1", 10, entry_id=json.loads(first.payload)["entry_id"])
+    refused = till.push([reused])
+    assert refused.status_code == 409
+    assert refused.json()["details"]["kind"] == "id_reused"
+    other = hq.enroll()
+    stolen = other.entry("c1", 10, entry_id=json.loads(first.payload)["entry_id"])
+    assert other.push([stolen]).status_code == 409
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.conflicts)).scalar() == 2
+
+
+def test_quarantine_acknowledges_and_never_blocks(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    hq.customer("gone")
+    hq.post("/admin/customers/gone/erase")
+    till = hq.enroll()
+    items = [
+        till.entry("c1", 10),
+        till.entry("ghost", 10),
+        till.entry("gone", 10),
+        till.store_record(f'{{"record":"entry","device_id":"{till.device_id}"}}'.encode()),
+        till.entry("c1", 5),
+    ]
+    response = till.push(items)
+    assert response.status_code == 200, response.text
+    outcomes = [r["outcome"] for r in response.json()["results"]]
+    assert outcomes == ["applied", "quarantined", "quarantined", "quarantined", "applied"]
+    assert "unknown" in response.json()["results"][1]["reason"]
+    assert "erased" in response.json()["results"][2]["reason"]
+    assert till.push(items).json()["acked_through"] == 5
+    assert till.push([till.entry("c1", 1)]).status_code == 200
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.quarantine)).scalar() == 3
+    assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 16
+
+
+def test_unknown_identifier_accrues_to_the_identifier(hq: Hq, engine: sa.Engine) -> None:
+    till = hq.enroll()
+    card = CardIdentifier(number="2770000000017")
+    assert till.push([till.entry("", 40, account=card)]).status_code == 200
+    assert assert_ledger_consistent(engine)[("card:2770000000017", "points")] == 40
+
+
+def test_second_grant_is_reversed_by_central(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    one, two = hq.enroll(), hq.enroll()
+    grant = {"kind": EntryKind.welcome, "grant_key": "welcome:c1"}
+    assert one.push([one.entry("c1", 100, **dict(grant))]).status_code == 200
+    response = two.push([two.entry("c1", 100, **dict(grant))])
+    assert response.status_code == 200
+    with engine.connect() as conn:
+        central_rows = conn.execute(
+            sa.select(t.ledger).where(t.ledger.c.device_id == CENTRAL_DEVICE_ID)
+        ).all()
+    assert [(r.kind, r.amount, r.device_seq) for r in central_rows] == [("grant_reversal", -100, 1)]
+    assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 100
+
+
+def test_overspend_is_recorded_as_debt(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    assert (
+        till.push([till.entry("c1", 10), till.entry("c1", -25, EntryKind.burn)]).status_code == 200
+    )
+    with engine.connect() as conn:
+        debts = conn.execute(sa.select(t.debts)).all()
+    assert [(d.account_key, d.balance) for d in debts] == [("customer:c1", -15)]
+
+
+def test_bad_requests_get_precise_json_errors(hq: Hq, client: TestClient) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    item = till.entry("c1", 10)
+    body = till.body([item])
+    body["items"][0]["seq"] = 1.0
+    response = client.post("/sync/push", json=body, headers=till.headers)
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_request"
+    assert "items.0.seq" in response.json()["message"]
+    body = till.body([item])
+    body["items"][0]["payload_sha256"] = "0" * 64
+    response = client.post("/sync/push", json=body, headers=till.headers)
+    assert response.status_code == 422
+    assert response.json()["code"] == "payload_hash_mismatch"
+    response = client.post(
+        "/sync/push",
+        content=b"{not json",
+        headers={**till.headers, "content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert set(response.json()) >= {"code", "message"}
+
+
+def test_oversized_body_is_refused_with_413(hq: Hq, client: TestClient) -> None:
+    till = hq.enroll()
+    response = client.post("/sync/push", content=b"x" * (17 * 1024 * 1024), headers=till.headers)
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+
+
+def test_payload_of_another_device_is_refused(hq: Hq, client: TestClient) -> None:
+    hq.customer("c1")
+    mine, other = hq.enroll(), hq.enroll()
+    foreign = other.entry("c1", 10)
+    mine.next_seq = 1
+    body = mine.body([foreign])
+    response = client.post("/sync/push", json=body, headers=mine.headers)
+    assert response.status_code == 403
+    assert response.json()["code"] == "wrong_device"
+    as_other = other.body([foreign])
+    response = client.post("/sync/push", json=as_other, headers=mine.headers)
+    assert response.status_code == 403
