@@ -30,7 +30,8 @@ def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
         shares[index], remainders[index] = divmod(total * weight, weight_sum)
     left = total - sum(shares)
     if left:
-        order = sorted(range(count), key=lambda i: (-remainders[i], i))
+        # a stable sort: equal remainders keep line order, so ties go to the earlier line
+        order = sorted(range(count), key=remainders.__getitem__, reverse=True)
         for index in order[:left]:
             shares[index] += 1
     return shares
@@ -79,14 +80,18 @@ def allocate(
     paid: Sequence[int],
     quantities_milli: Sequence[int],
     floors: Sequence[int],
+    floor_totals: Sequence[int] | None = None,
 ) -> list[int]:
     """Discount shares of `total` over lines, each keeping its floor and a printable total.
 
-    `paid` is what each line costs now, `floors` its minimum unit price. The shares add up to
-    `total` whenever the lines have room for it (`capacity`); a caller that asks for more gets
-    what fits, and must use the sum it gets back.
+    `paid` is what each line costs now, `floors` its minimum unit price (`floor_totals`, the
+    least each line may cost, when the caller has them). The shares add up to `total`
+    whenever the lines have room for it; a caller that asks for more gets what fits, and must
+    use the sum it gets back.
     """
-    caps = [max(0, paid[i] - floor_total(quantities_milli[i], floors[i])) for i in range(len(paid))]
+    if floor_totals is None:
+        floor_totals = [floor_total(q, f) for q, f in zip(quantities_milli, floors, strict=True)]
+    caps = [max(0, paid[i] - floor_totals[i]) if weights[i] else 0 for i in range(len(paid))]
     shares = capped_shares(total, weights, caps)
     left = 0
     for i, share in enumerate(shares):
