@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from central import _demo
+from central import _demo, _rules_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,9 +13,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the main job on the embedded default")
     demo.add_argument("--examples", default=None, help="folder of example data")
+    _rules_cli.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo.run(args.examples)
+    if args.command == "rules":
+        return _rules_cli.run(args)
     return 2
 
 

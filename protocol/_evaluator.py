@@ -133,7 +133,6 @@ class _Cheque:
             for index in match.rewards:
                 self.reward_members[index].append(i)
         self.paid = list(self.paid0)
-        self.burn_kopecks = [0] * count
         self.burn_points = [0] * count
         self.earn = [0] * count
         self.explanation: list[dict[str, Any]] = []
@@ -150,25 +149,30 @@ class _Cheque:
         return [i for i in candidates if not taken[i]]
 
     def explain(
-        self, rule_id: str, kind: str, points: list[int] | None, kopecks: list[int] | None
+        self,
+        rule_id: str,
+        kind: str,
+        members: list[int],
+        points: list[int] | None,
+        kopecks: list[int] | None,
     ) -> None:
-        """Record what `rule_id` gave per line (`points`, `kopecks`: lists by line)."""
+        """Record what `rule_id` gave the `members` lines (`points`, `kopecks` in step)."""
         ids = self.ids
-        none = [0] * self.count
-        by_points = points or none
-        by_kopecks = kopecks or none
-        lines = [
-            (ids[i], by_points[i], by_kopecks[i])
-            for i in range(self.count)
-            if by_points[i] or by_kopecks[i]
-        ]
+        if points is None:
+            lines = [(ids[i], 0, k) for i, k in zip(members, kopecks or (), strict=True) if k]
+        elif kopecks is None:
+            lines = [(ids[i], p, 0) for i, p in zip(members, points, strict=True) if p]
+        else:
+            lines = [
+                (ids[i], p, k) for i, p, k in zip(members, points, kopecks, strict=True) if p or k
+            ]
         if lines:
             self.explanation.append(
                 {
                     "rule_id": rule_id,
                     "kind": kind,
-                    "points": sum(by_points),
-                    "kopecks": sum(by_kopecks),
+                    "points": sum(points) if points else 0,
+                    "kopecks": sum(kopecks) if kopecks else 0,
                     "lines": lines,
                 }
             )
@@ -199,22 +203,26 @@ class _Cheque:
             if not members:
                 continue
             amount = sum(paid[i] for i in members)
-            quantity = sum(self.quantity[i] for i in members)
-            if amount < rule.min_amount or quantity < rule.min_quantity_milli:
+            if amount < rule.min_amount:
+                continue
+            if rule.min_quantity_milli and (
+                sum(self.quantity[i] for i in members) < rule.min_quantity_milli
+            ):
                 continue
             shares = self.reward_shares(rule, members, amount)
             if shares is None:
                 continue
-            for i in members:
-                paid[i] -= shares[i]
+            for k, i in enumerate(members):
+                paid[i] -= shares[k]
                 if rule.stop:
                     taken[i] = True
-            self.explain(rule.id, rule.kind, None, shares)
+            self.explain(rule.id, rule.kind, members, None, shares)
         if self.known and any(rule.kind == "every_nth" for rule in self.comp.rewards):
             first = next(rule for rule in self.comp.rewards if rule.kind == "every_nth")
             self.counter(PURCHASES, 1, first.id, None)
 
     def reward_shares(self, rule: Rule, members: list[int], amount: int) -> list[int] | None:
+        """The rule's discount on each of `members` (in step), or None when it gives none."""
         kind = rule.kind
         if kind == "percent":
             return self.spread(amount * rule.percent_bp // BASIS_POINTS, members)
@@ -232,37 +240,46 @@ class _Cheque:
         return self.stamps(rule, members)
 
     def spread(self, total: int, members: list[int]) -> list[int]:
-        weights = [0] * self.count
-        for i in members:
-            weights[i] = self.paid[i]
-        return allocate(total, weights, self.paid, self.quantity, self.floors, self.floor_totals)
+        paid = [self.paid[i] for i in members]
+        return allocate(
+            total,
+            paid,
+            paid,
+            [self.quantity[i] for i in members],
+            [self.floors[i] for i in members],
+            [self.floor_totals[i] for i in members],
+        )
 
     def free_units(self, members: list[int], free: int, every: int) -> list[int] | None:
-        whole = [i for i in members if self.quantity[i] % 1000 == 0]
-        units = sum(self.quantity[i] // 1000 for i in whole)
+        """The cheapest whole units of `members` free: `free` of them, or `free` for every
+        `every` bought."""
+        quantity = self.quantity
+        whole = [k for k, i in enumerate(members) if quantity[i] % 1000 == 0]
+        units = sum(quantity[members[k]] // 1000 for k in whole)
         wanted = free if every == 0 else units // every * free
         wanted = min(wanted, units)
         if wanted == 0:
             return None
-        shares = [0] * self.count
-        for i in sorted(whole, key=lambda i: (self.price[i], i)):
+        shares = [0] * len(members)
+        for k in sorted(whole, key=lambda k: (self.price[members[k]], k)):
             if wanted == 0:
                 break
-            line_units = self.quantity[i] // 1000
+            i = members[k]
+            line_units = quantity[i] // 1000
             take = min(line_units, wanted)
             wanted -= take
-            shares[i] = min(self.room(i), self.paid[i] * take // line_units)
+            shares[k] = min(self.room(i), self.paid[i] * take // line_units)
         return shares
 
     def stamps(self, rule: Rule, members: list[int]) -> list[int]:
         held = self.customer.counters.get(rule.counter, 0)
-        shares = [0] * self.count
+        shares = [0] * len(members)
         free_line = None
         if held >= rule.needed:
             found = self.free_units(members, 1, 0)
             if found is not None and any(found):
                 shares = found
-                free_line = next(i for i in members if found[i])
+                free_line = members[next(k for k, share in enumerate(found) if share)]
                 self.counter(rule.counter, -rule.needed, rule.id, free_line)
         for i in members:
             stamps = self.quantity[i] // 1000 - (1 if i == free_line else 0)
@@ -285,8 +302,9 @@ class _Cheque:
             return wanted, 0, "this rule set does not let points pay"
         value = policy.kopecks_per_point
         paid = self.paid
-        weights = [paid[i] if self.matches[i].redeemable else 0 for i in range(self.count)]
-        room = sum(self.room(i) for i in range(self.count) if weights[i])
+        matches = self.matches
+        members = [i for i in range(self.count) if paid[i] and matches[i].redeemable]
+        room = sum(max(0, paid[i] - self.floor_totals[i]) for i in members)
         payable = sum(paid)
         limits = (
             (available, "active points"),
@@ -300,20 +318,18 @@ class _Cheque:
             if limit < points:
                 points, limited = limit, reason
         for _attempt in range(3):
-            shares = allocate(
-                points * value, weights, paid, self.quantity, self.floors, self.floor_totals
-            )
+            shares = self.spread(points * value, members)
             placed = sum(shares)
             if placed == points * value:
                 break
             points, limited = placed // value, "prices the receipt can print"
         else:
-            points, shares = 0, [0] * self.count
-        self.burn_kopecks = shares
-        self.burn_points = largest_remainder(points, shares)
-        for i in range(self.count):
-            paid[i] -= shares[i]
-        self.explain(REDEMPTION_RULE_ID, "redeem", [-p for p in self.burn_points], shares)
+            points, shares = 0, [0] * len(members)
+        burned = largest_remainder(points, shares)
+        for k, i in enumerate(members):
+            paid[i] -= shares[k]
+            self.burn_points[i] = burned[k]
+        self.explain(REDEMPTION_RULE_ID, "redeem", members, [-p for p in burned], shares)
         return wanted, points, limited
 
     # --- earning ----------------------------------------------------------------------
@@ -365,11 +381,9 @@ class _Cheque:
             if not points:
                 continue
             shares = largest_remainder(points, weights)
-            by_line = [0] * count
             for k, i in enumerate(members):
-                by_line[i] = shares[k]
                 earn[i] += shares[k]
-            self.explain(rule.id, kind, by_line, None)
+            self.explain(rule.id, kind, members, shares, None)
 
 
 def _facts(
