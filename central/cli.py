@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from central import _demo, _serve
+from central import _demo, _rules_cli, _serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,11 +14,14 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the main job on the embedded default")
     demo.add_argument("--examples", default=None, help="folder of example data")
     _serve.add_commands(commands)
+    _rules_cli.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo.run(args.examples)
     if args.command in {"serve", "migrate", "enroll-code", "admin-token"}:
         return _serve.run(args)
+    if args.command == "rules":
+        return _rules_cli.run(args)
     return 2
 
 

@@ -20,17 +20,18 @@ UNIT_MILLI = 1000
 def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
     """`total` split in proportion to `weights`: floors first, then one more to the largest
     remainders (ties to the earlier line). Shares add up to `total` exactly."""
-    count = len(weights)
     weight_sum = sum(weights)
     if total <= 0 or weight_sum <= 0:
-        return [0] * count
-    shares = [0] * count
-    remainders = [0] * count
-    for index, weight in enumerate(weights):
-        shares[index], remainders[index] = divmod(total * weight, weight_sum)
+        return [0] * len(weights)
+    if len(weights) == 1:
+        return [total]
+    pairs = [divmod(total * weight, weight_sum) for weight in weights]
+    shares = [share for share, _ in pairs]
     left = total - sum(shares)
     if left:
-        order = sorted(range(count), key=lambda i: (-remainders[i], i))
+        remainders = [remainder for _, remainder in pairs]
+        # a stable sort: equal remainders keep line order, so ties go to the earlier line
+        order = sorted(range(len(weights)), key=remainders.__getitem__, reverse=True)
         for index in order[:left]:
             shares[index] += 1
     return shares
@@ -79,29 +80,35 @@ def allocate(
     paid: Sequence[int],
     quantities_milli: Sequence[int],
     floors: Sequence[int],
+    floor_totals: Sequence[int] | None = None,
 ) -> list[int]:
     """Discount shares of `total` over lines, each keeping its floor and a printable total.
 
-    `paid` is what each line costs now, `floors` its minimum unit price. The shares add up to
-    `total` whenever the lines have room for it (`capacity`); a caller that asks for more gets
-    what fits, and must use the sum it gets back.
+    `weights` say how to share (usually what each line costs now, `paid`); `floors` are the
+    minimum unit prices (`floor_totals`, the least each line may cost, when the caller has
+    them). The shares add up to `total` whenever the lines have room for it; a caller that
+    asks for more gets what fits, and must use the sum it gets back.
     """
-    caps = [max(0, paid[i] - floor_total(quantities_milli[i], floors[i])) for i in range(len(paid))]
+    count = len(weights)
+    if floor_totals is None:
+        floor_totals = [floor_total(q, f) for q, f in zip(quantities_milli, floors, strict=True)]
+    caps = [max(0, paid[i] - floor_totals[i]) if weights[i] else 0 for i in range(count)]
     shares = capped_shares(total, weights, caps)
     left = 0
-    for i, share in enumerate(shares):
-        if share and not is_exact(quantities_milli[i]):
-            reachable = reachable_discount(paid[i], quantities_milli[i], floors[i], share)
-            left += share - reachable
+    for i in range(count):
+        quantity = quantities_milli[i]
+        if shares[i] and quantity > UNIT_MILLI and quantity % UNIT_MILLI:
+            reachable = reachable_discount(paid[i], quantity, floors[i], shares[i])
+            left += shares[i] - reachable
             shares[i] = reachable
     if left:
         rooms = [
             caps[i] - shares[i] if weights[i] > 0 and is_exact(quantities_milli[i]) else 0
-            for i in range(len(shares))
+            for i in range(count)
         ]
         extra = capped_shares(left, weights, rooms)
-        for i, share in enumerate(extra):
-            shares[i] += share
+        for i in range(count):
+            shares[i] += extra[i]
     return shares
 
 

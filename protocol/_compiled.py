@@ -97,10 +97,10 @@ class LineFilter:
 
 @dataclass(frozen=True, slots=True)
 class LineMatch:
-    """Which rules a line of this signature matches (bit i = rule i of its section)."""
+    """Which rules a line of this signature matches (indices into each section)."""
 
-    earn: int
-    rewards: int
+    earn: tuple[int, ...]
+    rewards: tuple[int, ...]
     redeemable: bool
     floors: tuple[tuple[int, int], ...]
     """(min_unit_price, min_unit_price_bp) of every floor that matches."""
@@ -129,14 +129,16 @@ class Compiled:
         return found
 
     def _match(self, sku: str, category: str | None, labels: tuple[str, ...]) -> LineMatch:
-        earn = 0
-        for index, line_filter in enumerate(self.earn_filters):
-            if line_filter.matches(sku, category, labels):
-                earn |= 1 << index
-        rewards = 0
-        for index, line_filter in enumerate(self.reward_filters):
-            if line_filter.matches(sku, category, labels):
-                rewards |= 1 << index
+        earn = tuple(
+            index
+            for index, line_filter in enumerate(self.earn_filters)
+            if line_filter.matches(sku, category, labels)
+        )
+        rewards = tuple(
+            index
+            for index, line_filter in enumerate(self.reward_filters)
+            if line_filter.matches(sku, category, labels)
+        )
         excluded = self.redeem_filter
         redeemable = not (
             sku in excluded.skus

@@ -19,7 +19,6 @@ from typing import Any
 
 from protocol._allocation import (
     allocate,
-    capacity,
     fiscal_parts,
     floor_total,
     largest_remainder,
@@ -114,7 +113,7 @@ class _Cheque:
         self.comp = comp
         self.customer = customer
         self.facts = facts
-        self.count = len(lines)
+        self.count = count = len(lines)
         self.ids = [line.line_id for line in lines]
         self.categories = [line.category for line in lines]
         self.quantity = [line.quantity_milli for line in lines]
@@ -123,40 +122,60 @@ class _Cheque:
         self.paid0 = [line.total - line.pos_discount for line in lines]
         self.matches = [comp.line_match(line.sku, line.category, line.labels) for line in lines]
         self.floors = [_floor_unit(line, m) for line, m in zip(lines, self.matches, strict=True)]
+        self.floor_totals = [
+            floor_total(q, f) for q, f in zip(self.quantity, self.floors, strict=True)
+        ]
+        self.earn_members: list[list[int]] = [[] for _ in comp.earn]
+        self.reward_members: list[list[int]] = [[] for _ in comp.rewards]
+        for i, match in enumerate(self.matches):
+            for index in match.earn:
+                self.earn_members[index].append(i)
+            for index in match.rewards:
+                self.reward_members[index].append(i)
         self.paid = list(self.paid0)
-        self.reward_discount = [0] * self.count
-        self.burn_kopecks = [0] * self.count
-        self.burn_points = [0] * self.count
-        self.earn = [0] * self.count
+        self.burn_points = [0] * count
+        self.earn = [0] * count
         self.explanation: list[dict[str, Any]] = []
         self.counters: list[dict[str, Any]] = []
         favourites = customer.favourite_categories[: comp.rule_set.favourites_max]
         self.favourites = frozenset(favourites)
         self.known = customer.customer_id is not None and customer.status in EARNING
 
-    def members(self, rule: Rule, bit: int, section: str, taken: list[bool]) -> list[int]:
-        found = []
-        for i in range(self.count):
-            mask = self.matches[i].earn if section == "earn" else self.matches[i].rewards
-            if not mask & bit or taken[i]:
-                continue
-            if rule.favourites and self.categories[i] not in self.favourites:
-                continue
-            found.append(i)
-        return found
+    def members(self, rule: Rule, candidates: list[int], taken: list[bool]) -> list[int]:
+        if rule.favourites:
+            favourites = self.favourites
+            categories = self.categories
+            return [i for i in candidates if not taken[i] and categories[i] in favourites]
+        return [i for i in candidates if not taken[i]]
 
     def explain(
-        self, rule_id: str, kind: str, line: int | None, points: int = 0, kopecks: int = 0
+        self,
+        rule_id: str,
+        kind: str,
+        members: list[int],
+        points: list[int] | None,
+        kopecks: list[int] | None,
     ) -> None:
-        self.explanation.append(
-            {
-                "rule_id": rule_id,
-                "kind": kind,
-                "line_id": None if line is None else self.ids[line],
-                "points": points,
-                "kopecks": kopecks,
-            }
-        )
+        """Record what `rule_id` gave the `members` lines (`points`, `kopecks` in step)."""
+        ids = self.ids
+        if points is None:
+            lines = [(ids[i], 0, k) for i, k in zip(members, kopecks or (), strict=True) if k]
+        elif kopecks is None:
+            lines = [(ids[i], p, 0) for i, p in zip(members, points, strict=True) if p]
+        else:
+            lines = [
+                (ids[i], p, k) for i, p, k in zip(members, points, kopecks, strict=True) if p or k
+            ]
+        if lines:
+            self.explanation.append(
+                {
+                    "rule_id": rule_id,
+                    "kind": kind,
+                    "points": sum(points) if points else 0,
+                    "kopecks": sum(kopecks) if kopecks else 0,
+                    "lines": lines,
+                }
+            )
 
     def counter(self, name: str, delta: int, rule_id: str, line: int | None) -> None:
         self.counters.append(
@@ -169,37 +188,41 @@ class _Cheque:
         )
 
     def room(self, i: int) -> int:
-        return max(0, self.paid[i] - floor_total(self.quantity[i], self.floors[i]))
+        return max(0, self.paid[i] - self.floor_totals[i])
 
     # --- rewards ----------------------------------------------------------------------
 
     def rewards(self) -> None:
         taken = [False] * self.count
+        paid = self.paid
         for index, rule in enumerate(self.comp.rewards):
-            if not cheque_applies(rule, self.facts):
+            candidates = self.reward_members[index]
+            if not candidates or not cheque_applies(rule, self.facts):
                 continue
-            members = self.members(rule, 1 << index, "rewards", taken)
+            members = self.members(rule, candidates, taken)
             if not members:
                 continue
-            amount = sum(self.paid[i] for i in members)
-            quantity = sum(self.quantity[i] for i in members)
-            if amount < rule.min_amount or quantity < rule.min_quantity_milli:
+            amount = sum(paid[i] for i in members)
+            if amount < rule.min_amount:
+                continue
+            if rule.min_quantity_milli and (
+                sum(self.quantity[i] for i in members) < rule.min_quantity_milli
+            ):
                 continue
             shares = self.reward_shares(rule, members, amount)
             if shares is None:
                 continue
-            for i in members:
-                if shares[i]:
-                    self.paid[i] -= shares[i]
-                    self.reward_discount[i] += shares[i]
-                    self.explain(rule.id, rule.kind, i, kopecks=shares[i])
+            for k, i in enumerate(members):
+                paid[i] -= shares[k]
                 if rule.stop:
                     taken[i] = True
+            self.explain(rule.id, rule.kind, members, None, shares)
         if self.known and any(rule.kind == "every_nth" for rule in self.comp.rewards):
             first = next(rule for rule in self.comp.rewards if rule.kind == "every_nth")
             self.counter(PURCHASES, 1, first.id, None)
 
     def reward_shares(self, rule: Rule, members: list[int], amount: int) -> list[int] | None:
+        """The rule's discount on each of `members` (in step), or None when it gives none."""
         kind = rule.kind
         if kind == "percent":
             return self.spread(amount * rule.percent_bp // BASIS_POINTS, members)
@@ -217,37 +240,46 @@ class _Cheque:
         return self.stamps(rule, members)
 
     def spread(self, total: int, members: list[int]) -> list[int]:
-        weights = [0] * self.count
-        for i in members:
-            weights[i] = self.paid[i]
-        return allocate(total, weights, self.paid, self.quantity, self.floors)
+        paid = [self.paid[i] for i in members]
+        return allocate(
+            total,
+            paid,
+            paid,
+            [self.quantity[i] for i in members],
+            [self.floors[i] for i in members],
+            [self.floor_totals[i] for i in members],
+        )
 
     def free_units(self, members: list[int], free: int, every: int) -> list[int] | None:
-        whole = [i for i in members if self.quantity[i] % 1000 == 0]
-        units = sum(self.quantity[i] // 1000 for i in whole)
+        """The cheapest whole units of `members` free: `free` of them, or `free` for every
+        `every` bought."""
+        quantity = self.quantity
+        whole = [k for k, i in enumerate(members) if quantity[i] % 1000 == 0]
+        units = sum(quantity[members[k]] // 1000 for k in whole)
         wanted = free if every == 0 else units // every * free
         wanted = min(wanted, units)
         if wanted == 0:
             return None
-        shares = [0] * self.count
-        for i in sorted(whole, key=lambda i: (self.price[i], i)):
+        shares = [0] * len(members)
+        for k in sorted(whole, key=lambda k: (self.price[members[k]], k)):
             if wanted == 0:
                 break
-            line_units = self.quantity[i] // 1000
+            i = members[k]
+            line_units = quantity[i] // 1000
             take = min(line_units, wanted)
             wanted -= take
-            shares[i] = min(self.room(i), self.paid[i] * take // line_units)
+            shares[k] = min(self.room(i), self.paid[i] * take // line_units)
         return shares
 
     def stamps(self, rule: Rule, members: list[int]) -> list[int]:
         held = self.customer.counters.get(rule.counter, 0)
-        shares = [0] * self.count
+        shares = [0] * len(members)
         free_line = None
         if held >= rule.needed:
             found = self.free_units(members, 1, 0)
             if found is not None and any(found):
                 shares = found
-                free_line = next(i for i in members if found[i])
+                free_line = members[next(k for k, share in enumerate(found) if share)]
                 self.counter(rule.counter, -rule.needed, rule.id, free_line)
         for i in members:
             stamps = self.quantity[i] // 1000 - (1 if i == free_line else 0)
@@ -269,14 +301,11 @@ class _Cheque:
         if not policy.enabled:
             return wanted, 0, "this rule set does not let points pay"
         value = policy.kopecks_per_point
-        weights = [self.paid[i] if self.matches[i].redeemable else 0 for i in range(self.count)]
-        eligible = [i for i in range(self.count) if weights[i]]
-        room = capacity(
-            [self.paid[i] for i in eligible],
-            [self.quantity[i] for i in eligible],
-            [self.floors[i] for i in eligible],
-        )
-        payable = sum(self.paid)
+        paid = self.paid
+        matches = self.matches
+        members = [i for i in range(self.count) if paid[i] and matches[i].redeemable]
+        room = sum(max(0, paid[i] - self.floor_totals[i]) for i in members)
+        payable = sum(paid)
         limits = (
             (available, "active points"),
             (room // value, "lines points may pay for (exclusions and price floors)"),
@@ -289,39 +318,42 @@ class _Cheque:
             if limit < points:
                 points, limited = limit, reason
         for _attempt in range(3):
-            shares = allocate(points * value, weights, self.paid, self.quantity, self.floors)
+            shares = self.spread(points * value, members)
             placed = sum(shares)
             if placed == points * value:
                 break
             points, limited = placed // value, "prices the receipt can print"
         else:
-            points, shares = 0, [0] * self.count
-        self.burn_kopecks = shares
-        self.burn_points = largest_remainder(points, shares)
-        for i in range(self.count):
-            if shares[i]:
-                self.paid[i] -= shares[i]
-                self.explain(
-                    REDEMPTION_RULE_ID, "redeem", i, points=-self.burn_points[i], kopecks=shares[i]
-                )
+            points, shares = 0, [0] * len(members)
+        burned = largest_remainder(points, shares)
+        for k, i in enumerate(members):
+            paid[i] -= shares[k]
+            self.burn_points[i] = burned[k]
+        self.explain(REDEMPTION_RULE_ID, "redeem", members, [-p for p in burned], shares)
         return wanted, points, limited
 
     # --- earning ----------------------------------------------------------------------
 
     def earn_points(self) -> None:
         rounding = self.comp.rule_set.rounding
-        base = [0] * self.count
-        taken = [False] * self.count
+        count = self.count
+        base = [0] * count
+        taken = [False] * count
+        earn = self.earn
         for index, rule in enumerate(self.comp.earn):
-            if not cheque_applies(rule, self.facts):
+            candidates = self.earn_members[index]
+            if not candidates or not cheque_applies(rule, self.facts):
                 continue
-            members = self.members(rule, 1 << index, "earn", taken)
+            members = self.members(rule, candidates, taken)
             if not members:
                 continue
             money = self.full if rule.full_price else self.paid
             amount = sum(money[i] for i in members)
-            quantity = sum(self.quantity[i] for i in members)
-            if amount < rule.min_amount or quantity < rule.min_quantity_milli:
+            if amount < rule.min_amount:
+                continue
+            if rule.min_quantity_milli and (
+                sum(self.quantity[i] for i in members) < rule.min_quantity_milli
+            ):
                 continue
             kind = rule.kind
             if kind == "per_order":
@@ -331,9 +363,11 @@ class _Cheque:
                     weights = [self.quantity[i] for i in members]
             else:
                 if kind == "per_money":
-                    weights = [money[i] * rule.points * rule.exact_factor for i in members]
+                    factor = rule.points * rule.exact_factor
+                    weights = [money[i] * factor for i in members]
                 elif kind == "per_unit":
-                    weights = [self.quantity[i] * rule.points * rule.exact_factor for i in members]
+                    factor = rule.points * rule.exact_factor
+                    weights = [self.quantity[i] * factor for i in members]
                 else:
                     extra = rule.multiplier_extra_permille
                     weights = [base[i] * extra // 1000 for i in members]
@@ -341,13 +375,15 @@ class _Cheque:
                     for k, i in enumerate(members):
                         base[i] += weights[k]
                 points = _round(sum(weights), rounding)
+            if rule.stop:
+                for i in members:
+                    taken[i] = True
+            if not points:
+                continue
             shares = largest_remainder(points, weights)
             for k, i in enumerate(members):
-                if shares[k]:
-                    self.earn[i] += shares[k]
-                    self.explain(rule.id, kind, i, points=shares[k])
-                if rule.stop:
-                    taken[i] = True
+                earn[i] += shares[k]
+            self.explain(rule.id, kind, members, shares, None)
 
 
 def _facts(
@@ -398,7 +434,9 @@ def _grants(cheque: _Cheque, paid: int) -> list[dict[str, Any]]:
                 "customer_id": beneficiary,
             }
         )
-        cheque.explain(grant.id, f"grant:{grant.kind}", None, points=grant.points)
+        cheque.explanation.append(
+            {"rule_id": grant.id, "kind": f"grant:{grant.kind}", "points": grant.points}
+        )
     return awards
 
 

@@ -358,7 +358,9 @@ def _describe(error: Any, data: Any) -> str:
         i += 1
     message = _MESSAGES.get(error["type"]) or str(error["msg"])
     if error["type"] == "union_tag_invalid":
-        message = f"unknown kind {error.get('input', {}).get('kind')!r}"
+        context = error.get("ctx", {})
+        expected = str(context.get("expected_tags", "")).replace("'", "")
+        message = f"unknown kind {context.get('tag')!r} (expected {expected})"
     message = re.sub(r"^Value error, ", "", message)
     field = ".".join(fields)
     return ": ".join([*where, *([field] if field else []), message])

@@ -185,14 +185,21 @@ class QuoteLine(WireModel):
     fiscal: tuple[FiscalLine, ...] = Field(min_length=1, max_length=2)
 
 
+ExplainedLine = tuple[Id, Points, Kopecks]
+"""`[line_id, points, kopecks]`: what one rule gave (or took) on one line."""
+
+
 class ExplanationItem(WireModel):
-    """Ties points or kopecks to the rule that produced them."""
+    """Ties points or kopecks to the rule that produced them: the rule's totals, and in
+    `lines` how they fell on each line (`[line_id, points, kopecks]`, adding up to the
+    totals). Points spent show as negative points (`kind = "redeem"`); grants and other
+    cheque-level items have no lines."""
 
     rule_id: Id
     kind: Id
-    line_id: Id | None = None
     points: Points = 0
     kopecks: Kopecks = 0
+    lines: tuple[ExplainedLine, ...] = Field(default=(), max_length=cheque_lines_max)
     text: Text = ""
 
 
