@@ -1,0 +1,294 @@
+"""One worker thread per receipt printer: a bounded queue, retries with backoff, a status.
+
+Printing never blocks or fails the sale. `submit()` puts the slip's bytes on the printer's
+queue and returns at once; the worker sends them when the printer can take them. A printer
+that is off, unplugged, out of paper or gone mid-receipt leaves the slip at the head of the
+queue; the worker retries with exponential backoff and sends the whole slip again (it starts
+with a reset, so a half-printed first try cannot garble the second). Where the transport can
+answer (network, serial, USB) the worker asks the paper sensor (`DLE EOT 4`) before a slip,
+and asks again after it: a reply proves the printer took every byte before the question.
+
+The transport is a python-escpos printer object (`Network`, `Serial`, `Usb`, `File`; `Dummy`
+in unit tests), made by a factory the caller may replace.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from escpos import printer as escpos_printer
+from escpos.exceptions import Error as EscposError
+
+from drivers._codepage import codepage_number
+from drivers._config import (
+    FileTransport,
+    NetworkTransport,
+    PrinterConfig,
+    PrinterTransport,
+    SerialTransport,
+    UsbTransport,
+)
+from drivers._escpos import STATUS_PAPER, EncodingOptions, encode_blocks
+from drivers._receipt import LoyaltySlip, layout_slip
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+TransportFactory = Callable[[PrinterTransport], Any]
+stop_timeout_s = 5.0
+_PAPER_END = 0x60  # DLE EOT 4 reply, bits 5-6: roll paper end detected
+_PAPER_NEAR_END = 0x0C  # bits 2-3: roll paper near end
+_FIXED_MASK, _FIXED_BITS = 0x93, 0x12  # bits 0,1,4,7 of every DLE EOT reply: 0,1,1,0
+
+
+class PrinterState(StrEnum):
+    idle = "idle"  # nothing queued, the last slip went through
+    printing = "printing"
+    offline = "offline"  # cannot be reached: off, unplugged, gone mid-receipt
+    out_of_paper = "out_of_paper"
+    stopped = "stopped"
+
+
+class PrinterLost(Exception):
+    """The printer stopped answering while a slip was on its way."""
+
+
+class PaperOut(Exception):
+    """The paper sensor reports the roll is empty."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrinterStatus:
+    printer: str
+    state: PrinterState
+    queued: int
+    printed: int
+    refused: int  # slips refused because the queue was full
+    failed_attempts: int
+    paper_near_end: bool
+    last_error: str | None
+
+
+def escpos_transport(transport: PrinterTransport) -> Any:
+    """The python-escpos printer object for a configured transport (not yet opened)."""
+    if isinstance(transport, NetworkTransport):
+        return escpos_printer.Network(transport.host, transport.port, timeout=transport.timeout_s)
+    if isinstance(transport, SerialTransport):
+        return escpos_printer.Serial(
+            transport.port, baudrate=transport.baud, timeout=transport.timeout_s
+        )
+    if isinstance(transport, UsbTransport):
+        return escpos_printer.Usb(
+            transport.vendor_id,
+            transport.product_id,
+            timeout=int(transport.timeout_s * 1000),
+            in_ep=transport.in_ep,
+            out_ep=transport.out_ep,
+        )
+    if isinstance(transport, FileTransport):
+        return escpos_printer.File(transport.path)
+    raise TypeError(f"unknown printer transport {transport!r}")
+
+
+def slip_bytes(slip: LoyaltySlip, config: PrinterConfig) -> bytes:
+    """The ESC/POS bytes of a loyalty slip on this printer (layout, code page, QR, cut)."""
+    options = EncodingOptions(
+        codepage=config.codepage,
+        codepage_number=codepage_number(config.model, config.codepage, config.codepage_number),
+        qr_native=config.qr_native,
+        qr_module_dots=config.qr_module_dots,
+    )
+    blocks = layout_slip(
+        slip, columns=config.line_columns, codepage=config.codepage, cut=config.cut
+    )
+    return encode_blocks(blocks, options)
+
+
+class SlipPrinter:
+    """Owns one printer. `print_slip()`/`submit()` never block; `status()` says how it goes."""
+
+    def __init__(
+        self,
+        config: PrinterConfig,
+        *,
+        transport_factory: TransportFactory = escpos_transport,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.config = config
+        codepage_number(config.model, config.codepage, config.codepage_number)  # fail early
+        self._make_transport = transport_factory
+        self._clock = clock
+        self._queue: deque[bytes] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._device: Any = None
+        self._state = PrinterState.idle
+        self._printed = 0
+        self._refused = 0
+        self._failed_attempts = 0
+        self._near_end = False
+        self._last_error: str | None = None
+
+    # -- the caller's side ------------------------------------------------------------------
+
+    def start(self) -> SlipPrinter:
+        if self._thread is not None:
+            raise RuntimeError("a printer worker is started once")
+        self._thread = threading.Thread(
+            target=self._run, name=f"printer-{self.config.name}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the worker; slips still queued are reported by `status()` and not printed."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(stop_timeout_s)
+
+    def __enter__(self) -> SlipPrinter:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def print_slip(self, slip: LoyaltySlip) -> bool:
+        """Queue a loyalty slip; False (and counted) only if the queue is full."""
+        return self.submit(slip_bytes(slip, self.config))
+
+    def submit(self, data: bytes) -> bool:
+        """Queue raw ESC/POS bytes (a test slip, say); False only if the queue is full."""
+        with self._cond:
+            if len(self._queue) >= self.config.slips_queued_max:
+                self._refused += 1
+                log.warning("printer %s: queue full, slip refused", self.config.name)
+                return False
+            self._queue.append(data)
+            self._cond.notify_all()
+        return True
+
+    def status(self) -> PrinterStatus:
+        with self._cond:
+            return PrinterStatus(
+                printer=self.config.name,
+                state=self._state,
+                queued=len(self._queue),
+                printed=self._printed,
+                refused=self._refused,
+                failed_attempts=self._failed_attempts,
+                paper_near_end=self._near_end,
+                last_error=self._last_error,
+            )
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until every queued slip is printed; False if that took longer than `timeout_s`."""
+        deadline = self._clock() + timeout_s
+        with self._cond:
+            while self._queue:
+                left = deadline - self._clock()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    # -- the worker -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff_s = self.config.retry_backoff_s_min
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                data = self._queue[0]
+                if self._state in (PrinterState.idle, PrinterState.printing):
+                    self._state = PrinterState.printing
+            try:
+                self._print(data)
+            except PaperOut:
+                self._failed(PrinterState.out_of_paper, "the printer is out of paper")
+            except (OSError, EscposError, PrinterLost, RuntimeError) as error:
+                self._failed(PrinterState.offline, f"{type(error).__name__}: {error}"[:300])
+                self._close()
+            else:
+                with self._cond:
+                    self._queue.popleft()
+                    self._printed += 1
+                    self._state = PrinterState.printing if self._queue else PrinterState.idle
+                    self._last_error = None
+                    self._cond.notify_all()
+                backoff_s = self.config.retry_backoff_s_min
+                continue
+            with self._cond:
+                if not self._stopping:
+                    self._cond.wait(backoff_s)
+            backoff_s = min(backoff_s * 2, self.config.retry_backoff_s_max)
+        self._close()
+        with self._cond:
+            self._state = PrinterState.stopped
+
+    def _print(self, data: bytes) -> None:
+        device = self._open()
+        self._check_paper(device)
+        device._raw(data)
+        if self._can_query():
+            self._check_paper(device)  # the reply arrives only after all of `data` did
+
+    def _open(self) -> Any:
+        if self._device is None:
+            device = self._make_transport(self.config.transport)
+            device.open()
+            self._device = device
+        return self._device
+
+    def _can_query(self) -> bool:
+        return self.config.status_query and not isinstance(self.config.transport, FileTransport)
+
+    def _check_paper(self, device: Any) -> None:
+        if not self._can_query():
+            return
+        device._raw(STATUS_PAPER)
+        reply = _read_status(device)
+        if not reply:
+            raise PrinterLost("no answer to the status query")
+        status = reply[-1]
+        if status & _FIXED_MASK != _FIXED_BITS:
+            raise PrinterLost(f"status reply {status:#04x} is not a DLE EOT 4 answer")
+        with self._cond:
+            self._near_end = bool(status & _PAPER_NEAR_END)
+        if status & _PAPER_END:
+            raise PaperOut
+
+    def _failed(self, state: PrinterState, error: str) -> None:
+        with self._cond:
+            self._state = state
+            self._failed_attempts += 1
+            self._last_error = error
+        log.warning("printer %s is %s: %s", self.config.name, state.value, error)
+
+    def _close(self) -> None:
+        device, self._device = self._device, None
+        if device is None:
+            return
+        try:
+            device.close()
+        except (OSError, EscposError) as error:
+            log.debug("printer %s: closing: %s", self.config.name, error)
+
+
+def _read_status(device: Any) -> bytes:
+    """One status byte from the printer, within the transport's own timeout."""
+    if isinstance(device, escpos_printer.Serial):
+        return bytes(device.device.read(1))
+    return bytes(device._read())

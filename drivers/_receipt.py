@@ -1,0 +1,170 @@
+"""The loyalty block of a receipt: slip data → lines that fit the paper. Pure.
+
+Widths: 58 mm paper prints 32 columns in font A; 80 mm prints 48 (42 on printers that use a
+wider font). Every line that leaves here is already normalised to the printer's code page,
+so its length is the number of columns it takes.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.types import Strict
+
+from drivers._codepage import normalize_text
+from drivers._events import mask
+
+points_max = 10**12
+kopecks_max = 10**13
+message_chars_max = 500
+qr_chars_max = 300
+
+Points = Annotated[int, Strict(), Field(ge=0, le=points_max)]
+SignedPoints = Annotated[int, Strict(), Field(ge=-points_max, le=points_max)]
+Kopecks = Annotated[int, Strict(), Field(ge=0, le=kopecks_max)]
+Line = Annotated[str, StringConstraints(max_length=message_chars_max)]
+
+
+class NextTier(BaseModel):
+    """The next tier and how much more the customer must buy to reach it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    spend_missing_kopecks: Kopecks
+
+
+class LoyaltySlip(BaseModel):
+    """What the loyalty block says. The agent fills it from the confirmed sale; the message
+    is already chosen for this customer (tier, segment, consent) and in their language."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    title: Annotated[str, StringConstraints(max_length=48)] = "Программа лояльности"
+    card_number: Annotated[str, StringConstraints(max_length=32)] | None = None
+    earned_points: Points = 0
+    spent_points: Points = 0
+    balance_points: SignedPoints = 0
+    pending_points: Points = 0
+    next_tier: NextTier | None = None
+    message: Line | None = None
+    qr: Annotated[str, StringConstraints(min_length=1, max_length=qr_chars_max)] | None = None
+    cheque: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class Align(Enum):
+    """Values are the `n` of `ESC a n`."""
+
+    left = 0
+    center = 1
+    right = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    text: str
+    align: Align = Align.left
+    bold: bool = False
+    tall: bool = False  # double height, same width
+
+
+@dataclass(frozen=True, slots=True)
+class Qr:
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    lines: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    pass
+
+
+Block = Text | Qr | Feed | Cut
+_NBSP = "\u00a0"  # keeps "1 500,00 руб." on one line; printed as a plain space
+
+
+def group_digits(value: int) -> str:
+    """`1 234 567`: thousands apart by a space, as Russian receipts print them."""
+    sign = "-" if value < 0 else ""
+    return sign + f"{abs(value):,}".replace(",", _NBSP)
+
+
+def format_money(kopecks: int) -> str:
+    return f"{group_digits(kopecks // 100)},{kopecks % 100:02d}{_NBSP}₽"
+
+
+def layout_slip(
+    slip: LoyaltySlip, *, columns: int, codepage: str = "cp866", cut: bool = True
+) -> list[Block]:
+    """The loyalty block, line by line, for paper `columns` wide."""
+    if columns < 24:
+        raise ValueError("a receipt line is at least 24 columns")
+    norm = _Normaliser(codepage)
+    rule = Text("-" * columns)
+    blocks: list[Block] = [Text(norm(slip.title), Align.center, bold=True, tall=True), rule]
+    rows: list[tuple[str, str]] = []
+    if slip.card_number:
+        rows.append(("Карта", mask(slip.card_number)))
+    if slip.earned_points:
+        rows.append(("Начислено баллов", "+" + group_digits(slip.earned_points)))
+    if slip.spent_points:
+        rows.append(("Списано баллов", "-" + group_digits(slip.spent_points)))
+    rows.append(("Баланс", group_digits(slip.balance_points)))
+    if slip.pending_points:
+        rows.append(("Ожидают начисления", group_digits(slip.pending_points)))
+    for label, value in rows:
+        blocks += _pair(norm(label), norm(value), columns, bold=label == "Баланс")
+    if slip.next_tier is not None:
+        tier = slip.next_tier
+        missing = format_money(tier.spend_missing_kopecks)
+        text = f"До уровня «{tier.name}» осталось покупок на {missing}"
+        blocks += _wrapped(norm(text), columns, Align.left)
+    if slip.message:
+        blocks.append(rule)
+        for paragraph in slip.message.splitlines():
+            blocks += _wrapped(norm(paragraph), columns, Align.center)
+    if slip.qr:
+        blocks += [Feed(1), Qr(slip.qr)]
+    if slip.cheque:
+        blocks += _wrapped(norm(f"Чек {slip.cheque}"), columns, Align.center)
+    blocks.append(Feed(3))
+    if cut:
+        blocks.append(Cut())
+    return blocks
+
+
+class _Normaliser:
+    def __init__(self, codepage: str) -> None:
+        self.codepage = codepage
+
+    def __call__(self, text: str) -> str:
+        parts = text.split(_NBSP)
+        return _NBSP.join(" ".join(normalize_text(p, self.codepage).split()) for p in parts)
+
+
+def _pair(label: str, value: str, columns: int, *, bold: bool) -> list[Block]:
+    """`label ........ value` on one line when both fit, else value under the label."""
+    gap = columns - len(label) - len(value)
+    if gap >= 1:
+        return [Text(_spaces(label + " " * gap + value), bold=bold)]
+    lines: list[Block] = [Text(line, bold=bold) for line in _wrap(label, columns)]
+    return [*lines, Text(_spaces(value[-columns:]), Align.right, bold=bold)]
+
+
+def _wrapped(text: str, columns: int, align: Align) -> list[Block]:
+    return [Text(line, align) for line in _wrap(text, columns)]
+
+
+def _wrap(text: str, columns: int) -> list[str]:
+    lines = textwrap.wrap(text, columns, break_long_words=True, break_on_hyphens=False)
+    return [_spaces(line) for line in lines] or [""]
+
+
+def _spaces(text: str) -> str:
+    return text.replace(_NBSP, " ")
