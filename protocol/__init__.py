@@ -13,6 +13,7 @@ from protocol._evaluator import (
     evaluate,
     spendable_points,
 )
+from protocol._http import BodyLimit, describe_validation, error_body
 from protocol._identifiers import (
     CardRange,
     IdentifierRejected,
@@ -88,6 +89,7 @@ __all__ = [
     "BalanceChange",
     "Basket",
     "BasketLine",
+    "BodyLimit",
     "CardIdentifier",
     "CardRange",
     "Change",
@@ -142,7 +144,9 @@ __all__ = [
     "WireModel",
     "canonical_json",
     "content_hash",
+    "describe_validation",
     "effective_tier",
+    "error_body",
     "evaluate",
     "line_total_of",
     "new_entry_id",
