@@ -66,6 +66,22 @@ class Identification(WireModel):
     balance: BalanceView | None = None
 
 
+class SignupRequest(WireModel):
+    """Join the programme at the till: a phone and consent, optionally a pre-printed card.
+
+    Works offline: the customer is provisional until central confirms, and earns at once.
+    """
+
+    signup_id: Id
+    phone: Annotated[str, Field(min_length=1, max_length=32)]
+    consent_data: bool
+    """Consent to process personal data; joining needs it."""
+    consent_marketing: bool = False
+    card: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    first_name: Annotated[str, Field(max_length=64)] = ""
+    language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "ru"
+
+
 class QuoteRequest(WireModel):
     customer: IdentifierInput | None = None
     basket: Basket

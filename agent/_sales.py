@@ -36,6 +36,7 @@ from agent._models import (
     RefundResponse,
     ReserveRequest,
     ReserveResponse,
+    SignupRequest,
     VoidRequest,
     VoidResponse,
 )
@@ -123,6 +124,12 @@ class Till:
             phone_only=resolved.phone_only,
             balance=view,
         )
+
+    def signup(self, request: SignupRequest) -> Identification:
+        """A new member, provisional until central confirms; earns from this sale on."""
+        from agent._signup import signup
+
+        return signup(self, request)
 
     def quote(self, request: QuoteRequest) -> Quote:
         with self.store.read() as db:

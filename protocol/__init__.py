@@ -40,6 +40,7 @@ from protocol._ledger import (
     QrIdentifier,
     ReturnedLine,
     RuleSetRef,
+    SignupRecord,
 )
 from protocol._refund import Refund, RefundError, RefundLine, refund_quote
 from protocol._rules import RuleSet, RuleSetError, parse_rule_set, rule_set_from_data
@@ -137,6 +138,7 @@ __all__ = [
     "RuleSet",
     "RuleSetError",
     "RuleSetRef",
+    "SignupRecord",
     "SnapshotPage",
     "SnapshotRequired",
     "Store",
