@@ -346,8 +346,8 @@ class SyncClient:
             )
         except httpx.HTTPError:
             return None
-        if answer.status_code in (401, 403) or answer.status_code >= 500:
-            return None
+        if answer.status_code in (401, 403, 404) or answer.status_code >= 500:
+            return None  # not enrolled there, no holds at this central, or it is unwell
         if answer.status_code != 200:
             body = answer.json()
             raise HoldRefused(str(body.get("code")), str(body.get("message")))
