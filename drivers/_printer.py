@@ -15,6 +15,7 @@ in unit tests), made by a factory the caller may replace.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -76,15 +77,27 @@ class PrinterStatus:
     last_error: str | None
 
 
+class _Network(escpos_printer.Network):  # type: ignore[misc]
+    """python-escpos's network printer, opened without leaking a socket when connect fails."""
+
+    def open(self, raise_not_found: bool = True) -> None:
+        self.device = socket.create_connection((self.host, self.port), timeout=self.timeout)
+
+
 def escpos_transport(transport: PrinterTransport) -> Any:
     """The python-escpos printer object for a configured transport (not yet opened)."""
     if isinstance(transport, NetworkTransport):
-        return escpos_printer.Network(transport.host, transport.port, timeout=transport.timeout_s)
+        return _Network(transport.host, transport.port, timeout=transport.timeout_s)
     if isinstance(transport, SerialTransport):
         return escpos_printer.Serial(
             transport.port, baudrate=transport.baud, timeout=transport.timeout_s
         )
     if isinstance(transport, UsbTransport):
+        if not escpos_printer.Usb.is_usable():
+            raise RuntimeError(
+                "USB printers need pyusb and libusb (pip install pyusb); or print through the "
+                "kernel's usblp device with a file transport (/dev/usb/lp0)"
+            )
         return escpos_printer.Usb(
             transport.vendor_id,
             transport.product_id,
@@ -218,7 +231,7 @@ class SlipPrinter:
                 self._print(data)
             except PaperOut:
                 self._failed(PrinterState.out_of_paper, "the printer is out of paper")
-            except (OSError, EscposError, PrinterLost, RuntimeError) as error:
+            except (OSError, EscposError, PrinterLost, RuntimeError, ValueError) as error:
                 self._failed(PrinterState.offline, f"{type(error).__name__}: {error}"[:300])
                 self._close()
             else:
