@@ -33,7 +33,15 @@ from drivers._events import (
 )
 from drivers._framing import Suffix
 from drivers._identity import IdentityRules
-from drivers._printer import PrinterState, PrinterStatus, SlipPrinter, escpos_transport, slip_bytes
+from drivers._ports import PortInfo, serial_ports
+from drivers._printer import (
+    PrinterState,
+    PrinterStatus,
+    SlipPrinter,
+    check_slip,
+    escpos_transport,
+    slip_bytes,
+)
 from drivers._printer_emulator import NetworkPrinterEmulator
 from drivers._pty_emulator import PtyDevice
 from drivers._reader import ReaderStatus, SerialReader
@@ -72,6 +80,7 @@ __all__ = [
     "NetworkTransport",
     "NextTier",
     "Noise",
+    "PortInfo",
     "PrinterConfig",
     "PrinterState",
     "PrinterStatus",
@@ -92,6 +101,7 @@ __all__ = [
     "ViewLine",
     "WedgeReader",
     "WedgeScannerConfig",
+    "check_slip",
     "encode_track1",
     "encode_track2",
     "escpos_transport",
@@ -99,6 +109,7 @@ __all__ = [
     "normalize_text",
     "open_printer",
     "open_reader",
+    "serial_ports",
     "slip_bytes",
     "view_escpos",
 ]

@@ -124,6 +124,26 @@ def slip_bytes(slip: LoyaltySlip, config: PrinterConfig) -> bytes:
     return encode_blocks(blocks, options)
 
 
+def check_slip(config: PrinterConfig) -> LoyaltySlip:
+    """A slip that shows whether this printer is set up right: the Cyrillic alphabet on the
+    configured code page, the column count as a ruler, a QR code."""
+    number = codepage_number(config.model, config.codepage, config.codepage_number)
+    ruler = ("1234567890" * 5)[: config.line_columns]
+    return LoyaltySlip(
+        title="Проверка принтера",
+        card_number="0000000000000000",
+        earned_points=1,
+        balance_points=1234,
+        message=(
+            f"{config.name}: {config.codepage.upper()}, ESC t {number}\n"
+            "АБВГДЕЁЖЗИЙКЛМНОП РСТУФХЦЧШЩЪЫЬЭЮЯ\n"
+            "абвгдеёжзийклмноп рстуфхцчшщъыьэюя\n"
+            f"«Ёлка» — 100 ₽ №1\n{ruler}"
+        ),
+        qr="https://kopilka.example/test",
+    )
+
+
 class SlipPrinter:
     """Owns one printer. `print_slip()`/`submit()` never block; `status()` says how it goes."""
 
