@@ -7,6 +7,8 @@ and print it on their own worker thread; `status()` says how that goes. `view_es
 reads printer bytes back as text. Everything else in this package is private.
 """
 
+import queue
+
 from drivers._codepage import CODEPAGE_NUMBERS, UnknownCodepage, normalize_text
 from drivers._config import (
     CardReaderConfig,
@@ -49,14 +51,24 @@ from drivers._receipt import LoyaltySlip, NextTier
 from drivers._track import LrcMode, encode_track1, encode_track2
 from drivers._wedge import WedgeReader, evdev_problem
 
+DeviceReader = SerialReader | WedgeReader
+"""What `open_reader` gives: `next_event()`, `status()`, `stop()`."""
+
 
 def open_reader(
-    config: ScannerConfig | CardReaderConfig | WedgeScannerConfig, rules: IdentityRules
-) -> SerialReader | WedgeReader:
-    """A started reader for one configured device; `next_event()` and `stop()` on it."""
+    config: ScannerConfig | CardReaderConfig | WedgeScannerConfig,
+    rules: IdentityRules,
+    *,
+    events: queue.Queue[DeviceEvent] | None = None,
+) -> DeviceReader:
+    """A started reader for one configured device.
+
+    With `events`, several readers put their events on one queue (the till session's);
+    without it, each keeps its own and `next_event()` hands them out.
+    """
     if isinstance(config, WedgeScannerConfig):
-        return WedgeReader(config, rules).start()
-    return SerialReader(config, rules).start()
+        return WedgeReader(config, rules, events=events).start()
+    return SerialReader(config, rules, events=events).start()
 
 
 def open_printer(config: PrinterConfig) -> SlipPrinter:
@@ -68,6 +80,7 @@ __all__ = [
     "CODEPAGE_NUMBERS",
     "CardReaderConfig",
     "DeviceEvent",
+    "DeviceReader",
     "DeviceState",
     "DevicesConfig",
     "FileTransport",

@@ -237,13 +237,22 @@ class SlipPrinter:
     # -- the worker -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve_queue()
+        finally:  # stopped, or a bug ended the thread: either way the state says so
+            self._close()
+            with self._cond:
+                self._state = PrinterState.stopped
+                self._cond.notify_all()
+
+    def _serve_queue(self) -> None:
         backoff_s = self.config.retry_backoff_s_min
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
-                    break
+                    return
                 data = self._queue[0]
                 if self._state in (PrinterState.idle, PrinterState.printing):
                     self._state = PrinterState.printing
@@ -255,21 +264,21 @@ class SlipPrinter:
                 self._failed(PrinterState.offline, f"{type(error).__name__}: {error}"[:300])
                 self._close()
             else:
-                with self._cond:
-                    self._queue.popleft()
-                    self._printed += 1
-                    self._state = PrinterState.printing if self._queue else PrinterState.idle
-                    self._last_error = None
-                    self._cond.notify_all()
+                self._printed_one()
                 backoff_s = self.config.retry_backoff_s_min
                 continue
             with self._cond:
                 if not self._stopping:
                     self._cond.wait(backoff_s)
             backoff_s = min(backoff_s * 2, self.config.retry_backoff_s_max)
-        self._close()
+
+    def _printed_one(self) -> None:
         with self._cond:
-            self._state = PrinterState.stopped
+            self._queue.popleft()
+            self._printed += 1
+            self._state = PrinterState.printing if self._queue else PrinterState.idle
+            self._last_error = None
+            self._cond.notify_all()
 
     def _print(self, data: bytes) -> None:
         device = self._open()
@@ -282,6 +291,8 @@ class SlipPrinter:
         if self._device is None:
             device = self._make_transport(self.config.transport)
             device.open()
+            if isinstance(self.config.transport, SerialTransport):
+                device.device.write_timeout = self.config.transport.timeout_s
             self._device = device
         return self._device
 

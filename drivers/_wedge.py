@@ -22,10 +22,12 @@ from drivers._decoders import ScanDecoder
 from drivers._events import DeviceEvent, DeviceState, StateChanged
 from drivers._framing import Frame, FrameDropped, FrameFault, FramerOutput
 from drivers._identity import IdentityRules
+from drivers._reader import ReaderStatus
 
 log = logging.getLogger(__name__)
 
 _KEY_DOWN = 1
+events_queued_max = 256
 _SHIFTS = frozenset({"KEY_LEFTSHIFT", "KEY_RIGHTSHIFT"})
 _ENDS = frozenset({"KEY_ENTER", "KEY_KPENTER", "KEY_TAB"})
 _PLAIN = {f"KEY_{d}": d for d in "0123456789"} | {f"KEY_KP{d}": d for d in "0123456789"}
@@ -114,7 +116,11 @@ class WedgeReader:
     """Reads one keyboard-wedge scanner; the same caller's side as `SerialReader`."""
 
     def __init__(
-        self, config: WedgeScannerConfig, rules: IdentityRules, *, events_queued_max: int = 256
+        self,
+        config: WedgeScannerConfig,
+        rules: IdentityRules,
+        *,
+        events: queue.Queue[DeviceEvent] | None = None,
     ) -> None:
         problem = evdev_problem()
         if problem is not None:
@@ -122,7 +128,7 @@ class WedgeReader:
         self.config = config
         self._decoder = ScanDecoder(config.name, rules, aim=config.aim)
         self._framer = KeyFramer(frame_chars_max=config.scan_frame_bytes_max)
-        self._events: queue.Queue[DeviceEvent] = queue.Queue(events_queued_max)
+        self._events = events if events is not None else queue.Queue(events_queued_max)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.state = DeviceState.starting
@@ -137,6 +143,9 @@ class WedgeReader:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2.0)
+
+    def status(self) -> ReaderStatus:
+        return ReaderStatus(self.config.name, self.state, 0, 0, 0, 0, None)
 
     def next_event(self, timeout_s: float | None = None) -> DeviceEvent | None:
         try:
@@ -177,6 +186,8 @@ class WedgeReader:
                 self._put(event)
 
     def _put(self, event: DeviceEvent) -> None:
+        if isinstance(event, StateChanged):
+            self.state = event.state
         try:
             self._events.put_nowait(event)
         except queue.Full:

@@ -6,7 +6,7 @@ import drivers
 
 PUBLIC = {
     # readers
-    "open_reader", "SerialReader", "WedgeReader", "ReaderStatus", "IdentityRules",
+    "open_reader", "DeviceReader", "SerialReader", "WedgeReader", "ReaderStatus", "IdentityRules",
     "ScannerConfig", "CardReaderConfig", "WedgeScannerConfig", "ReaderConfig", "Suffix", "LrcMode",
     "DeviceEvent", "Identified", "Rejected", "ReadAgain", "Noise", "StateChanged",
     "DeviceState", "IdentifierKind", "evdev_problem", "serial_ports", "PortInfo",

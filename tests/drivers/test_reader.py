@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -201,3 +202,28 @@ def test_a_pyserial_loop_url_port_through_the_port_seam() -> None:
         event, _ = wait_for(r, identified)
         assert isinstance(event, Identified)
         assert event.symbology == "]E0"
+
+
+def test_a_scanner_and_a_card_reader_share_the_till_sessions_queue(tmp_path: Path) -> None:
+    events: queue.Queue[DeviceEvent] = queue.Queue(64)
+    with PtyDevice(tmp_path / "scanner") as scanner_pty, PtyDevice(tmp_path / "msr") as msr:
+        readers = [
+            open_reader(ScannerConfig(name="scanner", port=scanner_pty.path), RULES, events=events),
+            open_reader(CardReaderConfig(name="msr", port=msr.path), RULES, events=events),
+        ]
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while not all(r.status().state == DeviceState.connected for r in readers):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            scanner_pty.scan(EAN_CARD)
+            msr.swipe_card(MAG_CARD)
+            found: dict[str, str] = {}
+            while len(found) < 2:
+                event = events.get(timeout=WAIT_S)
+                if isinstance(event, Identified):
+                    found[event.device] = event.value
+        finally:
+            for reader in readers:
+                reader.stop()
+    assert found == {"scanner": EAN_CARD, "msr": MAG_CARD}
