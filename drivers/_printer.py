@@ -15,6 +15,7 @@ in unit tests), made by a factory the caller may replace.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -84,6 +85,15 @@ class _Network(escpos_printer.Network):  # type: ignore[misc]
         self.device = socket.create_connection((self.host, self.port), timeout=self.timeout)
 
 
+class _File(escpos_printer.File):  # type: ignore[misc]
+    """python-escpos's device-file printer, which must never create the file it writes to: a
+    missing /dev/usb/lp0 (printer unplugged) is an error, not a new regular file in /dev."""
+
+    def open(self, raise_not_found: bool = True) -> None:
+        fd = os.open(self.devfile, os.O_WRONLY | os.O_NOCTTY)
+        self.device = os.fdopen(fd, "wb")
+
+
 def escpos_transport(transport: PrinterTransport) -> Any:
     """The python-escpos printer object for a configured transport (not yet opened)."""
     if isinstance(transport, NetworkTransport):
@@ -106,7 +116,7 @@ def escpos_transport(transport: PrinterTransport) -> Any:
             out_ep=transport.out_ep,
         )
     if isinstance(transport, FileTransport):
-        return escpos_printer.File(transport.path)
+        return _File(transport.path)
     raise TypeError(f"unknown printer transport {transport!r}")
 
 
@@ -303,9 +313,15 @@ class SlipPrinter:
         if not self._can_query():
             return
         device._raw(STATUS_PAPER)
-        reply = _read_status(device)
+        try:
+            reply = _read_status(device)
+        except TimeoutError:
+            reply = b""
         if not reply:
-            raise PrinterLost("no answer to the status query")
+            raise PrinterLost(
+                "no answer to DLE EOT 4 in time (a printer without status support "
+                "needs status_query = false)"
+            )
         status = reply[-1]
         if status & _FIXED_MASK != _FIXED_BITS:
             raise PrinterLost(f"status reply {status:#04x} is not a DLE EOT 4 answer")

@@ -6,6 +6,7 @@ python-escpos `Dummy` printer.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,8 +170,28 @@ def test_a_device_file_printer(tmp_path: Path) -> None:
     config = PrinterConfig(name="lp", transport=FileTransport(path=str(path)), **FAST)
     with SlipPrinter(config) as printer:
         printer.print_slip(SLIP)
+        status = wait_status(printer, lambda s: s.failed_attempts >= 1)
+        assert status.state == PrinterState.offline  # unplugged: no device file
+        assert not path.exists()  # and none was made
+        path.touch()  # plugged in
         assert printer.wait_idle(2.0)
     assert path.read_bytes() == slip_bytes(SLIP, config)
+
+
+def test_a_printer_that_never_answers_status_is_offline_and_gets_nothing() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        transport = NetworkTransport(host="127.0.0.1", port=port, timeout_s=0.2)
+        config = PrinterConfig(name="mute", transport=transport, **FAST)
+        with SlipPrinter(config) as printer:
+            printer.print_slip(SLIP)
+            status = wait_status(printer, lambda s: s.failed_attempts >= 1)
+            connection, _ = server.accept()
+            with connection:
+                connection.settimeout(1.0)
+                assert connection.recv(100) == b"\x10\x04\x04"  # asked, and sent no slip
+    assert status.state == PrinterState.offline
+    assert "status_query" in (status.last_error or "")
 
 
 def test_a_serial_printer_on_a_pty_with_status(tmp_path: Path) -> None:
