@@ -145,7 +145,8 @@ def test_noise_partial_frames_and_a_10_mb_burst_are_survived(
     assert status.state == DeviceState.connected
     assert status.connects == 1
     assert status.noise_bytes >= len(burst) * 0.9  # all of it was seen and dropped
-    assert len(seen) <= scanner.config.events_queued_max  # bounded, whatever the burst
+    garbage_frames = burst.count(b"\r")
+    assert len(seen) + status.events_dropped < garbage_frames // 2  # coalesced, not one each
 
 
 def test_unplug_and_replug_behind_a_re_pointed_symlink(
