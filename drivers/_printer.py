@@ -28,6 +28,7 @@ from typing import Any
 from escpos import printer as escpos_printer
 from escpos.exceptions import Error as EscposError
 
+from drivers._backoff import Backoff
 from drivers._codepage import codepage_number
 from drivers._config import (
     FileTransport,
@@ -76,6 +77,7 @@ class PrinterStatus:
     failed_attempts: int
     paper_near_end: bool
     last_error: str | None
+    next_attempt_in_s: float | None  # while waiting to retry
 
 
 class _Network(escpos_printer.Network):  # type: ignore[misc]
@@ -179,6 +181,7 @@ class SlipPrinter:
         self._failed_attempts = 0
         self._near_end = False
         self._last_error: str | None = None
+        self._next_attempt_at: float | None = None
 
     # -- the caller's side ------------------------------------------------------------------
 
@@ -231,6 +234,11 @@ class SlipPrinter:
                 failed_attempts=self._failed_attempts,
                 paper_near_end=self._near_end,
                 last_error=self._last_error,
+                next_attempt_in_s=(
+                    None
+                    if self._next_attempt_at is None
+                    else max(0.0, self._next_attempt_at - self._clock())
+                ),
             )
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -256,7 +264,7 @@ class SlipPrinter:
                 self._cond.notify_all()
 
     def _serve_queue(self) -> None:
-        backoff_s = self.config.retry_backoff_s_min
+        backoff = Backoff(self.config.retry_backoff_s_min, self.config.retry_backoff_s_max)
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
@@ -275,12 +283,14 @@ class SlipPrinter:
                 self._close()
             else:
                 self._printed_one()
-                backoff_s = self.config.retry_backoff_s_min
+                backoff.reset()
                 continue
+            delay_s = backoff.next_s()
             with self._cond:
+                self._next_attempt_at = self._clock() + delay_s
                 if not self._stopping:
-                    self._cond.wait(backoff_s)
-            backoff_s = min(backoff_s * 2, self.config.retry_backoff_s_max)
+                    self._cond.wait(delay_s)
+                self._next_attempt_at = None
 
     def _printed_one(self) -> None:
         with self._cond:

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import serial
 
+from drivers._backoff import Backoff
 from drivers._config import CardReaderConfig, ScannerConfig
 from drivers._decoders import ScanDecoder, SwipeDecoder
 from drivers._events import DeviceEvent, DeviceState, Identified, Noise, StateChanged
@@ -138,15 +139,14 @@ class SerialReader:
     # -- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff_s = self.config.reconnect_backoff_s_min
+        backoff = Backoff(self.config.reconnect_backoff_s_min, self.config.reconnect_backoff_s_max)
         try:
             while not self._stop.is_set():
                 port = self._try_open()
                 if port is None:
-                    self._stop.wait(backoff_s)
-                    backoff_s = min(backoff_s * 2, self.config.reconnect_backoff_s_max)
+                    self._stop.wait(backoff.next_s())
                     continue
-                backoff_s = self.config.reconnect_backoff_s_min
+                backoff.reset()
                 try:
                     self._read_until_lost(port)
                 finally:

@@ -230,7 +230,9 @@ def test_stop_is_prompt_even_while_retrying(emulator: NetworkPrinterEmulator) ->
     )
     printer.start()
     printer.print_slip(SLIP)
-    wait_status(printer, lambda s: s.failed_attempts >= 1)
+    waiting = wait_status(printer, lambda s: s.next_attempt_in_s is not None)
+    assert waiting.next_attempt_in_s is not None
+    assert 0 < waiting.next_attempt_in_s <= 5.0
     started = time.monotonic()
     printer.stop()
     assert time.monotonic() - started < 1.0
