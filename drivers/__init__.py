@@ -36,19 +36,14 @@ from drivers._events import (
 from drivers._framing import Suffix
 from drivers._identity import IdentityRules
 from drivers._ports import PortInfo, serial_ports
-from drivers._printer import (
-    PrinterState,
-    PrinterStatus,
-    SlipPrinter,
-    check_slip,
-    escpos_transport,
-    slip_bytes,
-)
+from drivers._printer import PrinterState, PrinterStatus, SlipPrinter
 from drivers._printer_emulator import NetworkPrinterEmulator
 from drivers._pty_emulator import PtyDevice
 from drivers._reader import ReaderStatus, SerialReader
 from drivers._receipt import LoyaltySlip, NextTier
+from drivers._slip import check_slip, slip_bytes
 from drivers._track import LrcMode, encode_track1, encode_track2
+from drivers._transport import escpos_transport
 from drivers._wedge import WedgeReader, evdev_problem
 
 DeviceReader = SerialReader | WedgeReader

@@ -15,8 +15,6 @@ in unit tests), made by a factory the caller may replace.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections import deque
@@ -25,21 +23,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from escpos import printer as escpos_printer
 from escpos.exceptions import Error as EscposError
 
 from drivers._backoff import Backoff
 from drivers._codepage import codepage_number
-from drivers._config import (
-    FileTransport,
-    NetworkTransport,
-    PrinterConfig,
-    PrinterTransport,
-    SerialTransport,
-    UsbTransport,
-)
-from drivers._escpos import STATUS_PAPER, EncodingOptions, encode_blocks
-from drivers._receipt import LoyaltySlip, layout_slip
+from drivers._config import FileTransport, PrinterConfig, PrinterTransport, SerialTransport
+from drivers._escpos import STATUS_PAPER
+from drivers._receipt import LoyaltySlip
+from drivers._slip import slip_bytes
+from drivers._transport import escpos_transport, read_status
 
 log = logging.getLogger(__name__)
 
@@ -78,82 +70,6 @@ class PrinterStatus:
     paper_near_end: bool
     last_error: str | None
     next_attempt_in_s: float | None  # while waiting to retry
-
-
-class _Network(escpos_printer.Network):  # type: ignore[misc]
-    """python-escpos's network printer, opened without leaking a socket when connect fails."""
-
-    def open(self, raise_not_found: bool = True) -> None:
-        self.device = socket.create_connection((self.host, self.port), timeout=self.timeout)
-
-
-class _File(escpos_printer.File):  # type: ignore[misc]
-    """python-escpos's device-file printer, which must never create the file it writes to: a
-    missing /dev/usb/lp0 (printer unplugged) is an error, not a new regular file in /dev."""
-
-    def open(self, raise_not_found: bool = True) -> None:
-        fd = os.open(self.devfile, os.O_WRONLY | os.O_NOCTTY)
-        self.device = os.fdopen(fd, "wb")
-
-
-def escpos_transport(transport: PrinterTransport) -> Any:
-    """The python-escpos printer object for a configured transport (not yet opened)."""
-    if isinstance(transport, NetworkTransport):
-        return _Network(transport.host, transport.port, timeout=transport.timeout_s)
-    if isinstance(transport, SerialTransport):
-        return escpos_printer.Serial(
-            transport.port, baudrate=transport.baud, timeout=transport.timeout_s
-        )
-    if isinstance(transport, UsbTransport):
-        if not escpos_printer.Usb.is_usable():
-            raise RuntimeError(
-                "USB printers need pyusb and libusb (pip install pyusb); or print through the "
-                "kernel's usblp device with a file transport (/dev/usb/lp0)"
-            )
-        return escpos_printer.Usb(
-            transport.vendor_id,
-            transport.product_id,
-            timeout=int(transport.timeout_s * 1000),
-            in_ep=transport.in_ep,
-            out_ep=transport.out_ep,
-        )
-    if isinstance(transport, FileTransport):
-        return _File(transport.path)
-    raise TypeError(f"unknown printer transport {transport!r}")
-
-
-def slip_bytes(slip: LoyaltySlip, config: PrinterConfig) -> bytes:
-    """The ESC/POS bytes of a loyalty slip on this printer (layout, code page, QR, cut)."""
-    options = EncodingOptions(
-        codepage=config.codepage,
-        codepage_number=codepage_number(config.model, config.codepage, config.codepage_number),
-        qr_native=config.qr_native,
-        qr_module_dots=config.qr_module_dots,
-    )
-    blocks = layout_slip(
-        slip, columns=config.line_columns, codepage=config.codepage, cut=config.cut
-    )
-    return encode_blocks(blocks, options)
-
-
-def check_slip(config: PrinterConfig) -> LoyaltySlip:
-    """A slip that shows whether this printer is set up right: the Cyrillic alphabet on the
-    configured code page, the column count as a ruler, a QR code."""
-    number = codepage_number(config.model, config.codepage, config.codepage_number)
-    ruler = ("1234567890" * 5)[: config.line_columns]
-    return LoyaltySlip(
-        title="Проверка принтера",
-        card_number="0000000000000000",
-        earned_points=1,
-        balance_points=1234,
-        message=(
-            f"{config.name}: {config.codepage.upper()}, ESC t {number}\n"
-            "АБВГДЕЁЖЗИЙКЛМНОП РСТУФХЦЧШЩЪЫЬЭЮЯ\n"
-            "абвгдеёжзийклмноп рстуфхцчшщъыьэюя\n"
-            f"«Ёлка» — 100 ₽ №1\n{ruler}"
-        ),
-        qr="https://kopilka.example/test",
-    )
 
 
 class SlipPrinter:
@@ -324,7 +240,7 @@ class SlipPrinter:
             return
         device._raw(STATUS_PAPER)
         try:
-            reply = _read_status(device)
+            reply = read_status(device)
         except TimeoutError:
             reply = b""
         if not reply:
@@ -355,10 +271,3 @@ class SlipPrinter:
             device.close()
         except (OSError, EscposError) as error:
             log.debug("printer %s: closing: %s", self.config.name, error)
-
-
-def _read_status(device: Any) -> bytes:
-    """One status byte from the printer, within the transport's own timeout."""
-    if isinstance(device, escpos_printer.Serial):
-        return bytes(device.device.read(1))
-    return bytes(device._read())
