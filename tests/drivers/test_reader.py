@@ -228,3 +228,16 @@ def test_a_scanner_and_a_card_reader_share_the_till_sessions_queue(tmp_path: Pat
             for reader in readers:
                 reader.stop()
     assert found == {"scanner": EAN_CARD, "msr": MAG_CARD}
+
+
+def test_a_prefixed_scanner_with_crlf(tmp_path: Path) -> None:
+    with PtyDevice(tmp_path / "s", suffix=Suffix.crlf) as device:
+        config = ScannerConfig(name="s", port=device.path, suffix=Suffix.crlf, prefix="\u0002")
+        with SerialReader(config, RULES) as reader:
+            wait_for(reader, connected)
+            device.write(b"noise\r\n")
+            device.scan(EAN_CARD, aim="]E0", prefix=b"\x02")
+            event, seen = wait_for(reader, identified)
+            assert isinstance(event, Identified)
+            assert event.symbology == "]E0"
+            assert [type(e) for e in seen] == [Noise]
