@@ -22,6 +22,7 @@ from drivers._config import (
     UsbTransport,
     WedgeScannerConfig,
 )
+from drivers._devices import Devices, DevicesStatus
 from drivers._escpos_view import ReceiptView, ViewLine, view_escpos
 from drivers._events import (
     DeviceEvent,
@@ -66,6 +67,11 @@ def open_reader(
     return SerialReader(config, rules, events=events).start()
 
 
+def open_devices(config: DevicesConfig, rules: IdentityRules) -> Devices:
+    """Every configured reader and printer, started; readers share `Devices.events`."""
+    return Devices(config, rules)
+
+
 def open_printer(config: PrinterConfig) -> SlipPrinter:
     """A started worker for one configured printer; `print_slip()`, `status()`, `stop()`."""
     return SlipPrinter(config).start()
@@ -77,7 +83,9 @@ __all__ = [
     "DeviceEvent",
     "DeviceReader",
     "DeviceState",
+    "Devices",
     "DevicesConfig",
+    "DevicesStatus",
     "FileTransport",
     "Identified",
     "IdentifierKind",
@@ -115,6 +123,7 @@ __all__ = [
     "escpos_transport",
     "evdev_problem",
     "normalize_text",
+    "open_devices",
     "open_printer",
     "open_reader",
     "serial_ports",

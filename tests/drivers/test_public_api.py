@@ -6,6 +6,7 @@ import drivers
 
 PUBLIC = {
     # readers
+    "open_devices", "Devices", "DevicesStatus",
     "open_reader", "DeviceReader", "SerialReader", "WedgeReader", "ReaderStatus", "IdentityRules",
     "ScannerConfig", "CardReaderConfig", "WedgeScannerConfig", "ReaderConfig", "Suffix", "LrcMode",
     "DeviceEvent", "Identified", "Rejected", "ReadAgain", "Noise", "StateChanged",
