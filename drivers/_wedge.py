@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import queue
+import select
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -121,10 +122,15 @@ class WedgeReader:
         rules: IdentityRules,
         *,
         events: queue.Queue[DeviceEvent] | None = None,
+        evdev_module: Any = None,
     ) -> None:
-        problem = evdev_problem()
-        if problem is not None:
-            raise RuntimeError(problem)
+        """`evdev_module`: the evdev package (imported here when not given)."""
+        if evdev_module is None:
+            problem = evdev_problem()
+            if problem is not None:
+                raise RuntimeError(problem)
+            evdev_module = importlib.import_module("evdev")
+        self._evdev = evdev_module
         self.config = config
         self._decoder = ScanDecoder(config.name, rules, aim=config.aim)
         self._framer = KeyFramer(frame_chars_max=config.scan_frame_bytes_max)
@@ -153,8 +159,8 @@ class WedgeReader:
         except queue.Empty:
             return None
 
-    def _run(self) -> None:  # pragma: no cover - needs a real input device
-        evdev: Any = importlib.import_module("evdev")
+    def _run(self) -> None:
+        evdev = self._evdev
         while not self._stop.is_set():
             try:
                 device = evdev.InputDevice(self.config.device)
@@ -172,15 +178,15 @@ class WedgeReader:
             finally:
                 device.close()
 
-    def _read(self, evdev: Any, device: Any) -> None:  # pragma: no cover - needs a device
+    def _read(self, evdev: Any, device: Any) -> None:
+        keys = evdev.ecodes.KEY
         while not self._stop.is_set():
-            if not device.fd or not _readable(device.fd):
+            if not _readable(device.fd):
                 continue
             presses = [
-                KeyPress(evdev.ecodes.KEY[event.code], event.value)
+                KeyPress(keys[event.code], event.value)
                 for event in device.read()
-                if event.type == evdev.ecodes.EV_KEY
-                and isinstance(evdev.ecodes.KEY[event.code], str)
+                if event.type == evdev.ecodes.EV_KEY and isinstance(keys.get(event.code), str)
             ]
             for event in self._decoder.decode(self._framer.feed(presses)):
                 self._put(event)
@@ -194,8 +200,6 @@ class WedgeReader:
             log.warning("wedge %s: event queue full, dropping %r", self.config.name, event)
 
 
-def _readable(fd: int) -> bool:  # pragma: no cover - needs a device
-    import select
-
+def _readable(fd: int) -> bool:
     ready, _, _ = select.select([fd], [], [], 0.1)
     return bool(ready)
