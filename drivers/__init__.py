@@ -1,5 +1,6 @@
 """Devices at the till: barcode scanners, card readers, receipt printers, and their emulators.
 
+`open_devices(DevicesConfig, IdentityRules)` starts everything a till has configured.
 Readers (`open_reader`) turn what a scanner or a magnetic-stripe reader sends into events:
 `Identified` (a customer of this chain), `Rejected` (read well, but not ours), `ReadAgain`
 (a misread), `Noise` and `StateChanged`. Printers (`open_printer`) take a `LoyaltySlip`
