@@ -51,6 +51,16 @@ def setup_central(central: Central) -> str:
     """HQ's morning: rules, card range, a store, limits, one customer; an enrollment code."""
     rules = parse_rule_set(RULES.read_text(encoding="utf-8"), source=str(RULES))
     document = rules.model_dump(mode="json") | {"pending_days": 0}  # demo: points usable at once
+    gift_cards = {
+        "id": "no-points-gift-cards",
+        "kind": "per_money",
+        "points": 0,
+        "per": 100,
+        "categories": ["gift"],
+        "priority": 1000,
+        "stop": True,
+    }
+    document["earn"] = [gift_cards, *document["earn"]]
     central.call(
         "POST",
         "/rule-sets",
@@ -162,9 +172,9 @@ def story(workdir: Path) -> dict[str, Any]:
         try:
             return _play(central, till_a, till_b, scanner, printer)
         finally:
-            till_a.process.stop()
-            till_b.process.stop()
-            central.process.stop()
+            for process in (till_a, till_b, central):
+                process.process.stop()
+                process.close()
 
 
 def _play(
@@ -199,8 +209,9 @@ def _play(
         wait_for(lambda till=till: not till.status()["online"], f"{till.name} offline")
     spend = before["balance"] - 100
     spend_a = min(spend, LIMITS["customer_points_per_till_max"])
-    at_a = sell(till_a, "A-2", [_line("1", "tea", "grocery", 1000, 200000)], redeem=spend_a)
-    at_b = sell(till_b, "B-1", [_line("1", "cake", "grocery", 1000, 200000)], redeem=spend_a)
+    gift = [_line("1", "gift-card-1000", "gift", 1000, 100000)]  # gift cards earn nothing
+    at_a = sell(till_a, "A-2", gift, redeem=spend_a)
+    at_b = sell(till_b, "B-1", gift, redeem=spend_a)
     _say(f"   offline, till A lets Anna spend {at_a['spent_points']} points,")
     _say(f"   offline, till B lets her spend {at_b['spent_points']} points as well")
     _say(f"   ({before['balance']} were there: each till kept within its offline allowance).")
@@ -248,9 +259,9 @@ def serve(workdir: Path) -> None:
         except KeyboardInterrupt:
             _say("stopping")
         finally:
-            till_a.process.stop()
-            till_b.process.stop()
-            central.process.stop()
+            for process in (till_a, till_b, central):
+                process.process.stop()
+                process.close()
 
 
 def main(play_story: bool, workdir: Path | None) -> int:

@@ -111,6 +111,10 @@ class Central:
         self.process.start()
         return self
 
+    def close(self) -> None:
+        self.process.kill()
+        self.admin.close()
+
     def call(self, method: str, path: str, body: Any = None) -> Any:
         answer = self.admin.request(method, f"/admin{path}", json=body)
         if answer.status_code >= 300:
@@ -162,6 +166,10 @@ class Agent:
     def start(self) -> Agent:
         self.process.start()
         return self
+
+    def close(self) -> None:
+        self.process.kill()
+        self.pos.close()
 
     def call(self, path: str, body: Any = None) -> Any:
         answer = self.pos.post(path, json=body) if body is not None else self.pos.get(path)
