@@ -305,11 +305,12 @@ class _Cheque:
         matches = self.matches
         members = [i for i in range(self.count) if paid[i] and matches[i].redeemable]
         room = sum(max(0, paid[i] - self.floor_totals[i]) for i in members)
+        eligible = sum(paid[i] for i in members)
         payable = sum(paid)
         limits = (
             (available, "active points"),
             (room // value, "lines points may pay for (exclusions and price floors)"),
-            (payable * policy.max_share_bp // BASIS_POINTS // value, "maximum share of cheque"),
+            (eligible * policy.max_share_bp // BASIS_POINTS // value, "maximum share of cheque"),
             (max(0, payable - policy.min_payable) // value, "minimum left to pay in money"),
         )
         points = wanted
@@ -485,7 +486,7 @@ def _messages(cheque: _Cheque, earned: int, burned: int, tier: str | None) -> li
 
 
 def _fiscal(cheque: _Cheque, i: int, paid: int) -> list[dict[str, Any]]:
-    parts = fiscal_parts(cheque.quantity[i], paid)
+    parts = fiscal_parts(cheque.quantity[i], paid, cheque.floors[i])
     fiscal = []
     for quantity, price, total in parts:
         full = cheque.full[i] if len(parts) == 1 else quantity // 1000 * cheque.price[i]

@@ -204,8 +204,9 @@ class Tier(WireModel):
 
 class Redemption(WireModel):
     """Paying with points. `kopecks_per_point` is the point's value; `max_share_bp` the most
-    of the cheque (after rewards) that points may pay; `min_payable` what must be left to pay
-    in money; excluded lines are never paid with points."""
+    of what the lines points may pay for cost (after rewards) that points may pay;
+    `min_payable` what must be left of the whole cheque to pay in money; excluded lines are
+    never paid with points."""
 
     enabled: StrictBool = True
     kopecks_per_point: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 100
