@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,8 +31,10 @@ from protocol._sale import line_total_of
 from .rules_helpers import CUSTOMER, STORE
 from .rules_strategies import HEADER, NOW, basket_lines, baskets, customers, rule_sets
 
+EXAMPLES = int(os.environ.get("KOPILKA_PROPERTY_EXAMPLES", "100"))
+"""Raise it for a longer hunt: KOPILKA_PROPERTY_EXAMPLES=5000 pytest tests/protocol."""
 FAST = settings(
-    max_examples=120,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example],
 )
