@@ -44,6 +44,8 @@ class Rule:
 
     id: str
     kind: str
+    conditional: bool
+    """Has cheque conditions (store, days, hours, dates, tiers, promo codes, ...)."""
     stop: bool
     min_amount: int
     min_quantity_milli: int
@@ -200,9 +202,21 @@ def _rule(rule: RuleBase) -> Rule:
     elif isinstance(rule, Stamps):
         params = {"counter": f"stamps:{rule.card}", "needed": rule.needed}
     kind: str = rule.kind  # type: ignore[attr-defined]
+    conditional = bool(
+        rule.stores
+        or rule.days
+        or rule.hours
+        or rule.dates_from
+        or rule.dates_until
+        or rule.tiers
+        or rule.promo_codes
+        or rule.segments
+        or rule.campaigns
+    )
     return Rule(
         id=rule.id,
         kind=kind,
+        conditional=conditional,
         stop=rule.stop,
         min_amount=rule.min_amount,
         min_quantity_milli=rule.min_quantity_milli,

@@ -121,9 +121,12 @@ class _Cheque:
         self.full = [line.total for line in lines]
         self.paid0 = [line.total - line.pos_discount for line in lines]
         self.matches = [comp.line_match(line.sku, line.category, line.labels) for line in lines]
-        self.floors = [_floor_unit(line, m) for line, m in zip(lines, self.matches, strict=True)]
+        self.floors = [
+            _floor_unit(line, m) if m.floors or line.min_unit_price else 0
+            for line, m in zip(lines, self.matches, strict=True)
+        ]
         self.floor_totals = [
-            floor_total(q, f) for q, f in zip(self.quantity, self.floors, strict=True)
+            floor_total(q, f) if f else 0 for q, f in zip(self.quantity, self.floors, strict=True)
         ]
         self.earn_members: list[list[int]] = [[] for _ in comp.earn]
         self.reward_members: list[list[int]] = [[] for _ in comp.rewards]
@@ -197,7 +200,7 @@ class _Cheque:
         paid = self.paid
         for index, rule in enumerate(self.comp.rewards):
             candidates = self.reward_members[index]
-            if not candidates or not cheque_applies(rule, self.facts):
+            if not candidates or (rule.conditional and not cheque_applies(rule, self.facts)):
                 continue
             members = self.members(rule, candidates, taken)
             if not members:
@@ -337,23 +340,27 @@ class _Cheque:
 
     def earn_points(self) -> None:
         rounding = self.comp.rule_set.rounding
-        count = self.count
-        base = [0] * count
-        taken = [False] * count
+        facts = self.facts
+        quantity = self.quantity
         earn = self.earn
+        base = [0] * self.count
+        taken = [False] * self.count
+        any_taken = False
         for index, rule in enumerate(self.comp.earn):
             candidates = self.earn_members[index]
-            if not candidates or not cheque_applies(rule, self.facts):
+            if not candidates or (rule.conditional and not cheque_applies(rule, facts)):
                 continue
-            members = self.members(rule, candidates, taken)
-            if not members:
-                continue
+            if any_taken or rule.favourites:
+                members = self.members(rule, candidates, taken)
+                if not members:
+                    continue
+            else:
+                members = candidates
             money = self.full if rule.full_price else self.paid
-            amount = sum(money[i] for i in members)
-            if amount < rule.min_amount:
+            if rule.min_amount and sum([money[i] for i in members]) < rule.min_amount:
                 continue
             if rule.min_quantity_milli and (
-                sum(self.quantity[i] for i in members) < rule.min_quantity_milli
+                sum([quantity[i] for i in members]) < rule.min_quantity_milli
             ):
                 continue
             kind = rule.kind
@@ -361,29 +368,30 @@ class _Cheque:
                 points = rule.points
                 weights = [money[i] for i in members]
                 if not any(weights):
-                    weights = [self.quantity[i] for i in members]
+                    weights = [quantity[i] for i in members]
             else:
                 if kind == "per_money":
                     factor = rule.points * rule.exact_factor
                     weights = [money[i] * factor for i in members]
                 elif kind == "per_unit":
                     factor = rule.points * rule.exact_factor
-                    weights = [self.quantity[i] * factor for i in members]
+                    weights = [quantity[i] * factor for i in members]
                 else:
                     extra = rule.multiplier_extra_permille
                     weights = [base[i] * extra // 1000 for i in members]
                 if kind != "multiplier":
-                    for k, i in enumerate(members):
-                        base[i] += weights[k]
+                    for i, weight in zip(members, weights, strict=True):
+                        base[i] += weight
                 points = _round(sum(weights), rounding)
             if rule.stop:
+                any_taken = True
                 for i in members:
                     taken[i] = True
             if not points:
                 continue
             shares = largest_remainder(points, weights)
-            for k, i in enumerate(members):
-                earn[i] += shares[k]
+            for i, share in zip(members, shares, strict=True):
+                earn[i] += share
             self.explain(rule.id, kind, members, shares, None)
 
 
@@ -485,21 +493,31 @@ def _messages(cheque: _Cheque, earned: int, burned: int, tier: str | None) -> li
     return found
 
 
-def _fiscal(cheque: _Cheque, i: int, paid: int) -> list[dict[str, Any]]:
-    parts = fiscal_parts(cheque.quantity[i], paid, cheque.floors[i])
-    fiscal = []
-    for quantity, price, total in parts:
-        full = cheque.full[i] if len(parts) == 1 else quantity // 1000 * cheque.price[i]
-        fiscal.append(
+def _fiscal(
+    line_id: str, quantity_milli: int, price: int, full: int, paid: int, floor: int
+) -> list[dict[str, Any]]:
+    """The fiscal lines of one line: whole-kopeck unit prices, split where needed."""
+    parts = fiscal_parts(quantity_milli, paid, floor)
+    if len(parts) == 1:
+        return [
             {
-                "line_id": cheque.ids[i],
-                "quantity_milli": quantity,
-                "unit_price": price,
-                "total": total,
-                "discount": full - total,
+                "line_id": line_id,
+                "quantity_milli": quantity_milli,
+                "unit_price": parts[0][1],
+                "total": paid,
+                "discount": full - paid,
             }
-        )
-    return fiscal
+        ]
+    return [
+        {
+            "line_id": line_id,
+            "quantity_milli": quantity,
+            "unit_price": unit_price,
+            "total": total,
+            "discount": quantity // 1000 * price - total,
+        }
+        for quantity, unit_price, total in parts
+    ]
 
 
 def evaluate(
@@ -530,17 +548,27 @@ def evaluate(
     paid = sum(cheque.paid)
     earned = sum(cheque.earn)
     grants = _grants(cheque, paid)
-    lines = []
-    for i in range(cheque.count):
-        lines.append(
-            {
-                "line_id": cheque.ids[i],
-                "earn_points": cheque.earn[i],
-                "discount": cheque.paid0[i] - cheque.paid[i],
-                "burn_points": cheque.burn_points[i],
-                "fiscal": _fiscal(cheque, i, cheque.paid[i]),
-            }
+    lines = [
+        {
+            "line_id": line_id,
+            "earn_points": earn,
+            "discount": paid0 - paid_now,
+            "burn_points": burn,
+            "fiscal": _fiscal(line_id, quantity, price, full, paid_now, floor),
+        }
+        for line_id, earn, paid0, paid_now, burn, quantity, price, full, floor in zip(
+            cheque.ids,
+            cheque.earn,
+            cheque.paid0,
+            cheque.paid,
+            cheque.burn_points,
+            cheque.quantity,
+            cheque.price,
+            cheque.full,
+            cheque.floors,
+            strict=True,
         )
+    ]
     days = timedelta(days=1)
     pending = rule_set.pending_days * days
     expiry = rule_set.expiry_days * days
