@@ -40,7 +40,13 @@ from protocol._ledger import (
     RuleSetRef,
 )
 from protocol._refund import Refund, RefundError, RefundLine, refund_quote
-from protocol._rules import RuleSet, RuleSetError, parse_rule_set, rule_set_from_data
+from protocol._rules import (
+    RuleSet,
+    RuleSetError,
+    effective_rule_set,
+    parse_rule_set,
+    rule_set_from_data,
+)
 from protocol._sale import (
     Basket,
     BasketLine,
@@ -135,6 +141,7 @@ __all__ = [
     "WireModel",
     "canonical_json",
     "content_hash",
+    "effective_rule_set",
     "effective_tier",
     "evaluate",
     "new_entry_id",

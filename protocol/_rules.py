@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from datetime import date
+from collections.abc import Iterable
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -44,9 +45,8 @@ Quantity = Annotated[int, Field(strict=True, ge=0, le=10**9)]
 Priority = Annotated[int, Field(strict=True, ge=-(10**6), le=10**6)]
 Ids = Annotated[tuple[Id, ...], Field(max_length=ids_per_condition_max)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-Hours = Annotated[
-    str, Field(pattern=r"^([01][0-9]|2[0-4]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$")
-]
+_CLOCK = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00"
+Hours = Annotated[str, Field(pattern=rf"^(?:{_CLOCK})-(?:{_CLOCK})$")]
 Language = Annotated[str, Field(pattern=r"^[a-z]{2}$")]
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -268,6 +268,8 @@ class RuleSet(WireModel):
     """Earned points activate this many days after the sale (the return window)."""
     expiry_days: Days = 0
     """Earned and granted points expire this many days after the sale; 0 = never."""
+    rolling_spend_days: Annotated[int, Field(strict=True, ge=1, le=days_max)] = 365
+    """The window central sums a customer's spend over for `rolling_spend` (and tiers)."""
     default_language: Language = "ru"
     favourites_max: Annotated[int, Field(strict=True, ge=0, le=10)] = 3
     """How many of the customer's chosen favourite categories count (the first ones)."""
@@ -365,6 +367,15 @@ def _describe(error: Any, data: Any) -> str:
     message = re.sub(r"^Value error, ", "", message)
     field = ".".join(fields)
     return ": ".join([*where, *([field] if field else []), message])
+
+
+def effective_rule_set(rule_sets: Iterable[RuleSet], now: datetime) -> RuleSet | None:
+    """The rule set in force at `now`: the latest `effective_from` not after it (ties go to
+    the greater `rule_set_id`, so the choice never depends on the order given)."""
+    candidates = [rule_set for rule_set in rule_sets if rule_set.effective_from <= now]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda rule_set: (rule_set.effective_from, rule_set.rule_set_id))
 
 
 def parse_rule_set(text: str, *, source: str = "<rules>") -> RuleSet:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from protocol import RuleSetError, canonical_json, content_hash, parse_rule_set
+from protocol import (
+    RuleSet,
+    RuleSetError,
+    canonical_json,
+    content_hash,
+    effective_rule_set,
+    parse_rule_set,
+)
 
 from .rules_helpers import HEADER
 
@@ -123,3 +131,22 @@ def test_many_problems_are_listed_then_counted() -> None:
     lines = error_of(body).splitlines()
     assert lines[0] == 'rules.toml: rule "r0": points: must be an integer'
     assert lines[-1] == "rules.toml: ... and 3 more problems"
+
+
+def test_the_rule_set_in_force_is_the_latest_started() -> None:
+    def at(day: int, name: str) -> RuleSet:
+        return parse_rule_set(
+            f'rule_set_id = "{name}"\neffective_from = 2026-11-{day:02d}T00:00:00+03:00\n'
+        )
+
+    older, newer, future = at(1, "older"), at(20, "newer"), at(30, "future")
+    moment = datetime(2026, 11, 25, tzinfo=UTC)
+    assert effective_rule_set([future, newer, older], moment) is newer
+    assert effective_rule_set([older, future], moment) is older
+    assert effective_rule_set([future], moment) is None
+
+
+def test_hours_are_clock_times() -> None:
+    ok = '[[earn]]\nid = "n"\nkind = "per_unit"\npoints = 1\nhours = "20:00-24:00"\n'
+    assert parse_rule_set(HEADER + ok).earn[0].hours == "20:00-24:00"
+    assert "hours" in error_of(ok.replace("20:00-24:00", "20:00-24:30"))
