@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import protocol
 from protocol import (
     Basket,
     BasketLine,
@@ -301,3 +304,16 @@ def test_partial_refunds_add_up_to_the_full_refund(
     assert set(counters.values()) <= {0}
     with pytest.raises(RefundError):
         refund_quote(quote, basket, {basket.lines[0].line_id: 1}, refunds)
+
+
+INTEGER_MODULES = ("_allocation", "_compiled", "_evaluator", "_refund", "_rules")
+
+
+@pytest.mark.parametrize("module", INTEGER_MODULES)
+def test_evaluator_code_has_no_float_arithmetic(module: str) -> None:
+    """No true division, no float literal, no float() anywhere money or points are computed."""
+    source = (Path(protocol.__file__).parent / f"{module}.py").read_text()
+    for node in ast.walk(ast.parse(source)):
+        assert not (isinstance(node, ast.BinOp | ast.AugAssign) and isinstance(node.op, ast.Div))
+        assert not (isinstance(node, ast.Constant) and isinstance(node.value, float))
+        assert not (isinstance(node, ast.Name) and node.id in {"float", "round", "Decimal"})
