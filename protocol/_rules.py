@@ -166,7 +166,8 @@ class Fixed(RuleBase):
 
 class FreeProduct(RuleBase):
     """`free` units of the matching lines for nothing (cheapest first); with `every`, that
-    many for every `every` whole units bought ("3 for 2" is every = 3, free = 1)."""
+    many for every `every` whole units bought ("3 for 2" is every = 3, free = 1). Only lines
+    sold in whole units count; weighed goods are never given away by the unit."""
 
     kind: Literal["free_product"]
     free: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1

@@ -243,6 +243,9 @@ def test_refund_reverses_stamps_by_line_and_purchases_at_the_end() -> None:
         refund_quote(quote, sale, {"1": 1}, [first, second])
     with pytest.raises(RefundError, match="not on the original cheque"):
         refund_quote(quote, sale, {"9": 1})
+    changed = basket(line("1", 15001, 3000, sku="cup"), line("2", 5000))
+    with pytest.raises(RefundError, match="not the line quoted"):
+        refund_quote(quote, changed, {"1": 1})
     other = evaluate(rule_set, CUSTOMER, basket(line("1", 15000, 3000, sku="cup")), STORE, NOW)
     with pytest.raises(RefundError, match="another sale"):
         refund_quote(quote, sale, {"1": 1}, [refund_quote(other, other_basket(), {"1": 1})])
