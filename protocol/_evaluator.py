@@ -5,7 +5,7 @@ Order of work, each step reading the money the previous ones left:
 2. points spent, within the redemption policy and the lines' floors;
 3. earning, by priority, on the money paid after 1 and 2 (`basis = "paid"`) or on the full
    price (`basis = "full"`);
-4. one-time grants, receipt messages, fiscal lines.
+4. one-time grants and receipt messages (`_grants`), fiscal lines.
 
 Models are read at the boundary; the loops run on lists of ints. Every point and kopeck in
 the quote is also in an explanation item naming the rule that produced it.
@@ -13,8 +13,7 @@ the quote is also in an explanation item naming the rule that produced it.
 
 from __future__ import annotations
 
-import calendar
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from protocol._allocation import (
@@ -33,6 +32,7 @@ from protocol._compiled import (
     compiled,
     zone,
 )
+from protocol._grants import one_time_grants, receipt_messages
 from protocol._rules import Rounding, RuleSet
 from protocol._sale import (
     Basket,
@@ -42,7 +42,6 @@ from protocol._sale import (
     Quote,
     RedeemRequest,
     Store,
-    receipt_messages_max,
 )
 
 EVALUATOR_VERSION = "1.0"
@@ -412,87 +411,6 @@ def _facts(
     )
 
 
-def _grants(cheque: _Cheque, paid: int) -> list[dict[str, Any]]:
-    customer = cheque.customer
-    if not cheque.known or customer.customer_id is None:
-        return []
-    received = set(customer.grants_received)
-    awards = []
-    for grant in cheque.comp.rule_set.grants:
-        if paid < grant.min_amount:
-            continue
-        key = None
-        beneficiary = customer.customer_id
-        if grant.kind == "welcome":
-            key = f"welcome:{customer.customer_id}"
-        elif grant.kind == "referral" and customer.referred_by is not None:
-            key = f"referral:{customer.customer_id}"
-            beneficiary = customer.referred_by
-        elif grant.kind == "birthday" and customer.birthday is not None:
-            year = _birthday_year(customer.birthday, cheque.facts.date, grant.window_days)
-            key = None if year is None else f"birthday:{customer.customer_id}:{year}"
-        if key is None or key in received:
-            continue
-        received.add(key)
-        awards.append(
-            {
-                "kind": grant.kind,
-                "grant_key": key,
-                "points": grant.points,
-                "rule_id": grant.id,
-                "customer_id": beneficiary,
-            }
-        )
-        cheque.explanation.append(
-            {"rule_id": grant.id, "kind": f"grant:{grant.kind}", "points": grant.points}
-        )
-    return awards
-
-
-def _birthday_year(birthday: date, today: date, window_days: int) -> int | None:
-    """The year of the birthday whose window (`window_days` from the day) holds `today`;
-    29 February is kept on the 28th in other years."""
-    for year in (today.year, today.year - 1):
-        leap_day = (birthday.month, birthday.day) == (2, 29) and not calendar.isleap(year)
-        start = date(year, 2, 28) if leap_day else birthday.replace(year=year)
-        if 0 <= (today - start).days < window_days:
-            return year
-    return None
-
-
-def _messages(cheque: _Cheque, earned: int, burned: int, tier: str | None) -> list[dict[str, Any]]:
-    customer = cheque.customer
-    rule_set = cheque.comp.rule_set
-    consent = cheque.known and customer.consent_marketing
-    found = []
-    for message in sorted(rule_set.messages, key=lambda m: (-m.priority, m.id)):
-        if message.marketing and not consent:
-            continue
-        if message.tiers and tier not in message.tiers:
-            continue
-        if message.segments and not set(message.segments) & set(customer.segments):
-            continue
-        if message.campaigns and not set(message.campaigns) & set(customer.campaigns):
-            continue
-        if earned < message.min_earn_points:
-            continue
-        text = message.text.get(customer.language) or message.text.get(rule_set.default_language)
-        if text is None:
-            continue
-        balance = customer.points_balance - burned
-        for name, value in (
-            ("{earn_points}", earned),
-            ("{burn_points}", burned),
-            ("{balance}", balance),
-            ("{tier}", tier or ""),
-        ):
-            text = text.replace(name, str(value))
-        found.append({"rule_id": message.id, "text": text[:500]})
-        if len(found) == receipt_messages_max:
-            break
-    return found
-
-
 def _fiscal(
     line_id: str, quantity_milli: int, price: int, full: int, paid: int, floor: int
 ) -> list[dict[str, Any]]:
@@ -547,7 +465,8 @@ def evaluate(
     total = sum(cheque.paid0)
     paid = sum(cheque.paid)
     earned = sum(cheque.earn)
-    grants = _grants(cheque, paid)
+    grants, granted = one_time_grants(rule_set, customer, cheque.known, facts.date, paid)
+    cheque.explanation.extend(granted)
     lines = [
         {
             "line_id": line_id,
@@ -591,7 +510,9 @@ def evaluate(
             "counter_changes": cheque.counters,
             "rolling_spend_delta": paid if cheque.known else 0,
             "grants": grants,
-            "messages": _messages(cheque, earned, burned, facts.tier),
+            "messages": receipt_messages(
+                rule_set, customer, cheque.known, earned, burned, facts.tier
+            ),
             "explanation": cheque.explanation,
         }
     )

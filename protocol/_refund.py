@@ -85,10 +85,10 @@ def refund_quote(
     quote_lines = {line.line_id: line for line in original.lines}
     if set(quantities) != set(quote_lines):
         raise RefundError("the basket's lines are not the lines of the original quote")
-    for line in basket.lines:
-        quoted = quote_lines[line.line_id]
-        if sum(part.total for part in quoted.fiscal) != line.paid - quoted.discount:
-            raise RefundError(f"line {line.line_id!r} of the basket is not the line quoted")
+    for sold in basket.lines:
+        quoted = quote_lines[sold.line_id]
+        if sum(part.total for part in quoted.fiscal) != sold.paid - quoted.discount:
+            raise RefundError(f"line {sold.line_id!r} of the basket is not the line quoted")
     before: dict[str, int] = dict.fromkeys(quantities, 0)
     for refund in earlier:
         if refund.original_hash != original_hash:
