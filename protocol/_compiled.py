@@ -8,7 +8,7 @@ matches is memoised per line signature (sku, category, labels).
 from __future__ import annotations
 
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import lru_cache
 
@@ -111,6 +111,7 @@ class LineMatch:
 @dataclass(slots=True)
 class Compiled:
     rule_set: RuleSet
+    content_hash: str
     earn: tuple[Rule, ...]
     earn_filters: tuple[LineFilter, ...]
     rewards: tuple[Rule, ...]
@@ -240,13 +241,19 @@ def _ordered(rules: tuple[RuleBase, ...]) -> list[RuleBase]:
 
 
 _cache: dict[str, Compiled] = {}
+_by_object: dict[int, Compiled] = {}
 
 
 def compiled(rule_set: RuleSet) -> Compiled:
-    """The compiled form of `rule_set`, made once per content hash."""
+    """The compiled form of `rule_set`, made once per content hash (and found again by
+    object identity first, which is cheaper than reading the hash)."""
+    found = _by_object.get(id(rule_set))
+    if found is not None and found.rule_set is rule_set:
+        return found
     key = rule_set.content_hash
     found = _cache.get(key)
     if found is not None:
+        _remember(rule_set, found)
         return found
     assert money_per_max * 1000 == POINT_EXACT, "exact scale must cover every rate"
     earn = _ordered(rule_set.earn)
@@ -254,6 +261,7 @@ def compiled(rule_set: RuleSet) -> Compiled:
     redemption = rule_set.redemption
     result = Compiled(
         rule_set=rule_set,
+        content_hash=key,
         earn=tuple(_rule(rule) for rule in earn),
         earn_filters=tuple(_filter(rule) for rule in earn),
         rewards=tuple(_rule(rule) for rule in rewards),
@@ -287,7 +295,16 @@ def compiled(rule_set: RuleSet) -> Compiled:
     if len(_cache) >= compiled_cache_max:
         _cache.clear()
     _cache[key] = result
+    _remember(rule_set, result)
     return result
+
+
+def _remember(rule_set: RuleSet, found: Compiled) -> None:
+    if len(_by_object) >= compiled_cache_max:
+        _by_object.clear()
+    if found.rule_set is not rule_set:
+        found = replace(found, rule_set=rule_set)
+    _by_object[id(rule_set)] = found
 
 
 @lru_cache(maxsize=64)

@@ -415,6 +415,16 @@ def _fiscal(
     line_id: str, quantity_milli: int, price: int, full: int, paid: int, floor: int
 ) -> list[dict[str, Any]]:
     """The fiscal lines of one line: whole-kopeck unit prices, split where needed."""
+    if paid == full:  # nothing taken off: printed as rung up
+        return [
+            {
+                "line_id": line_id,
+                "quantity_milli": quantity_milli,
+                "unit_price": price,
+                "total": paid,
+                "discount": 0,
+            }
+        ]
     parts = fiscal_parts(quantity_milli, paid, floor)
     if len(parts) == 1:
         return [
@@ -494,7 +504,7 @@ def evaluate(
     return Quote.model_validate(
         {
             "rule_set_id": rule_set.rule_set_id,
-            "rule_set_hash": rule_set.content_hash,
+            "rule_set_hash": comp.content_hash,
             "evaluator_version": EVALUATOR_VERSION,
             "currency": basket.currency,
             "lines": lines,
