@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -145,8 +146,9 @@ def percentile(sorted_values: list[int], share: float) -> float:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1,000 runs instead of 10,000")
+    parser.add_argument("--runs", type=int, default=None, help="how many runs to time")
     args = parser.parse_args(argv)
-    runs = 1000 if args.quick else 10_000
+    runs = args.runs or (1000 if args.quick else 10_000)
     rule_set = rule_set_50()
     basket = basket_30()
     state = customer()
@@ -182,6 +184,7 @@ def main(argv: list[str]) -> int:
         "burn_points": quote.burn_points,
         "explanation_items": len(quote.explanation),
         "python": platform.python_version(),
+        "load_1m": round(os.getloadavg()[0], 2),
     }
     print(
         f"evaluate: p50 {result['eval_p50_ms']} ms, p99 {result['eval_p99_ms']} ms; "
