@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from protocol import (
     Basket,
     CustomerState,
+    EvaluationError,
     Quote,
     RedeemRequest,
     RuleSet,
@@ -141,8 +142,8 @@ def _quote(args: argparse.Namespace) -> int:
     moment = _moment(args.at)
     try:
         quote = evaluate(rule_set, customer, basket, store, moment, redeem)
-    except ValueError as error:
-        raise BadInput(str(error)) from None
+    except EvaluationError as error:
+        raise BadInput(f"cannot quote: {error}") from None
     if args.explain:
         print(explain(quote, basket, rule_set))
     else:

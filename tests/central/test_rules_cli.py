@@ -79,6 +79,7 @@ def write(tmp_path: Path, name: str, text: str) -> str:
         ),
         (None, None, ["--at", "2026-11-25T12:00:00"], "--at: '2026-11-25T12:00:00' needs a time"),
         (None, None, ["--redeem", "1.5"], "--redeem: '1.5' is not a whole number"),
+        ('currency = "KZT"\n', None, [], "cannot quote: basket is in RUB, rule set t in KZT"),
         (None, None, ["--customer", "/nonexistent/c.json"], "/nonexistent/c.json: cannot read"),
     ],
 )
