@@ -27,6 +27,7 @@ from protocol import (
     canonical_json,
     evaluate,
     parse_rule_set,
+    rule_set_warnings,
 )
 
 EXIT_BAD_INPUT = 2
@@ -105,6 +106,8 @@ def _check(path: str) -> int:
         f"{len(rule_set.tiers)} tiers, {len(rule_set.floors)} floors"
     )
     print(f"sha256        {rule_set.content_hash}")
+    for warning in rule_set_warnings(rule_set):
+        print(f"warning: {path}: {warning}", file=sys.stderr)
     return 0
 
 

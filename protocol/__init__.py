@@ -46,6 +46,7 @@ from protocol._rules import (
     effective_rule_set,
     parse_rule_set,
     rule_set_from_data,
+    rule_set_warnings,
 )
 from protocol._sale import (
     Basket,
@@ -152,6 +153,7 @@ __all__ = [
     "parse_rule_set",
     "refund_quote",
     "rule_set_from_data",
+    "rule_set_warnings",
     "sha256_hex",
     "spendable_points",
     "uuid7_time_ms",

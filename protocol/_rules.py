@@ -370,6 +370,39 @@ def _describe(error: Any, data: Any) -> str:
     return ": ".join([*where, *([field] if field else []), message])
 
 
+def rule_set_warnings(rule_set: RuleSet) -> list[str]:
+    """Things that are valid but probably not what HQ meant."""
+    found = []
+    order = sorted(rule_set.earn, key=lambda rule: (-rule.priority, rule.id))
+    seen_base = False
+    for rule in order:
+        if isinstance(rule, PerMoney | PerUnit):
+            seen_base = True
+        elif isinstance(rule, Multiplier) and not seen_base:
+            found.append(
+                f'rule "{rule.id}": a multiplier runs before every per-money and per-unit '
+                "rule, so it multiplies nothing (give it a lower priority)"
+            )
+    tiers = {tier.id for tier in rule_set.tiers}
+    if tiers:
+        targeted: tuple[RuleBase | Message, ...] = (
+            *rule_set.earn,
+            *rule_set.rewards,
+            *rule_set.messages,
+        )
+        for item in targeted:
+            unknown = sorted(set(item.tiers) - tiers)
+            if unknown:
+                found.append(f'rule "{item.id}": tiers {unknown} are not among [[tiers]]')
+    for message in rule_set.messages:
+        if rule_set.default_language not in message.text:
+            found.append(
+                f'message "{message.id}": no text in the default language '
+                f'"{rule_set.default_language}"'
+            )
+    return found
+
+
 def effective_rule_set(rule_sets: Iterable[RuleSet], now: datetime) -> RuleSet | None:
     """The rule set in force at `now`: the latest `effective_from` not after it (ties go to
     the greater `rule_set_id`, so the choice never depends on the order given)."""

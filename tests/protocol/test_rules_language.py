@@ -14,6 +14,7 @@ from protocol import (
     content_hash,
     effective_rule_set,
     parse_rule_set,
+    rule_set_warnings,
 )
 
 from .rules_helpers import HEADER
@@ -150,3 +151,21 @@ def test_hours_are_clock_times() -> None:
     ok = '[[earn]]\nid = "n"\nkind = "per_unit"\npoints = 1\nhours = "20:00-24:00"\n'
     assert parse_rule_set(HEADER + ok).earn[0].hours == "20:00-24:00"
     assert "hours" in error_of(ok.replace("20:00-24:00", "20:00-24:30"))
+
+
+def test_warnings_point_at_likely_mistakes() -> None:
+    rule_set = parse_rule_set(
+        HEADER
+        + '[[tiers]]\nid = "silver"\nmin_rolling_spend = 0\n'
+        + '[[earn]]\nid = "m"\nkind = "multiplier"\nmultiplier_permille = 2000\npriority = 5\n'
+        + '[[earn]]\nid = "b"\nkind = "per_money"\npoints = 1\ntiers = ["gold"]\n'
+        + '[[messages]]\nid = "hi"\ntext = { en = "Hi" }\n'
+    )
+    assert rule_set_warnings(rule_set) == [
+        'rule "m": a multiplier runs before every per-money and per-unit rule, so it '
+        "multiplies nothing (give it a lower priority)",
+        "rule \"b\": tiers ['gold'] are not among [[tiers]]",
+        'message "hi": no text in the default language "ru"',
+    ]
+    example = parse_rule_set((ROOT / "examples/rules/base.toml").read_text())
+    assert rule_set_warnings(example) == []
