@@ -60,6 +60,19 @@ def test_percent_then_points_then_earn_on_what_is_left() -> None:
         )
 
 
+def test_refund_receipt_returns_units_at_the_prices_sold() -> None:
+    rule_set = rules('[[rewards]]\nid = "minus-1"\nkind = "fixed"\namount = 100\n')
+    sale = basket(line("1", 3333, 3000))
+    quote = evaluate(rule_set, CUSTOMER, sale, STORE, NOW)
+    sold = [(p.quantity_milli, p.unit_price) for p in quote.lines[0].fiscal]
+    assert sold == [(1000, 3299), (2000, 3300)]
+    first = refund_quote(quote, sale, {"1": 1000})
+    rest = refund_quote(quote, sale, {"1": 2000}, [first])
+    assert [(p.quantity_milli, p.unit_price) for p in first.lines[0].fiscal] == [(1000, 3299)]
+    assert [(p.quantity_milli, p.unit_price) for p in rest.lines[0].fiscal] == [(2000, 3300)]
+    assert (first.money, rest.money) == (3299, 6600)
+
+
 def test_full_refund_reverses_everything() -> None:
     rule_set = rules('[[earn]]\nid = "base"\nkind = "per_money"\npoints = 1\n')
     sale = basket(line("1", 9999, 3000))
@@ -240,7 +253,9 @@ def test_refund_reverses_stamps_by_line_and_purchases_at_the_end() -> None:
         ("stamps:cup", -2),
     ]
     with pytest.raises(RefundError, match="only 0 of 3000 are left"):
-        refund_quote(quote, sale, {"1": 1}, [first, second])
+        refund_quote(quote, sale, {"1": 1000}, [first, second])
+    with pytest.raises(RefundError, match="return whole units"):
+        refund_quote(quote, sale, {"1": 500})
     with pytest.raises(RefundError, match="not on the original cheque"):
         refund_quote(quote, sale, {"9": 1})
     changed = basket(line("1", 15001, 3000, sku="cup"), line("2", 5000))
@@ -248,7 +263,7 @@ def test_refund_reverses_stamps_by_line_and_purchases_at_the_end() -> None:
         refund_quote(quote, changed, {"1": 1})
     other = evaluate(rule_set, CUSTOMER, basket(line("1", 15000, 3000, sku="cup")), STORE, NOW)
     with pytest.raises(RefundError, match="another sale"):
-        refund_quote(quote, sale, {"1": 1}, [refund_quote(other, other_basket(), {"1": 1})])
+        refund_quote(quote, sale, {"1": 1000}, [refund_quote(other, other_basket(), {"1": 1000})])
 
 
 def other_basket() -> Basket:

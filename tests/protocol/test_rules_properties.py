@@ -269,19 +269,24 @@ def test_partial_refunds_add_up_to_the_full_refund(
 ) -> None:
     quote = evaluate(rule_set, customer, basket, STORE, NOW, redeem)
     left = {line.line_id: line.quantity_milli for line in basket.lines}
+    step = {line.line_id: 1000 if line.quantity_milli % 1000 == 0 else 1 for line in basket.lines}
     refunds: list[Refund] = []
     for round_ in range(6):
         returned = {}
         for line_id, quantity in left.items():
             if quantity and (round_ == 5 or data.draw(st.booleans())):
-                returned[line_id] = quantity if round_ == 5 else data.draw(st.integers(1, quantity))
+                units = data.draw(st.integers(1, quantity // step[line_id]))
+                returned[line_id] = quantity if round_ == 5 else units * step[line_id]
         if not returned:
             continue
         if data.draw(st.booleans()):
             line_id = next(iter(returned))
             with pytest.raises(RefundError, match="left to return"):
-                refund_quote(quote, basket, {line_id: left[line_id] + 1}, refunds)
+                refund_quote(quote, basket, {line_id: left[line_id] + step[line_id]}, refunds)
         refund = refund_quote(quote, basket, returned, refunds)
+        for line in refund.lines:
+            assert sum(part.total for part in line.fiscal) == line.money
+            assert sum(part.quantity_milli for part in line.fiscal) == line.quantity_milli
         refunds.append(refund)
         for line_id, quantity in returned.items():
             left[line_id] -= quantity
@@ -302,6 +307,16 @@ def test_partial_refunds_add_up_to_the_full_refund(
         for change in refund.counter_changes:
             counters[change.counter] += change.delta
     assert set(counters.values()) <= {0}
+    for quoted in quote.lines:  # every unit went back at a price the sale printed it at
+        sold_at = sorted((p.unit_price, p.quantity_milli) for p in quoted.fiscal)
+        back: dict[int, int] = {}
+        for refund in refunds:
+            for line in refund.lines:
+                if line.line_id == quoted.line_id:
+                    for part in line.fiscal:
+                        back[part.unit_price] = back.get(part.unit_price, 0) + part.quantity_milli
+        if quoted.fiscal[0].quantity_milli % 1000 == 0:
+            assert sorted(back.items()) == sold_at
     with pytest.raises(RefundError):
         refund_quote(quote, basket, {basket.lines[0].line_id: 1}, refunds)
 
