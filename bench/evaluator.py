@@ -158,7 +158,7 @@ def main(argv: list[str]) -> int:
     redeem = RedeemRequest(mode="all")
     basket_json = basket.model_dump_json()
     quote = evaluate(rule_set, state, basket, store, NOW, redeem)  # compile once, warm up
-    for _ in range(200):
+    for _ in range(min(200, runs)):
         evaluate(rule_set, state, basket, store, NOW, redeem)
         Basket.model_validate_json(basket_json)
     evals: list[int] = []
