@@ -32,6 +32,8 @@ from protocol._rules import (
 POINT_EXACT = 10**8
 """Exact accruals are kept in 1e-8 of a point: every per-money and per-unit rate and every
 permille multiplier is exact at this scale."""
+if money_per_max * 1000 != POINT_EXACT:
+    raise RuntimeError("the exact scale must cover every per-money rate and permille multiplier")
 compiled_cache_max = 32
 signatures_max = 50_000
 
@@ -255,7 +257,6 @@ def compiled(rule_set: RuleSet) -> Compiled:
     if found is not None:
         _remember(rule_set, found)
         return found
-    assert money_per_max * 1000 == POINT_EXACT, "exact scale must cover every rate"
     earn = _ordered(rule_set.earn)
     rewards = _ordered(rule_set.rewards)
     redemption = rule_set.redemption
