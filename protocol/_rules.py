@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, Field, PrivateAttr, ValidationError, model_validator
 
@@ -304,6 +304,12 @@ class RuleSet(WireModel):
         if spends != sorted(set(spends)):
             raise ValueError("tiers must be listed by rising min_rolling_spend, each different")
         return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; with `update` its content differs, so its hash is computed afresh."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied._hash = None
+        return copied
 
     @property
     def content_hash(self) -> str:

@@ -53,6 +53,13 @@ def test_hash_ignores_how_the_toml_is_written() -> None:
     assert changed.content_hash != one.content_hash
 
 
+def test_a_changed_copy_has_its_own_hash() -> None:
+    rule_set = parse_rule_set(HEADER + "pending_days = 1\n")
+    assert rule_set.content_hash == content_hash(rule_set)
+    changed = rule_set.model_copy(update={"pending_days": 2})
+    assert changed.content_hash == content_hash(changed) != rule_set.content_hash
+
+
 def test_canonical_form_has_no_floats_and_round_trips() -> None:
     rule_set = parse_rule_set((ROOT / "examples/rules/base.toml").read_text())
     again = type(rule_set).model_validate_json(canonical_json(rule_set))
