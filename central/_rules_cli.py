@@ -194,7 +194,7 @@ def explain(quote: Quote, basket: Basket, rule_set: RuleSet) -> str:
     out += [
         "",
         f"total {money(quote.total)}  discount {money(quote.discount)}  "
-        f"to pay {money(quote.payable)}",
+        f"to pay {money(quote.payable)}  tier {quote.tier or '-'}",
         f"points earned {quote.earn_points}"
         + (
             f" (active from {quote.earn_activates_at.isoformat()})"

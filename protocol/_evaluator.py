@@ -513,6 +513,7 @@ def evaluate(
             "payable": paid,
             "earn_points": earned,
             "burn_points": burned,
+            "tier": facts.tier,
             "redeem_requested": requested,
             "redeem_limited_by": limited,
             "earn_activates_at": now + pending if earned else None,

@@ -255,6 +255,8 @@ class Quote(WireModel):
     payable: NonNegKopecks
     earn_points: NonNegPoints
     burn_points: NonNegPoints
+    tier: Id | None = None
+    """The customer's tier under these rules (by rolling spend, or assigned by HQ)."""
     redeem_requested: NonNegPoints = 0
     redeem_limited_by: Text | None = None
     earn_activates_at: AwareDatetime | None = None
