@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +28,8 @@ from protocol import (
 from protocol._sale import line_total_of
 
 from .rules_helpers import CUSTOMER, NOW, STORE, basket, line, rules
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_one_point_per_rouble_on_paid_money() -> None:
@@ -268,3 +274,31 @@ def test_refund_reverses_stamps_by_line_and_purchases_at_the_end() -> None:
 
 def other_basket() -> Basket:
     return basket(line("1", 15000, 3000, sku="cup"))
+
+
+def test_same_quote_bytes_in_processes_with_other_hash_seeds() -> None:
+    """Central recomputes a till's quote in another process: set order must not leak."""
+    script = (
+        "import sys; from pathlib import Path; from datetime import datetime\n"
+        "from protocol import *\n"
+        "rules = parse_rule_set(Path('examples/rules/base.toml').read_text())\n"
+        "basket = Basket.model_validate_json(Path('examples/basket.json').read_text())\n"
+        "customer = CustomerState.model_validate_json(Path('examples/customer.json').read_text())\n"
+        "store = Store.model_validate_json(Path('examples/store.json').read_text())\n"
+        "now = datetime.fromisoformat('2026-11-25T12:00:00+03:00')\n"
+        "quote = evaluate(rules, customer, basket, store, now, RedeemRequest(mode='all'))\n"
+        "sys.stdout.write(canonical_json(quote).decode())\n"
+    )
+    outputs = set()
+    for seed in ("1", "2", "3"):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            timeout=60,
+            check=True,
+        )
+        outputs.add(done.stdout)
+    assert len(outputs) == 1
