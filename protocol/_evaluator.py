@@ -476,6 +476,9 @@ def evaluate(
     paid = sum(cheque.paid)
     earned = sum(cheque.earn)
     grants, granted = one_time_grants(rule_set, customer, cheque.known, facts.date, paid)
+    if grants and rule_set.expiry_days:
+        for grant in grants:
+            grant["expires_at"] = now + timedelta(days=rule_set.expiry_days)
     cheque.explanation.extend(granted)
     lines = [
         {

@@ -302,3 +302,12 @@ def test_same_quote_bytes_in_processes_with_other_hash_seeds() -> None:
         )
         outputs.add(done.stdout)
     assert len(outputs) == 1
+
+
+def test_granted_points_expire_like_earned_ones() -> None:
+    quote = evaluate(
+        rules("expiry_days = 30\n" + GRANTS), CUSTOMER, basket(line("1", 100)), STORE, NOW
+    )
+    (welcome,) = quote.grants
+    assert welcome.grant_key == "welcome:c-1"
+    assert welcome.expires_at == NOW + timedelta(days=30)
