@@ -1,4 +1,5 @@
-"""The contract between tills and central: wire models, identifiers, canonical bytes.
+"""The contract between tills and central: wire models, identifiers, canonical bytes, the
+rule-set language and its evaluator (`parse_rule_set`, `evaluate`, `refund_quote`).
 
 Pure data and pure functions; no I/O. Both `agent` and `central` import this; it imports
 neither.
