@@ -374,18 +374,27 @@ def _apply_new(
         (t.cheques, cheque_rows),
         (t.quarantine, quarantine_rows),
     ):
-        if rows:
-            conn.execute(sa.insert(table), rows)
+        insert_many(conn, table, rows)
     lots = [
         _lot_row(e) for e in applied if e.kind in LOT_KINDS and e.asset == "points" and e.amount > 0
     ]
-    if lots:
-        conn.execute(sa.insert(t.lots), lots)
+    insert_many(conn, t.lots, lots)
     balances = _move_accounts(conn, [*applied, *reversals], now_ms)
     _changes.append(
         conn, [_changes.balance_body(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms
     )
     return results
+
+
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """executemany straight through the driver: the hot path of push skips SQLAlchemy's
+    per-row parameter processing (the values are already plain ints, strings and bytes)."""
+    if not rows:
+        return
+    names = list(rows[0])
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
+    conn.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
 
 
 def _ledger_row(
@@ -542,7 +551,7 @@ def _move_accounts(
         for (k, a), d in sorted(deltas.items())
     ]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(t.accounts).values(rows)
+    insert = dialect.insert(t.accounts)
     statement = insert.on_conflict_do_update(
         index_elements=[t.accounts.c.account_key, t.accounts.c.asset],
         set_={
@@ -551,9 +560,15 @@ def _move_accounts(
             "updated_ms": insert.excluded.updated_ms,
         },
     ).returning(
-        t.accounts.c.account_key, t.accounts.c.asset, t.accounts.c.balance, t.accounts.c.entries
+        t.accounts.c.account_key,
+        t.accounts.c.asset,
+        t.accounts.c.balance,
+        t.accounts.c.entries,
+        sort_by_parameter_order=True,
     )
-    after = {(r.account_key, r.asset): (r.balance, r.entries) for r in conn.execute(statement)}
+    # One cached statement, sent as multi-row VALUES batches in key order.
+    result = conn.execute(statement, rows)
+    after = {(r.account_key, r.asset): (r.balance, r.entries) for r in result}
     debts = [
         {
             "account_key": k,

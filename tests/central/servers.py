@@ -23,8 +23,9 @@ def free_port() -> int:
 
 
 class CentralProcess:
-    def __init__(self, db_url: str, log: Path) -> None:
+    def __init__(self, db_url: str, log: Path, workers: int = 1) -> None:
         self.db_url = db_url
+        self.workers = workers
         self.log = log
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -35,7 +36,7 @@ class CentralProcess:
 
     def start(self) -> CentralProcess:
         argv = [sys.executable, "-m", "central.cli", "serve", "--db", self.db_url]
-        argv += ["--port", str(self.port)]
+        argv += ["--port", str(self.port), "--workers", str(self.workers)]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + ready_timeout_s
