@@ -64,14 +64,15 @@ class _Item:
     sha256: str
     record: LedgerEntry | ChequeDocument | None
     problem: str | None  # why the payload cannot be read (it is quarantined)
+    record_id: str | None = field(init=False)
 
-    @property
-    def record_id(self) -> str | None:
+    def __post_init__(self) -> None:
         if isinstance(self.record, LedgerEntry):
-            return str(self.record.entry_id)
-        if isinstance(self.record, ChequeDocument):
-            return str(self.record.document_id)
-        return None
+            self.record_id = str(self.record.entry_id)
+        elif isinstance(self.record, ChequeDocument):
+            self.record_id = str(self.record.document_id)
+        else:
+            self.record_id = None
 
 
 @dataclass
@@ -375,10 +376,6 @@ def _apply_new(
         (t.quarantine, quarantine_rows),
     ):
         insert_many(conn, table, rows)
-    lots = [
-        _lot_row(e) for e in applied if e.kind in LOT_KINDS and e.asset == "points" and e.amount > 0
-    ]
-    insert_many(conn, t.lots, lots)
     balances = _move_accounts(conn, [*applied, *reversals], now_ms)
     _changes.append(
         conn, [_changes.balance_body(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms
@@ -452,15 +449,33 @@ def _quarantine_row(
     }
 
 
-def _lot_row(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "lot_id": str(entry.entry_id),
-        "account_key": account_key(entry.account),
-        "points": entry.amount,
-        "earned_ms": to_ms(entry.device_time),
-        "activates_ms": None if entry.activates_at is None else to_ms(entry.activates_at),
-        "expires_ms": None if entry.expires_at is None else to_ms(entry.expires_at),
-    }
+def rebuild_lots(conn: sa.Connection, account: str) -> int:
+    """Lots are derived state: rebuild one account's from its ledger entries (each positive
+    points grant is a lot; spending them down is the next issue's job). Returns the count."""
+    conn.execute(sa.delete(t.lots).where(t.lots.c.account_key == account))
+    rows = conn.execute(
+        sa.select(t.ledger.c.payload).where(
+            t.ledger.c.account_key == account,
+            t.ledger.c.asset == "points",
+            t.ledger.c.amount > 0,
+            t.ledger.c.kind.in_(sorted(LOT_KINDS)),
+        )
+    ).scalars()
+    lots = []
+    for payload in rows:
+        entry = LedgerEntry.model_validate_json(payload)
+        lots.append(
+            {
+                "lot_id": str(entry.entry_id),
+                "account_key": account,
+                "points": entry.amount,
+                "earned_ms": to_ms(entry.device_time),
+                "activates_ms": None if entry.activates_at is None else to_ms(entry.activates_at),
+                "expires_ms": None if entry.expires_at is None else to_ms(entry.expires_at),
+            }
+        )
+    insert_many(conn, t.lots, lots)
+    return len(lots)
 
 
 def _grant_reversals(
@@ -564,7 +579,6 @@ def _move_accounts(
         t.accounts.c.asset,
         t.accounts.c.balance,
         t.accounts.c.entries,
-        sort_by_parameter_order=True,
     )
     # One cached statement, sent as multi-row VALUES batches in key order.
     result = conn.execute(statement, rows)
