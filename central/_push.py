@@ -548,6 +548,38 @@ def central_entries(
     return made
 
 
+def _upsert_accounts(
+    conn: sa.Connection, rows: list[dict[str, Any]]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Add deltas to account rows, taking their row locks in key order; the new values."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(t.accounts)
+    statement = insert.on_conflict_do_update(
+        index_elements=[t.accounts.c.account_key, t.accounts.c.asset],
+        set_={
+            "balance": t.accounts.c.balance + insert.excluded.balance,
+            "entries": t.accounts.c.entries + insert.excluded.entries,
+            "updated_ms": insert.excluded.updated_ms,
+        },
+    )
+    columns = (t.accounts.c.account_key, t.accounts.c.asset)
+    returned = (*columns, t.accounts.c.balance, t.accounts.c.entries)
+    if conn.dialect.name == "postgresql":
+        # One statement, multi-row VALUES in key order, RETURNING the new balances.
+        result = conn.execute(statement.returning(*returned), rows)
+        return {(r.account_key, r.asset): (r.balance, r.entries) for r in result}
+    # SQLite (one writer, nothing to order): the driver's executemany, then one read back.
+    conn.execute(statement, rows)
+    keys = sorted({row["account_key"] for row in rows})
+    wanted = {(row["account_key"], row["asset"]) for row in rows}
+    found = conn.execute(sa.select(*returned).where(t.accounts.c.account_key.in_(keys)))
+    return {
+        (r.account_key, r.asset): (r.balance, r.entries)
+        for r in found
+        if (r.account_key, r.asset) in wanted
+    }
+
+
 def _move_accounts(
     conn: sa.Connection, entries: list[LedgerEntry], now_ms: int
 ) -> dict[tuple[str, str], tuple[int, int]]:
@@ -565,24 +597,7 @@ def _move_accounts(
         {"account_key": k, "asset": a, "balance": d[0], "entries": d[1], "updated_ms": now_ms}
         for (k, a), d in sorted(deltas.items())
     ]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(t.accounts)
-    statement = insert.on_conflict_do_update(
-        index_elements=[t.accounts.c.account_key, t.accounts.c.asset],
-        set_={
-            "balance": t.accounts.c.balance + insert.excluded.balance,
-            "entries": t.accounts.c.entries + insert.excluded.entries,
-            "updated_ms": insert.excluded.updated_ms,
-        },
-    ).returning(
-        t.accounts.c.account_key,
-        t.accounts.c.asset,
-        t.accounts.c.balance,
-        t.accounts.c.entries,
-    )
-    # One cached statement, sent as multi-row VALUES batches in key order.
-    result = conn.execute(statement, rows)
-    after = {(r.account_key, r.asset): (r.balance, r.entries) for r in result}
+    after = _upsert_accounts(conn, rows)
     debts = [
         {
             "account_key": k,
