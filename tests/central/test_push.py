@@ -195,3 +195,20 @@ def test_lots_are_rebuilt_from_the_ledger(hq: Hq, engine: sa.Engine) -> None:
         assert rebuild_lots(conn, "customer:c1") == 2
         points = conn.execute(sa.select(t.lots.c.points).order_by(t.lots.c.points)).scalars()
         assert list(points) == [7, 10]
+
+
+def test_unexpected_failure_answers_json_500(engine: sa.Engine) -> None:
+    from central import create_app
+
+    from .conftest import TestClient
+
+    app = create_app(engine=engine)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal"
