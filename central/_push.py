@@ -154,9 +154,17 @@ def _claimed_device(payload: bytes) -> str | None:
     return claimed if isinstance(claimed, str) else None
 
 
-def push(engine: sa.Engine, device_id: str, request: PushRequest, now: datetime) -> PushResponse:
-    """Apply one batch; the whole batch or nothing. Raises Refused."""
-    items = read_items(device_id, request)
+def push(
+    engine: sa.Engine,
+    device_id: str,
+    request: PushRequest,
+    now: datetime,
+    items: list[_Item] | None = None,
+) -> PushResponse:
+    """Apply one batch; the whole batch or nothing. Raises Refused. `items` are the batch's
+    `read_items`, when the caller read them already (outside its writer lock)."""
+    if items is None:
+        items = read_items(device_id, request)
     for attempt in range(transaction_attempts_max):
         try:
             with engine.begin() as conn:
