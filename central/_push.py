@@ -168,7 +168,9 @@ def push(
     for attempt in range(transaction_attempts_max):
         try:
             with engine.begin() as conn:
-                results = _apply(conn, device_id, request, items, now)
+                # First try trusts the UNIQUE constraints to catch a reused id; a retry
+                # (after any IntegrityError) looks the ids up to name the conflict.
+                results = _apply(conn, device_id, request, items, now, attempt > 0)
             return PushResponse(
                 acked_through=items[-1].seq, results=tuple(results), server_time=now
             )
@@ -226,6 +228,7 @@ def _apply(
     request: PushRequest,
     items: list[_Item],
     now: datetime,
+    look_up_ids: bool,
 ) -> list[PushResult]:
     epoch = request.device_epoch
     acked = _lock_epoch(conn, device_id, epoch)
@@ -242,7 +245,7 @@ def _apply(
     new = [item for item in items if item.seq > acked]
     results = _check_old(conn, device_id, epoch, old)
     if new:
-        results += _apply_new(conn, device_id, epoch, new, now)
+        results += _apply_new(conn, device_id, epoch, new, now, look_up_ids)
         conn.execute(
             sa.update(t.device_epochs)
             .where(t.device_epochs.c.device_id == device_id, t.device_epochs.c.epoch == epoch)
@@ -353,9 +356,15 @@ def _quarantine_reason(item: _Item, statuses: dict[str, str]) -> str | None:
 
 
 def _apply_new(
-    conn: sa.Connection, device_id: str, epoch: int, new: list[_Item], now: datetime
+    conn: sa.Connection,
+    device_id: str,
+    epoch: int,
+    new: list[_Item],
+    now: datetime,
+    look_up_ids: bool,
 ) -> list[PushResult]:
-    _check_ids(conn, device_id, epoch, new)
+    if look_up_ids:
+        _check_ids(conn, device_id, epoch, new)
     now_ms = to_ms(now)
     entries = [i.record for i in new if isinstance(i.record, LedgerEntry)]
     statuses = _customer_statuses(conn, entries)
