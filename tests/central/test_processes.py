@@ -6,6 +6,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +108,26 @@ def test_two_processes_many_devices_one_postgresql(
                     )
                     for _ in range(15)
                 ]
-                for attempt in [batch % 2, 1 - batch % 2] if batch % 3 == 0 else [batch % 2]:
-                    response = clients[attempt].post(
-                        "/sync/push", json=till.body(items), headers=till.headers
-                    )
+                targets = [batch % 2, 1 - batch % 2] if batch % 3 == 0 else [batch % 2]
+                # Every third batch goes to both processes at once: the device row lock
+                # makes one apply it and the other acknowledge it as a duplicate.
+                body = till.body(items)
+                with ThreadPoolExecutor(len(targets)) as pool:
+                    futures = [
+                        pool.submit(
+                            clients[target].post, "/sync/push", json=body, headers=till.headers
+                        )
+                        for target in targets
+                    ]
+                    responses = [future.result() for future in futures]
+                outcomes = []
+                for target, response in zip(targets, responses, strict=True):
                     assert response.status_code == 200, response.text
-                    served[attempt] += 1
+                    served[target] += 1
+                    outcomes.append(sorted({r["outcome"] for r in response.json()["results"]}))
+                assert sorted(outcomes) == (
+                    [["applied"], ["duplicate"]] if len(targets) == 2 else [["applied"]]
+                )
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             errors.append(error)
 
