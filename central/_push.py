@@ -232,6 +232,11 @@ def _apply(
 ) -> list[PushResult]:
     epoch = request.device_epoch
     acked = _lock_epoch(conn, device_id, epoch)
+    status = conn.execute(
+        sa.select(t.devices.c.status).where(t.devices.c.device_id == device_id)
+    ).scalar_one_or_none()
+    if status != "enrolled":  # revoked while this request waited: checked under the lock
+        raise Refused(401, "unauthorized", "a valid device credential is required")
     if acked is None:
         raise Refused(409, "epoch_unknown", f"device {device_id} has no epoch {epoch}; re-enroll")
     if items[0].seq > acked + 1:
