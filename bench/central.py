@@ -216,7 +216,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
     parser.add_argument("--pg-workers", type=int, default=2, help="central processes on PG")
     args = parser.parse_args(argv)
+    global batch_entries
     batches = 1 if args.quick else 6
+    if args.quick:
+        batch_entries = 300
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/central.db"
