@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 
-from central import _changes
+from central import _changes, _holds
 from central import _tables as t
 from central._clock import to_ms
 from central._directory import Refused
@@ -382,6 +382,7 @@ def _apply_new(
     if lots:
         conn.execute(sa.insert(t.lots), lots)
     balances = _move_accounts(conn, [*applied, *reversals], now_ms)
+    _holds.settle(conn, device_id, applied, _documents(new), now_ms)
     _changes.append(
         conn, [_changes.balance_body(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms
     )
@@ -568,3 +569,7 @@ def _move_accounts(
     if debts:
         conn.execute(sa.insert(t.debts), debts)
     return dict(sorted(after.items()))
+
+
+def _documents(items: list[_Item]) -> list[ChequeDocument]:
+    return [item.record for item in items if isinstance(item.record, ChequeDocument)]
