@@ -6,7 +6,7 @@ import argparse
 
 import sqlalchemy as sa
 
-from central import _db, _directory
+from central import _db, _directory, _jobs_cli
 from central._app import Settings, create_app
 from central._clock import from_ms, system_clock, to_ms
 from protocol import Store
@@ -20,6 +20,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--log-level", default="warning")
+    serve.add_argument(
+        "--no-jobs", action="store_true", help="do not run the processing jobs in this process"
+    )
+    serve.add_argument(
+        "--message-gateway", default="log", help="confirmation codes: `log` or `file:PATH`"
+    )
+    _jobs_cli.add_command(commands)
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--db", default=DEFAULT_DB)
     code = commands.add_parser("enroll-code", help="issue a one-time enrollment code for a till")
@@ -63,7 +70,15 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         import uvicorn
 
-        app = create_app(Settings(db_url=args.db), engine=engine)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        settings = Settings(db_url=args.db, message_gateway=args.message_gateway)
+        app = create_app(settings, engine=engine)
+        scheduler = None if args.no_jobs else _jobs_cli.start_scheduler(engine)
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown()
         return 0
+    if args.command == "jobs":
+        return _jobs_cli.run(engine, args)
     return 2
