@@ -57,11 +57,43 @@ def write(conn: sa.Connection, specs: list[dict[str, Any]], now: datetime) -> li
     ]
     if lots:
         conn.execute(sa.insert(t.lots), lots)
-    balances = _push._move_accounts(conn, entries, now_ms)
+    balances = _fresh_accounts(conn, entries, now_ms) or _push._move_accounts(conn, entries, now_ms)
     _changes.append(
         conn, [_changes.balance_body(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms
     )
     return entries
+
+
+fresh_accounts_min = 50
+
+
+def _fresh_accounts(
+    conn: sa.Connection, entries: list[LedgerEntry], now_ms: int
+) -> dict[tuple[str, str], tuple[int, int]] | None:
+    """Many entries on accounts that do not exist yet (an import): plain inserts, compiled
+    once, instead of one large upsert. None when this does not apply."""
+    if len(entries) < fresh_accounts_min:
+        return None
+    sums: dict[tuple[str, str], list[int]] = {}
+    for entry in entries:
+        key = (_push.account_key(entry.account), entry.asset)
+        total = sums.setdefault(key, [0, 0])
+        total[0] += entry.amount
+        total[1] += 1
+    if any(balance < 0 for balance, _ in sums.values()):
+        return None
+    keys = sorted({k for k, _ in sums})
+    present = conn.execute(
+        sa.select(sa.func.count()).where(t.accounts.c.account_key.in_(keys))
+    ).scalar_one()
+    if present:
+        return None
+    rows = [
+        {"account_key": k, "asset": a, "balance": b, "entries": n, "updated_ms": now_ms}
+        for (k, a), (b, n) in sorted(sums.items())
+    ]
+    conn.execute(sa.insert(t.accounts), rows)
+    return {(k, a): (b, n) for (k, a), (b, n) in sorted(sums.items())}
 
 
 def keys_taken(conn: sa.Connection, keys: list[str]) -> set[str]:

@@ -5,15 +5,19 @@ token (`central._admin`); OpenAPI at `/docs`."""
 from __future__ import annotations
 
 import difflib
+import io
 import json
+import tempfile
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import Body, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, Field
+from starlette.concurrency import run_in_threadpool
 
-from central import _changes, _credentials, _directory, _entries, _jobs, _lots
+from central import _changes, _credentials, _csvio, _db, _directory, _entries, _jobs, _lots
 from central import _tables as t
 from central._admin import _route
 from central._clock import to_ms
@@ -668,3 +672,60 @@ def run_job(request: Request, name: str) -> dict[str, Any]:
     with central.writing():
         outcome = _jobs.run(central.engine, job, central.clock(), _jobs.holder_name())
     return outcome.__dict__
+
+
+# --- CSV import and export ----------------------------------------------------------------
+
+spool_memory_bytes = 8 * 1024 * 1024
+_importers = {"customers": _csvio.import_customers, "history": _csvio.import_history}
+_exporters = {
+    "customers": _csvio.export_customers,
+    "balances": _csvio.export_balances,
+    "ledger": _csvio.export_ledger,
+}
+
+
+@_route("POST", "/import/{kind}", tags=["import and export"])
+async def import_csv(request: Request, kind: Literal["customers", "history"]) -> Any:
+    """Import a CSV (UTF-8, header row) streamed in the body. `customers`: customer_id,
+    first_name, phone, card, birthday, tier, language, consent_marketing, consent_data, points,
+    points_expire_at. `history`: customer_id, purchase_id, purchased_at, total_kopecks.
+    Answers with the report: rows, imported, unchanged, entries, rejected (line, reason)."""
+    central = _central(request)
+    who = actor(request)
+    spool = tempfile.SpooledTemporaryFile(max_size=spool_memory_bytes)  # noqa: SIM115
+    async for chunk in request.stream():
+        spool.write(chunk)
+    spool.seek(0)
+
+    def work() -> _csvio.Report:
+        text = io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
+        try:
+            with central.writing():
+                now = central.clock()
+                try:
+                    report = _importers[kind](central.engine, text, now)
+                except (_csvio.BadRow, UnicodeDecodeError) as error:
+                    raise Refused(422, "bad_csv", str(error)) from None
+                with central.engine.begin() as conn:
+                    summary = {k: v for k, v in report.__dict__.items() if k != "rejected"}
+                    audit(conn, who, f"import_{kind}", kind, summary, to_ms(now))
+            return report
+        finally:
+            text.close()
+
+    report = await run_in_threadpool(work)
+    return report.__dict__
+
+
+@_route("GET", "/export/{kind}.csv", tags=["import and export"])
+def export_csv(
+    request: Request, kind: Literal["customers", "balances", "ledger"]
+) -> StreamingResponse:
+    """Stream customers, balances or the whole ledger as CSV, a page at a time."""
+    engine = _db.reading(_central(request).engine)
+    return StreamingResponse(
+        _exporters[kind](engine),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{kind}.csv"'},
+    )
