@@ -19,6 +19,7 @@ from protocol import (
     PushItem,
     Quote,
     RedeemRequest,
+    Refund,
     ReturnedLine,
     RuleSetRef,
     Store,
@@ -26,6 +27,7 @@ from protocol import (
     evaluate,
     new_entry_id,
     parse_rule_set,
+    refund_quote,
     sha256_hex,
 )
 
@@ -157,3 +159,49 @@ def foreign_refund(
         device_time=NOW,
     )
     return till.store_record(canonical_json(document))
+
+
+def own_refund(
+    till: Till,
+    customer_id: str,
+    refund_id: str,
+    original_cheque_id: str,
+    quote: Quote,
+    returned: dict[str, int],
+    earn_reversed: int | None = None,
+    earlier: list[Refund] | None = None,
+) -> list[PushItem]:
+    """A refund of a cheque this till sold: the reversal entries, then the document with the
+    original quote and the refund the till computed (`earn_reversed` overrides the entry)."""
+    refund = refund_quote(quote, BASKET, returned, earlier or [])
+    items = []
+    taken = refund.earn_points if earn_reversed is None else earn_reversed
+    if taken:
+        items.append(
+            _entry(
+                till, customer_id, refund_id, quote, kind=EntryKind.refund_reversal, amount=-taken
+            )
+        )
+    ids = [LedgerEntry.model_validate_json(item.payload).entry_id for item in items]
+    document = ChequeDocument(
+        document_id=new_entry_id(),
+        device_id=till.device_id,
+        device_epoch=till.enrolled.device_epoch,
+        device_seq=till.next_seq,
+        cheque_id=refund_id,
+        kind=ChequeKind.refund,
+        state=ChequeState.partially_refunded,
+        store_id="s1",
+        account=CustomerAccount(customer_id=customer_id),
+        customer=CustomerState(customer_id=customer_id),
+        basket=BASKET,
+        quote=quote,
+        refund=refund,
+        returned=tuple(ReturnedLine(line_id=k, quantity_milli=v) for k, v in returned.items()),
+        original_cheque_id=original_cheque_id,
+        original_device_id=till.device_id,
+        entry_ids=tuple(ids),
+        device_time=NOW,
+    )
+    items.append(till.store_record(canonical_json(document)))
+    return items

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 
 from central import _jobs, _lots
 from central import _tables as t
-from protocol import CardIdentifier, EntryKind
+from protocol import CardIdentifier, EntryKind, refund_quote
 
 from .checks import assert_ledger_consistent
 from .conftest import FakeClock
-from .sales import foreign_refund, publish_rules, quote_for, sale
+from .sales import BASKET, foreign_refund, own_refund, publish_rules, quote_for, sale
 from .tills import NOW, Hq
 
 
@@ -106,6 +106,41 @@ def test_recomputation_waits_for_entries_and_reports_its_lag(hq: Hq, engine: sa.
     done = run(engine, "recompute", later)
     assert (done.items, done.lag_ms) == (1, 0)
     assert conflicts(engine) == []
+
+
+def test_recomputation_checks_a_till_s_own_refunds(hq: Hq, engine: sa.Engine) -> None:
+    publish_rules(hq)
+    hq.customer("c1")
+    till = hq.enroll()
+    quote = quote_for("c1")
+    line = next(line for line in quote.lines if line.earn_points > 1)
+    ok(till.push(sale(till, "c1", "ch-1", quote)))
+    other = next(o for o in quote.lines if o.line_id != line.line_id and o.earn_points > 1)
+    first = refund_quote(quote, BASKET, {line.line_id: 1000})
+    second = refund_quote(quote, BASKET, {other.line_id: 500}, [first])
+    ok(till.push(own_refund(till, "c1", "rf-1", "ch-1", quote, {line.line_id: 1000})))
+    over = second.earn_points + 3  # the till took back 3 points too many
+    ok(
+        till.push(
+            own_refund(till, "c1", "rf-2", "ch-1", quote, {other.line_id: 500}, over, [first])
+        )
+    )
+    assert run(engine, "recompute").items == 3
+    with engine.connect() as conn:
+        verdicts = dict(
+            conn.execute(sa.select(t.cheques.c.cheque_id, t.cheques.c.recomputed)).all()
+        )
+        corrections = conn.execute(
+            sa.select(t.ledger.c.cheque_id, t.ledger.c.amount).where(
+                t.ledger.c.kind == "correction"
+            )
+        ).all()
+    assert verdicts == {"ch-1": "ok", "rf-1": "ok", "rf-2": "mismatch"}
+    assert [tuple(c) for c in corrections] == [("rf-2", 3)]
+    assert (
+        balance(engine, "customer:c1") == quote.earn_points - first.earn_points - second.earn_points
+    )
+    assert_ledger_consistent(engine)
 
 
 def test_recomputation_flags_a_cheque_with_unknown_rules(hq: Hq, engine: sa.Engine) -> None:
