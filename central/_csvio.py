@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -162,9 +162,40 @@ def _customer(row: dict[str, str], hasher: PhoneHasher) -> dict[str, Any]:
 _SAME = ("first_name", "tier", "birthday", "language", "consent_marketing", "consent_data")
 
 
+Batch = list[tuple[int, dict[str, Any]]]
+
+
+def _stream(
+    engine: sa.Engine,
+    lines: Iterable[str],
+    columns: tuple[str, ...],
+    parse: Callable[[dict[str, str]], dict[str, Any]],
+    write: Callable[[sa.Engine, Batch, datetime, Report], None],
+    now: datetime,
+) -> Report:
+    """Parse rows one by one (a bad row is reported and skipped) and write them a batch at
+    a time, each batch one transaction."""
+    report = Report()
+    batch: Batch = []
+    for line, raw in _rows(lines, columns):
+        report.rows += 1
+        try:
+            parsed = parse(raw)
+        except BadRow as error:
+            report.reject(line, raw.get("customer_id", ""), str(error))
+            continue
+        batch.append((line, parsed))
+        if len(batch) >= import_batch_rows:
+            write(engine, batch, now, report)
+            batch = []
+    if batch:
+        write(engine, batch, now, report)
+    report.rejected.sort(key=lambda item: int(item["line"]))
+    return report
+
+
 def import_customers(engine: sa.Engine, lines: Iterable[str], now: datetime) -> Report:
     """Import customers with their opening points balance. See the module's docstring."""
-    report = Report()
     with engine.connect() as conn:
         key = _directory.setting(conn, "phone_hash_key_hex")
     if key is None:
@@ -172,34 +203,22 @@ def import_customers(engine: sa.Engine, lines: Iterable[str], now: datetime) -> 
     hasher = PhoneHasher(bytes.fromhex(key))
     seen: set[str] = set()
     seen_idents: set[tuple[str, str]] = set()
-    batch: list[tuple[int, dict[str, Any]]] = []
-    for line, raw in _rows(lines, CUSTOMER_COLUMNS):
-        report.rows += 1
-        try:
-            parsed = _customer(raw, hasher)
-            if parsed["customer_id"] in seen:
-                raise BadRow(f"customer {parsed['customer_id']} appears twice in the file")
-            taken = [i for i in parsed["identifiers"] if i in seen_idents]
-            if taken:
-                raise BadRow(f"{taken[0][0]} is used by an earlier row of the file")
-        except BadRow as error:
-            report.reject(line, raw.get("customer_id", ""), str(error))
-            continue
+
+    def parse(raw: dict[str, str]) -> dict[str, Any]:
+        parsed = _customer(raw, hasher)
+        if parsed["customer_id"] in seen:
+            raise BadRow(f"customer {parsed['customer_id']} appears twice in the file")
+        taken = [i for i in parsed["identifiers"] if i in seen_idents]
+        if taken:
+            raise BadRow(f"{taken[0][0]} is used by an earlier row of the file")
         seen.add(parsed["customer_id"])
         seen_idents.update(parsed["identifiers"])
-        batch.append((line, parsed))
-        if len(batch) >= import_batch_rows:
-            _customer_batch(engine, batch, now, report)
-            batch = []
-    if batch:
-        _customer_batch(engine, batch, now, report)
-    report.rejected.sort(key=lambda item: int(item["line"]))
-    return report
+        return parsed
+
+    return _stream(engine, lines, CUSTOMER_COLUMNS, parse, _customer_batch, now)
 
 
-def _customer_batch(
-    engine: sa.Engine, batch: list[tuple[int, dict[str, Any]]], now: datetime, report: Report
-) -> None:
+def _customer_batch(engine: sa.Engine, batch: Batch, now: datetime, report: Report) -> None:
     now_ms = to_ms(now)
     ids = [parsed["customer_id"] for _, parsed in batch]
     with engine.begin() as conn:
@@ -314,37 +333,26 @@ def _customer_body(parsed: dict[str, Any]) -> dict[str, Any]:
 def import_history(engine: sa.Engine, lines: Iterable[str], now: datetime) -> Report:
     """Past purchases: each adds to the customer's `purchases` and `rolling_spend` counters,
     keyed `import:<customer>:<purchase>` so a second run adds nothing."""
-    report = Report()
-    batch: list[tuple[int, dict[str, Any]]] = []
-    for line, raw in _rows(lines, HISTORY_COLUMNS):
-        report.rows += 1
-        try:
-            if "__extra__" in raw:
-                raise BadRow("more fields than the header names")
-            purchase = _id.validate_python(raw.get("purchase_id", "") or "-")
-            parsed = {
-                "customer_id": _id.validate_python(raw["customer_id"]),
-                "key": f"import:{raw['customer_id']}:{purchase}"[:64],
-                "total": _int(raw.get("total_kopecks", ""), "total_kopecks"),
-                "at": _moment(raw.get("purchased_at", ""), "purchased_at"),
-            }
-        except (BadRow, ValidationError) as error:
-            reason = str(error) if isinstance(error, BadRow) else "customer_id or purchase_id"
-            report.reject(line, raw.get("customer_id", ""), reason)
-            continue
-        batch.append((line, parsed))
-        if len(batch) >= import_batch_rows:
-            _history_batch(engine, batch, now, report)
-            batch = []
-    if batch:
-        _history_batch(engine, batch, now, report)
-    report.rejected.sort(key=lambda item: int(item["line"]))
-    return report
+    return _stream(engine, lines, HISTORY_COLUMNS, _purchase, _history_batch, now)
 
 
-def _history_batch(
-    engine: sa.Engine, batch: list[tuple[int, dict[str, Any]]], now: datetime, report: Report
-) -> None:
+def _purchase(raw: dict[str, str]) -> dict[str, Any]:
+    if "__extra__" in raw:
+        raise BadRow("more fields than the header names")
+    try:
+        purchase = _id.validate_python(raw.get("purchase_id", "") or "-")
+        customer_id = _id.validate_python(raw["customer_id"])
+    except ValidationError:
+        raise BadRow("customer_id or purchase_id is not a valid id") from None
+    return {
+        "customer_id": customer_id,
+        "key": f"import:{customer_id}:{purchase}"[:64],
+        "total": _int(raw.get("total_kopecks", ""), "total_kopecks"),
+        "at": _moment(raw.get("purchased_at", ""), "purchased_at"),
+    }
+
+
+def _history_batch(engine: sa.Engine, batch: Batch, now: datetime, report: Report) -> None:
     with engine.begin() as conn:
         ids = sorted({p["customer_id"] for _, p in batch})
         known = set(
