@@ -14,7 +14,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from central import _admin, _changes, _db, _directory, _errors, _holds, _push
-from central import _hq as _hq  # registers HQ's admin routes with `_admin`
+from central import _hq as _hq
+from central import _hq_conflicts as _hq_conflicts
+from central import _hq_ops as _hq_ops
 from central._clock import Clock, system_clock, to_ms
 from central._credentials import bearer
 from central._directory import Device, Refused
@@ -96,7 +98,7 @@ def create_app(
     app.add_middleware(_errors.BodyLimit, limit_bytes=settings.request_bytes_max)
     _sync_routes(app)
     _holds.install(app)
-    _admin.install(app)
+    _admin.install(app)  # with HQ's routes: _hq, _hq_ops, _hq_conflicts register on import
     return app
 
 
