@@ -44,7 +44,11 @@ def _bootstrap() -> None:
 
 def _run(argv: list[str]) -> int:
     print("$", " ".join(argv), flush=True)
-    return subprocess.run(argv, cwd=ROOT).returncode
+    child = subprocess.Popen(argv, cwd=ROOT)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches the child too; let it stop its processes
+        return child.wait()
 
 
 def _test(extra: list[str]) -> int:
