@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent._errors import TillError
 from agent._models import (
@@ -34,7 +35,14 @@ from agent._models import (
     VoidResponse,
 )
 from agent._sales import Till
-from protocol import BodyLimit, EvaluationError, IdentifierRejected, Quote, describe_validation
+from protocol import (
+    BodyLimit,
+    EvaluationError,
+    IdentifierRejected,
+    Quote,
+    describe_validation,
+    error_body,
+)
 
 PUBLIC_ROUTES = frozenset({"/health", "/docs", "/openapi.json"})
 """The only routes that answer without the POS token; a test walks the route table."""
@@ -89,20 +97,99 @@ def _install_errors(app: FastAPI) -> None:
         return _json_error(error.status_code, code, str(error.detail))
 
 
+def _token_valid(expected: bytes, authorization: str | None, x_kopilka_token: str | None) -> bool:
+    given = x_kopilka_token
+    if given is None and authorization and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    return given is not None and hmac.compare_digest(given.encode(), expected)
+
+
 def _token_check(token: str) -> Callable[..., None]:
+    """The token as a dependency: it puts the headers in the OpenAPI description."""
     expected = token.encode()
 
     def check(
         authorization: Annotated[str | None, Header()] = None,
         x_kopilka_token: Annotated[str | None, Header()] = None,
     ) -> None:
-        given = x_kopilka_token
-        if given is None and authorization and authorization.lower().startswith("bearer "):
-            given = authorization[7:].strip()
-        if given is None or not hmac.compare_digest(given.encode(), expected):
+        if not _token_valid(expected, authorization, x_kopilka_token):
             raise TillError.unauthorized()
 
     return check
+
+
+class WholeBodyLimit:
+    """ASGI middleware: reads the whole request body, up to `limit_bytes`, before the app
+    sees any of it, and answers 413 past that, announced or streamed.
+
+    (`protocol.BodyLimit` raises while FastAPI is reading a streamed body; FastAPI turns any
+    exception there into a 400, so a chunked upload over the limit would not get its 413.)
+    """
+
+    def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
+        self.app = app
+        self.limit_bytes = limit_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before it finished sending
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.limit_bytes:
+                await _refuse(
+                    send, 413, "too_large", f"request body is over {self.limit_bytes} bytes"
+                )
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        whole: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
+
+        async def replay() -> Message:
+            return whole.pop() if whole else await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _refuse(send: Send, status: int, code: str, message: str) -> None:
+    body = error_body(code, message)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class TokenGuard:
+    """ASGI middleware: every path but `PUBLIC_ROUTES` needs the token, checked before the
+    body is read (so a caller without it learns nothing, not even what a valid body is), and
+    whatever routes are added later."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_ROUTES:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", ()))
+        authorization = headers.get(b"authorization")
+        x_token = headers.get(b"x-kopilka-token")
+        if _token_valid(
+            self.expected,
+            None if authorization is None else authorization.decode("latin-1"),
+            None if x_token is None else x_token.decode("latin-1"),
+        ):
+            await self.app(scope, receive, send)
+            return
+        error = TillError.unauthorized()
+        await _refuse(send, error.status, error.code, error.message)
 
 
 def _sale_routes(router: APIRouter, till: Till) -> None:
@@ -158,7 +245,9 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
     )
     _install_errors(app)
+    app.add_middleware(WholeBodyLimit, limit_bytes=request_body_bytes_max)
     app.add_middleware(BodyLimit, limit_bytes=request_body_bytes_max)
+    app.add_middleware(TokenGuard, token=token)
     router = APIRouter(prefix="/v1", dependencies=[Depends(_token_check(token))])
     _sale_routes(router, till)
 
