@@ -58,13 +58,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(data_dir: Path, port: int, extra: str = "") -> Path:
+def write_config(data_dir: Path, port: int, extra: str = "", rules: Path | None = RULES) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / PHONE_KEY_FILE).write_text(PHONE_KEY)
     path = data_dir.parent / f"{data_dir.name}.toml"
+    rules_line = "" if rules is None else f'rules_file = "{rules}"\n'
     path.write_text(
         f'data_dir = "{data_dir}"\nlisten_port = {port}\napi_token = "{TOKEN}"\n'
-        f'rules_file = "{RULES}"\n' + extra,
+        + rules_line
+        + extra,
         encoding="utf-8",
     )
     return path
