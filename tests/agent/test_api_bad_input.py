@@ -242,7 +242,6 @@ def test_read_only_data_dir_stops_the_agent_with_a_message(tmp_path: Path) -> No
         ('listen_port = "eighty"\n', "listen_port"),
         ("listen_prot = 8765\n", "listen_prot"),
         ('[store]\nstore_id = "s"\nname = 5\n', "store.name"),
-        ("sync_interval_s = -1\n", "sync_interval_s"),
         ('api_token = "short"\n', "api_token"),
     ],
 )
