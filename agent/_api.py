@@ -36,7 +36,6 @@ from agent._models import (
 )
 from agent._sales import Till
 from protocol import (
-    BodyLimit,
     EvaluationError,
     IdentifierRejected,
     Quote,
@@ -122,8 +121,8 @@ class WholeBodyLimit:
     """ASGI middleware: reads the whole request body, up to `limit_bytes`, before the app
     sees any of it, and answers 413 past that, announced or streamed.
 
-    (`protocol.BodyLimit` raises while FastAPI is reading a streamed body; FastAPI turns any
-    exception there into a 400, so a chunked upload over the limit would not get its 413.)
+    (Not `protocol.BodyLimit`: it raises while FastAPI is reading a streamed body, and FastAPI
+    turns any exception there into a 400, so a chunked upload over the limit got no 413.)
     """
 
     def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
@@ -134,6 +133,10 @@ class WholeBodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit_bytes:
+            await self._too_large(send)
+            return
         chunks: list[bytes] = []
         received = 0
         while True:
@@ -143,9 +146,7 @@ class WholeBodyLimit:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.limit_bytes:
-                await _refuse(
-                    send, 413, "too_large", f"request body is over {self.limit_bytes} bytes"
-                )
+                await self._too_large(send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -156,6 +157,9 @@ class WholeBodyLimit:
             return whole.pop() if whole else await receive()
 
         await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        await _refuse(send, 413, "too_large", f"request body is over {self.limit_bytes} bytes")
 
 
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:
@@ -249,7 +253,6 @@ def create_app(
     )
     _install_errors(app)
     app.add_middleware(WholeBodyLimit, limit_bytes=request_body_bytes_max)
-    app.add_middleware(BodyLimit, limit_bytes=request_body_bytes_max)
     app.add_middleware(TokenGuard, token=token)
     router = APIRouter(prefix="/v1", dependencies=[Depends(_token_check(token))])
     _sale_routes(router, till)
