@@ -245,11 +245,11 @@ def rss_mb(pid: int) -> float:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="100,000 customers, fewer runs")
+    parser.add_argument("--quick", action="store_true", help="100,000 customers, 100 runs")
     parser.add_argument("--customers", type=int, default=None)
     args = parser.parse_args(argv)
     count = args.customers or (100_000 if args.quick else 1_000_000)
-    runs = 150 if args.quick else 2000
+    runs = 100 if args.quick else 2000
     with tempfile.TemporaryDirectory(prefix="kopilka-bench-") as tmp:
         data_dir = Path(tmp) / "agent"
         began = time.monotonic()
