@@ -42,6 +42,8 @@ CARD = "2770000000017"
 PHONE = "+79161234567"
 ALLOWANCE_CARD = "2770000000024"
 """A second customer whose points only the offline-allowance test spends."""
+PHONE_ONLY = "+79165550303"
+"""A third customer, identified by phone alone in the phone-only cap test."""
 LIMITS = OfflineLimits(
     customer_points_per_till_max=500,
     till_points_budget_max=1_000_000,
@@ -85,7 +87,7 @@ def customer(customer_id: str, points: int) -> CustomerState:
 
 
 def seed(config: Path) -> None:
-    """Two cached customers, HQ's offline limits and a pull that happened just now."""
+    """Three cached customers, HQ's offline limits and a pull that happened just now."""
     clock = SystemClock()
     till = build_till(load_settings(config), clock=clock)
     hasher = PhoneHasher(bytes.fromhex(PHONE_KEY))
@@ -100,6 +102,12 @@ def seed(config: Path) -> None:
             )
             put_customer(
                 db, customer("c-2", 5000), (CardIdentifier(number=ALLOWANCE_CARD),), change_seq=2
+            )
+            put_customer(
+                db,
+                customer("c-3", 5000),
+                (PhoneHashIdentifier(phone_hash=hasher(PHONE_ONLY)),),
+                change_seq=3,
             )
             mark_fresh(db, clock)
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .agent_process import ALLOWANCE_CARD, CARD, AgentProcess
+from .agent_process import ALLOWANCE_CARD, CARD, PHONE_ONLY, AgentProcess
 
 UNKNOWN_CARD = "2770000000031"
 
@@ -168,6 +168,16 @@ def test_offline_redemption_inside_and_outside_the_allowance(client: httpx.Clien
     nothing_left, _ = sell(client, card, redeem=10)
     assert nothing_left["quote"]["burn_points"] == 0
     assert nothing_left["quote"]["earn_points"] > 0  # accrual never stops
+
+
+def test_offline_redemption_by_phone_alone_has_the_smaller_cap(client: httpx.Client) -> None:
+    """HQ allows 100 points offline to a customer identified only by phone."""
+    by_phone = {"type": "phone", "value": PHONE_ONLY}
+    found = ok(client.post("/v1/identify", json=by_phone))
+    assert found["phone_only"]
+    reserved, _ = sell(client, by_phone, redeem=300)
+    assert reserved["quote"]["burn_points"] == 100
+    assert "phone-only" in reserved["redeem_note"]
 
 
 def test_an_unknown_card_accrues(agent: AgentProcess, client: httpx.Client) -> None:
