@@ -119,7 +119,9 @@ def test_every_route_but_the_public_ones_needs_the_token(
 ) -> None:
     """Walks the app's own route table, so a route added later is checked too."""
     config = write_config(tmp_path / "walk", 1)
-    app = AgentService(load_settings(config)).app
+    service = AgentService(load_settings(config))
+    app = service.app
+    service.till.store.close()  # only its route table is needed
     routes = list(walk(app.routes))
     paths = {path for path, _ in routes}
     assert {"/v1/reserve", "/v1/confirm", "/v1/status", "/v1/session"} <= paths
