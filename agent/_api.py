@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent._errors import TillError
 from agent._models import (
@@ -34,7 +35,13 @@ from agent._models import (
     VoidResponse,
 )
 from agent._sales import Till
-from protocol import BodyLimit, EvaluationError, IdentifierRejected, Quote, describe_validation
+from protocol import (
+    EvaluationError,
+    IdentifierRejected,
+    Quote,
+    describe_validation,
+    error_body,
+)
 
 PUBLIC_ROUTES = frozenset({"/health", "/docs", "/openapi.json"})
 """The only routes that answer without the POS token; a test walks the route table."""
@@ -89,25 +96,112 @@ def _install_errors(app: FastAPI) -> None:
         return _json_error(error.status_code, code, str(error.detail))
 
 
+def _token_valid(expected: bytes, authorization: str | None, x_kopilka_token: str | None) -> bool:
+    given = x_kopilka_token
+    if given is None and authorization and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    return given is not None and hmac.compare_digest(given.encode(), expected)
+
+
 def _token_check(token: str) -> Callable[..., None]:
+    """The token as a dependency: it puts the headers in the OpenAPI description."""
     expected = token.encode()
 
     def check(
         authorization: Annotated[str | None, Header()] = None,
         x_kopilka_token: Annotated[str | None, Header()] = None,
     ) -> None:
-        given = x_kopilka_token
-        if given is None and authorization and authorization.lower().startswith("bearer "):
-            given = authorization[7:].strip()
-        if given is None or not hmac.compare_digest(given.encode(), expected):
+        if not _token_valid(expected, authorization, x_kopilka_token):
             raise TillError.unauthorized()
 
     return check
 
 
+class WholeBodyLimit:
+    """ASGI middleware: reads the whole request body, up to `limit_bytes`, before the app
+    sees any of it, and answers 413 past that, announced or streamed.
+
+    (Not `protocol.BodyLimit`: it raises while FastAPI is reading a streamed body, and FastAPI
+    turns any exception there into a 400, so a chunked upload over the limit got no 413.)
+    """
+
+    def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
+        self.app = app
+        self.limit_bytes = limit_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit_bytes:
+            await self._too_large(send)
+            return
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before it finished sending
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.limit_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        whole: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
+
+        async def replay() -> Message:
+            return whole.pop() if whole else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        await _refuse(send, 413, "too_large", f"request body is over {self.limit_bytes} bytes")
+
+
+async def _refuse(send: Send, status: int, code: str, message: str) -> None:
+    body = error_body(code, message)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class TokenGuard:
+    """ASGI middleware: every path but `PUBLIC_ROUTES` needs the token, checked before the
+    body is read (so a caller without it learns nothing, not even what a valid body is), and
+    whatever routes are added later."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_ROUTES:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", ()))
+        authorization = headers.get(b"authorization")
+        x_token = headers.get(b"x-kopilka-token")
+        if _token_valid(
+            self.expected,
+            None if authorization is None else authorization.decode("latin-1"),
+            None if x_token is None else x_token.decode("latin-1"),
+        ):
+            await self.app(scope, receive, send)
+            return
+        error = TillError.unauthorized()
+        await _refuse(send, error.status, error.code, error.message)
+
+
 def _sale_routes(router: APIRouter, till: Till) -> None:
+    # identify and quote only read (WAL readers never wait for a writer) and take well under
+    # a millisecond: they run on the event loop, not through the thread pool, whose hand-over
+    # would cost more than the work. Writes (fsync) stay in the pool.
     @router.post("/identify", response_model=Identification)
-    def identify(body: IdentifierInput) -> Identification:
+    async def identify(body: IdentifierInput) -> Identification:
         """Who is this? By card, scanned barcode, phone or wallet QR; with their balance."""
         return till.identify(body)
 
@@ -117,7 +211,7 @@ def _sale_routes(router: APIRouter, till: Till) -> None:
         return till.signup(body)
 
     @router.post("/quote", response_model=Quote)
-    def quote(body: QuoteRequest) -> Quote:
+    async def quote(body: QuoteRequest) -> Quote:
         """Preview points and discounts; writes nothing."""
         return till.quote(body)
 
@@ -158,7 +252,8 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
     )
     _install_errors(app)
-    app.add_middleware(BodyLimit, limit_bytes=request_body_bytes_max)
+    app.add_middleware(WholeBodyLimit, limit_bytes=request_body_bytes_max)
+    app.add_middleware(TokenGuard, token=token)
     router = APIRouter(prefix="/v1", dependencies=[Depends(_token_check(token))])
     _sale_routes(router, till)
 
@@ -172,7 +267,7 @@ def create_app(
     app.include_router(router)
 
     @app.get("/health")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         """Liveness for the service manager and the POS; no token needed."""
         return {"status": "ok"}
 

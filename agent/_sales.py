@@ -338,8 +338,8 @@ class Till:
         response = ConfirmResponse(
             cheque_id=request.cheque_id,
             state=ChequeState.confirmed,
-            earned_points=quote.earn_points,
-            spent_points=quote.burn_points,
+            earned_points=0 if account is None else quote.earn_points,
+            spent_points=0 if account is None else quote.burn_points,
             balance=view,
             late=late,
             receipt=receipt_lines(slip),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,6 +22,9 @@ from protocol import (
     PhoneHasher,
     PhoneHashIdentifier,
 )
+
+if TYPE_CHECKING:
+    from .agent_process import AgentProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "examples" / "rules" / "base.toml"
@@ -69,3 +74,12 @@ def till(tmp_path: Path, clock: ManualClock) -> Till:
     made = build_till(make_settings(tmp_path / "agent"), clock=clock)
     seed_customer(made, clock)
     return made
+
+
+@pytest.fixture(scope="session")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    """One real agent process per test worker, on loopback, over a seeded database."""
+    from .agent_process import running_agent  # not at the top: till_worker imports this file
+
+    with running_agent(tmp_path_factory.mktemp("agent-process") / "agent") as process:
+        yield process
