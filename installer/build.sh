@@ -33,7 +33,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$(wanted_stamp)" ]; then
     echo "build.sh: preparing $VENV"
     rm -rf "$VENV"
     "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$ROOT[installer]"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${ROOT}[installer]"
     wanted_stamp >"$STAMP"
 fi
 
