@@ -71,6 +71,19 @@ def _barcode(rules: IdentityRules, raw: str) -> Identifier:
     return CardIdentifier(number=number)
 
 
+def _provisional_account(db: sqlite_utils.Database, cached: CachedCustomer) -> Identifier:
+    """Entries of a customer central does not know yet go to an identifier it can resolve:
+    the card when there is one, else the phone hash."""
+    rows = db.execute(
+        "SELECT kind, value FROM identifiers WHERE customer_id = ? ORDER BY kind",
+        [cached.state.customer_id],
+    ).fetchall()
+    found = dict(rows)
+    if "card" in found:
+        return CardIdentifier(number=found["card"])
+    return PhoneHashIdentifier(phone_hash=found["phone_hash"])
+
+
 def resolve(db: sqlite_utils.Database, rules: IdentityRules, given: IdentifierInput) -> Resolved:
     """Raises `IdentifierRejected` for input that cannot be any customer's identifier."""
     identifier = parse_identifier(rules, given)
@@ -84,6 +97,8 @@ def resolve(db: sqlite_utils.Database, rules: IdentityRules, given: IdentifierIn
             f"customer_{cached.state.status}", f"this customer is {cached.state.status}"
         )
     phone_only = identifier is not None and identifier.type == "phone_hash"
+    if cached is not None and cached.state.status is CustomerStatus.provisional:
+        return Resolved(_provisional_account(db, cached), cached, phone_only)
     if cached is not None and cached.state.customer_id is not None:
         return Resolved(CustomerAccount(customer_id=cached.state.customer_id), cached, phone_only)
     if identifier is None:

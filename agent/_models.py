@@ -29,6 +29,17 @@ class IdentifierInput(WireModel):
     value: Annotated[str, Field(min_length=1, max_length=raw_identifier_chars_max)]
 
 
+Lines = tuple[Annotated[str, Field(max_length=48)], ...]
+
+
+class ReceiptLines(WireModel):
+    """The loyalty block ready to print, for 58 mm (32 columns) and 80 mm (42, 48) paper."""
+
+    columns_32: Lines
+    columns_42: Lines
+    columns_48: Lines
+
+
 class HoldMode(StrEnum):
     none = "none"
     central = "central"
@@ -55,6 +66,22 @@ class Identification(WireModel):
     balance: BalanceView | None = None
 
 
+class SignupRequest(WireModel):
+    """Join the programme at the till: a phone and consent, optionally a pre-printed card.
+
+    Works offline: the customer is provisional until central confirms, and earns at once.
+    """
+
+    signup_id: Id
+    phone: Annotated[str, Field(min_length=1, max_length=32)]
+    consent_data: bool
+    """Consent to process personal data; joining needs it."""
+    consent_marketing: bool = False
+    card: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    first_name: Annotated[str, Field(max_length=64)] = ""
+    language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "ru"
+
+
 class QuoteRequest(WireModel):
     customer: IdentifierInput | None = None
     basket: Basket
@@ -77,6 +104,8 @@ class ReserveResponse(WireModel):
     points_held: NonNegPoints
     redeem_note: Text | None = None
     """Why fewer points were spent than asked, in words for the cashier."""
+    receipt: ReceiptLines | None = None
+    """For the fiscal receipt, printed before confirm: the balance as it will be after it."""
 
 
 class ConfirmRequest(WireModel):
@@ -92,6 +121,7 @@ class ConfirmResponse(WireModel):
     balance: BalanceView | None = None
     late: bool = False
     """True when the reservation had already expired: confirmed all the same."""
+    receipt: ReceiptLines | None = None
 
 
 class VoidRequest(WireModel):

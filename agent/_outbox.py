@@ -16,7 +16,14 @@ import sqlite_utils
 
 from agent._cache import utc_iso
 from agent._store import TillStore, set_meta
-from protocol import AccountRef, ChequeDocument, LedgerEntry, canonical_json, sha256_hex
+from protocol import (
+    AccountRef,
+    ChequeDocument,
+    LedgerEntry,
+    SignupRecord,
+    canonical_json,
+    sha256_hex,
+)
 
 outbox_page_records_max = 500
 
@@ -67,14 +74,22 @@ def key_of(account: AccountRef) -> str:
     return f"qr:{account.token}"
 
 
-def append(db: sqlite_utils.Database, record: LedgerEntry | ChequeDocument, offline: bool) -> None:
+Record = LedgerEntry | ChequeDocument | SignupRecord
+
+
+def append(db: sqlite_utils.Database, record: Record, offline: bool) -> None:
     """Store `record` in the outbox under the seq it already carries (see `next_seq`)."""
     payload = canonical_json(record)
+    key, kind = None, "signup"
+    asset, amount, activates_at = None, 0, None
     if isinstance(record, LedgerEntry):
         record_id, asset, amount = str(record.entry_id), record.asset, record.amount
         activates_at = _iso(record.activates_at)
+        key, kind = account_key(record), str(record.kind)
+    elif isinstance(record, ChequeDocument):
+        record_id, key, kind = str(record.document_id), account_key(record), str(record.kind)
     else:
-        record_id, asset, amount, activates_at = str(record.document_id), None, 0, None
+        record_id = str(record.signup_id)
     db.execute(
         "INSERT INTO outbox(epoch, seq, record_id, record, account_key, asset, amount, kind,"
         " offline, activates_at, payload, payload_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -83,10 +98,10 @@ def append(db: sqlite_utils.Database, record: LedgerEntry | ChequeDocument, offl
             record.device_seq,
             record_id,
             record.record,
-            account_key(record),
+            key,
             asset,
             amount,
-            str(record.kind),
+            kind,
             int(offline),
             activates_at,
             payload.decode("utf-8"),

@@ -36,10 +36,12 @@ from agent._models import (
     RefundResponse,
     ReserveRequest,
     ReserveResponse,
+    SignupRequest,
     VoidRequest,
     VoidResponse,
 )
 from agent._rulebook import RuleBook
+from agent._slip import loyalty_slip, projected, receipt_lines
 from agent._store import TillStore
 from protocol import (
     AccountRef,
@@ -56,6 +58,7 @@ from protocol import (
     Refund,
     RefundError,
     ReturnedLine,
+    RuleSet,
     Store,
     UUIDv7Generator,
     content_hash,
@@ -66,6 +69,16 @@ from protocol import (
 
 CentralHold = Callable[[HoldRequest], HoldResponse | None]
 """Places a hold at central; None when central did not answer in time."""
+
+
+@dataclass(frozen=True)
+class Priced:
+    quote: Quote
+    mode: HoldMode
+    note: str | None
+    view: BalanceView | None
+    rule_set: RuleSet
+    customer: CustomerState
 
 
 @dataclass(frozen=True)
@@ -112,11 +125,16 @@ class Till:
             balance=view,
         )
 
+    def signup(self, request: SignupRequest) -> Identification:
+        """A new member, provisional until central confirms; earns from this sale on."""
+        from agent._signup import signup
+
+        return signup(self, request)
+
     def quote(self, request: QuoteRequest) -> Quote:
         with self.store.read() as db:
             resolved = self._resolve(db, request.customer)
-            quote, _, _ = self._price(db, resolved, request.basket, request.redeem, None)
-        return quote
+            return self._price(db, resolved, request.basket, request.redeem, None).quote
 
     # --- reserve ----------------------------------------------------------------------------
 
@@ -132,14 +150,24 @@ class Till:
             earlier = _stored_reservation(db, request.cheque_id, request_hash)
             if earlier is not None:
                 return earlier
-            quote, mode, note = self._price(db, resolved, request.basket, request.redeem, hold)
+            priced = self._price(db, resolved, request.basket, request.redeem, hold)
+            quote = priced.quote
+            slip = loyalty_slip(
+                quote,
+                None if resolved is None else resolved.account,
+                priced.customer,
+                projected(priced.view, quote),
+                priced.rule_set,
+                request.cheque_id,
+            )
             response = ReserveResponse(
                 cheque_id=request.cheque_id,
                 state=ChequeState.reserved,
                 quote=quote,
-                hold_mode=mode,
+                hold_mode=priced.mode,
                 points_held=quote.burn_points,
-                redeem_note=note,
+                redeem_note=priced.note,
+                receipt=receipt_lines(slip),
             )
             self._insert_cheque(db, request, request_hash, resolved, response)
         return response
@@ -168,7 +196,7 @@ class Till:
         basket: Basket,
         redeem: RedeemRequest,
         hold: HoldResponse | None,
-    ) -> tuple[Quote, HoldMode, str | None]:
+    ) -> Priced:
         now = self.clock.wall()
         state = CustomerState() if resolved is None or resolved.customer is None else None
         view = None
@@ -178,13 +206,13 @@ class Till:
         assert state is not None
         allowed = self._allowed(db, resolved, redeem, view, hold)
         capped = RedeemRequest(mode="points", points=allowed.points)
-        quote = evaluate(
-            self.rulebook.active(db, now), state, basket, self.settings.store, now, capped
-        )
+        rule_set = self.rulebook.active(db, now)
+        quote = evaluate(rule_set, state, basket, self.settings.store, now, capped)
         mode = HoldMode.none
         if quote.burn_points > 0:
             mode = HoldMode.central if hold is not None else HoldMode.offline
-        return quote, mode, allowed.reason or quote.redeem_limited_by
+        note = allowed.reason or quote.redeem_limited_by
+        return Priced(quote, mode, note, view, rule_set, state)
 
     def _allowed(
         self,
@@ -284,13 +312,23 @@ class Till:
             "WHERE cheque_id = ?",
             [str(ChequeState.confirmed), request.fiscal_document, request.cheque_id],
         )
+        view = self._account_view(db, account)
+        slip = loyalty_slip(
+            quote,
+            account,
+            _customer_of(reservation),
+            view,
+            self.rulebook.active(db, self.clock.wall()),
+            request.cheque_id,
+        )
         response = ConfirmResponse(
             cheque_id=request.cheque_id,
             state=ChequeState.confirmed,
             earned_points=quote.earn_points,
             spent_points=quote.burn_points,
-            balance=self._account_view(db, account),
+            balance=view,
             late=late,
+            receipt=receipt_lines(slip),
         )
         db.execute(
             "UPDATE cheques SET finished_response = ? WHERE cheque_id = ?",

@@ -85,6 +85,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_by_state ON outbox(state, epoch, seq);
     CREATE INDEX outbox_by_account ON outbox(account_key, state);
     """,
+    # 2: sign-up at the till
+    """
+    CREATE TABLE signups (
+        signup_id TEXT PRIMARY KEY,
+        request_hash TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        response TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from central._directory import Refused
-from protocol import ErrorBody
+from protocol import BodyLimit, ErrorBody, describe_validation
+
+__all__ = ["BodyLimit", "error_response", "install", "validation_response"]
 
 details_max = 20
 Scope = MutableMapping[str, Any]
@@ -30,14 +32,8 @@ def error_response(
 
 def validation_response(errors: list[Any]) -> JSONResponse:
     """422 naming each bad field by its path, e.g. `items.0.seq: Input should be ...`."""
-    lines = []
-    details: dict[str, int | str | None] = {}
-    for error in errors:
-        where = ".".join(str(part) for part in error.get("loc", ()))
-        lines.append(f"{where}: {error.get('msg', 'invalid')}")
-        if len(details) < details_max:
-            details[where or "body"] = str(error.get("msg", "invalid"))[:200]
-    return error_response(422, "invalid_request", "; ".join(lines), details)
+    message, details = describe_validation(errors)
+    return error_response(422, "invalid_request", message, details)
 
 
 def install(app: FastAPI) -> None:
@@ -57,45 +53,3 @@ def install(app: FastAPI) -> None:
     async def _http(_request: Request, error: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return error_response(error.status_code, code, str(error.detail))
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """Refuses request bodies over `limit_bytes` with 413, whether announced or streamed."""
-
-    def __init__(self, app: Any, limit_bytes: int) -> None:
-        self.app = app
-        self.limit_bytes = limit_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", ())).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit_bytes:
-            await self._refuse(scope, receive, send)
-            return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit_bytes:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413, "too_large", f"request body is over {self.limit_bytes} bytes"
-        )
-        await response(scope, receive, send)

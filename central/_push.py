@@ -32,6 +32,7 @@ from protocol import (
     PushRequest,
     PushResponse,
     PushResult,
+    SignupRecord,
     canonical_json,
     new_entry_id,
     sha256_hex,
@@ -137,11 +138,14 @@ def read_items(device_id: str, request: PushRequest) -> list[_Item]:
 
 def _parse(payload: bytes) -> tuple[LedgerEntry | ChequeDocument | None, str | None]:
     try:
-        return _record.validate_json(payload), None
+        record = _record.validate_json(payload)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         return None, f"unreadable payload: {where}: {first['msg']}"[:500]
+    if isinstance(record, SignupRecord):
+        return None, "sign-up at a till: kept for HQ to create the customer"
+    return record, None
 
 
 def _claimed_device(payload: bytes) -> str | None:

@@ -37,7 +37,7 @@ from drivers._printer import PrinterState, PrinterStatus, SlipPrinter, escpos_tr
 from drivers._printer_emulator import NetworkPrinterEmulator
 from drivers._pty_emulator import PtyDevice
 from drivers._reader import ReaderStatus, SerialReader
-from drivers._receipt import LoyaltySlip, NextTier
+from drivers._receipt import LoyaltySlip, NextTier, slip_lines
 from drivers._track import LrcMode, encode_track1, encode_track2
 from drivers._wedge import WedgeReader, evdev_problem
 
@@ -100,5 +100,6 @@ __all__ = [
     "open_printer",
     "open_reader",
     "slip_bytes",
+    "slip_lines",
     "view_escpos",
 ]

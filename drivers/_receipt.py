@@ -168,3 +168,19 @@ def _wrap(text: str, columns: int) -> list[str]:
 
 def _spaces(text: str) -> str:
     return text.replace(_NBSP, " ")
+
+
+def slip_lines(slip: LoyaltySlip, *, columns: int) -> list[str]:
+    """The loyalty block as plain text lines `columns` wide, aligned with spaces: for a POS
+    that prints it on its own fiscal receipt (no QR code, feed or cut)."""
+    lines = []
+    for block in layout_slip(slip, columns=columns, cut=False):
+        if not isinstance(block, Text):
+            continue
+        if block.align is Align.center:
+            lines.append(block.text.center(columns).rstrip())
+        elif block.align is Align.right:
+            lines.append(block.text.rjust(columns))
+        else:
+            lines.append(block.text)
+    return lines

@@ -13,6 +13,7 @@ from protocol._evaluator import (
     evaluate,
     spendable_points,
 )
+from protocol._http import BodyLimit, describe_validation, error_body
 from protocol._identifiers import (
     CardRange,
     IdentifierRejected,
@@ -39,6 +40,7 @@ from protocol._ledger import (
     QrIdentifier,
     ReturnedLine,
     RuleSetRef,
+    SignupRecord,
 )
 from protocol._refund import Refund, RefundError, RefundLine, refund_quote
 from protocol._rules import RuleSet, RuleSetError, parse_rule_set, rule_set_from_data
@@ -88,6 +90,7 @@ __all__ = [
     "BalanceChange",
     "Basket",
     "BasketLine",
+    "BodyLimit",
     "CardIdentifier",
     "CardRange",
     "Change",
@@ -135,6 +138,7 @@ __all__ = [
     "RuleSet",
     "RuleSetError",
     "RuleSetRef",
+    "SignupRecord",
     "SnapshotPage",
     "SnapshotRequired",
     "Store",
@@ -142,7 +146,9 @@ __all__ = [
     "WireModel",
     "canonical_json",
     "content_hash",
+    "describe_validation",
     "effective_tier",
+    "error_body",
     "evaluate",
     "line_total_of",
     "new_entry_id",

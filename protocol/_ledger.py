@@ -17,6 +17,7 @@ from protocol._base import (
     QuantityMilli,
     Seq,
     Sha256Hex,
+    StrictBool,
     Text,
     WireModel,
     cheque_lines_max,
@@ -185,4 +186,26 @@ class ChequeDocument(WireModel):
     device_time: AwareDatetime
 
 
-OutboxRecord = Annotated[LedgerEntry | ChequeDocument, Field(discriminator="record")]
+class SignupRecord(WireModel):
+    """A customer who signed up at a till, possibly offline: provisional until central makes
+    the customer. The till keeps the phone only as its keyed hash, so central learns the
+    number itself the first time the customer gives it online (or from HQ). Entries of a
+    provisional customer are written against the identifiers, which central resolves."""
+
+    record: Literal["signup"] = "signup"
+    signup_id: uuid.UUID
+    device_id: Id
+    device_epoch: Epoch
+    device_seq: Seq
+    store_id: Id
+    provisional_customer_id: Id
+    identifiers: tuple[Identifier, ...] = Field(min_length=1, max_length=5)
+    consent_marketing: StrictBool
+    consent_data: StrictBool
+    language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "ru"
+    first_name: Annotated[str, Field(max_length=64)] = ""
+    referral_code: Id | None = None
+    device_time: AwareDatetime
+
+
+OutboxRecord = Annotated[LedgerEntry | ChequeDocument | SignupRecord, Field(discriminator="record")]

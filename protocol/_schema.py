@@ -22,6 +22,7 @@ WIRE_MODELS: tuple[type[BaseModel], ...] = (
     _sale.Quote,
     _ledger.LedgerEntry,
     _ledger.ChequeDocument,
+    _ledger.SignupRecord,
     _sync.ErrorBody,
     _sync.EnrollRequest,
     _sync.EnrollResponse,

@@ -16,6 +16,7 @@ from agent._models import (
     RefundLine,
     RefundRequest,
     ReserveRequest,
+    SignupRequest,
     VoidRequest,
 )
 from agent._sales import Till
@@ -313,3 +314,35 @@ def test_the_database_is_the_record(till: Till, tmp_path) -> None:
     with sqlite3.connect(till.store.path) as raw:
         state = raw.execute("SELECT state FROM cheques WHERE cheque_id = 'pos-11'").fetchone()
     assert state == ("confirmed",)
+
+
+def test_signup_offline_makes_a_provisional_member_who_earns(till: Till) -> None:
+    request = SignupRequest(
+        signup_id="s-1",
+        phone="+7 903 555 12 34",
+        consent_data=True,
+        card="2770000000024",
+        first_name="Борис",
+    )
+    joined = till.signup(request)
+    assert joined.known
+    assert joined.customer_id is not None
+    assert joined.customer_id.startswith("p-")
+    assert till.signup(request) == joined  # retried by the POS: same answer
+    with pytest.raises(Conflict) as caught:
+        till.signup(request.model_copy(update={"signup_id": "s-2"}))
+    assert caught.value.code == "card_taken"
+    card = IdentifierInput(type="card", value="2770000000024")
+    assert till.identify(card).customer_id == joined.customer_id
+    sell(till, "pos-20", customer=card)
+    records = outbox(till)
+    assert records[0]["record"] == "signup"
+    assert "79035551234" not in json.dumps(records[0]["payload"])
+    earn = next(r for r in records if r["kind"] == "earn")
+    assert earn["payload"]["account"] == {"type": "card", "number": "2770000000024"}
+
+
+def test_signup_needs_consent(till: Till) -> None:
+    with pytest.raises(TillError) as caught:
+        till.signup(SignupRequest(signup_id="s-3", phone="+79035551234", consent_data=False))
+    assert caught.value.code == "consent_required"

@@ -37,6 +37,7 @@ from protocol import (
     Store,
     UUIDv7Generator,
 )
+from protocol._ledger import SignupRecord
 from protocol._sale import FiscalLine, QuoteLine
 from protocol._sync import BalanceChange, CustomerChange, ItemOutcome, OfflineLimitsChange
 
@@ -136,7 +137,22 @@ CHEQUE = ChequeDocument(
     device_time=NOW,
 )
 
+SIGNUP = SignupRecord(
+    signup_id=ids(),
+    device_id="till-1",
+    device_epoch=1,
+    device_seq=3,
+    store_id="msk-001",
+    provisional_customer_id="p-1",
+    identifiers=(CardIdentifier(number="2770000000017"),),
+    consent_marketing=False,
+    consent_data=True,
+    first_name="Анна",
+    device_time=NOW,
+)
+
 SAMPLES: dict[type[BaseModel], BaseModel] = {
+    SignupRecord: SIGNUP,
     Store: STORE,
     Basket: BASKET,
     CustomerState: CUSTOMER,
