@@ -37,32 +37,13 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$(wanted_stamp)" ]; then
     wanted_stamp >"$STAMP"
 fi
 
-# Pillow comes with python-escpos, which imports it at start; the slips we print are text and
-# ESC/POS commands, so the image codecs with large libraries (AVIF, WebP, FreeType) stay out.
-# Pillow itself treats a missing codec module as an unsupported format.
-#
-# The sources are taken from the work tree (--paths), not from the copy pip installed, which is
-# there for its metadata (the version `--version` prints).
+# What goes into the build is in installer/kopilka-agent.spec. The sources are taken from the work
+# tree (the spec's pathex), not from the copy pip installed, which is there for its metadata (the
+# version `--version` prints).
 cd "$ROOT"
-"$VENV/bin/pyinstaller" \
-    --noconfirm --clean --log-level WARN \
-    --onedir --name "$NAME" \
-    --distpath "$DIST" --workpath "$WORK/pyinstaller" --specpath "$WORK" \
-    --paths "$ROOT" \
-    --additional-hooks-dir "$ROOT/installer/hooks" \
-    --collect-data escpos \
-    --copy-metadata kopilka \
-    --exclude-module central \
-    --exclude-module sqlalchemy --exclude-module alembic \
-    --exclude-module psycopg --exclude-module psycopg_binary --exclude-module psycopg_c \
-    --exclude-module phonenumbers.geodata --exclude-module phonenumbers.geocoder \
-    --exclude-module phonenumbers.carrierdata --exclude-module phonenumbers.carrier \
-    --exclude-module phonenumbers.tzdata --exclude-module phonenumbers.timezone \
-    --exclude-module tkinter \
-    --exclude-module PIL._avif --exclude-module PIL._webp --exclude-module PIL._imagingft \
-    --exclude-module PIL._imagingtk --exclude-module PIL.ImageTk --exclude-module PIL.ImageQt \
-    --strip \
-    "$ROOT/installer/agent_main.py"
+"$VENV/bin/pyinstaller" --noconfirm --clean --log-level WARN \
+    --distpath "$DIST" --workpath "$WORK/pyinstaller" \
+    "$ROOT/installer/kopilka-agent.spec"
 
 # escpos's printer database, parsed once here instead of at every start (see agent_main.py);
 # the pickle must be newer than the JSON for escpos to take it.
