@@ -18,6 +18,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from drivers import DevicesConfig
 from protocol import CardRange, Store
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
@@ -45,6 +46,8 @@ class AgentSettings(BaseSettings):
     rules_file: Path | None = None
     """A rule set to start with until central sends one (TOML, see docs/rules.md)."""
     central_url: str | None = None
+    enroll_code: Annotated[str, Field(min_length=8, max_length=64)] | None = None
+    """With `central_url`, the agent enrolls itself at start (the demo and scripted installs)."""
     http_timeout_s: PositiveSeconds = 5.0
     hold_timeout_s: PositiveSeconds = 1.5
     sync_interval_s: PositiveSeconds = 10.0
@@ -52,6 +55,9 @@ class AgentSettings(BaseSettings):
     sync_batch_entries_max: Annotated[int, Field(ge=1, le=500)] = 500
     request_body_bytes_max: Annotated[int, Field(ge=1024, le=4 * 1024 * 1024)] = 256 * 1024
     expiry_check_interval_s: PositiveSeconds = 30.0
+    session_ttl_s: PositiveSeconds = 300.0
+    """How long a customer identified by the till's own device stays the till's session."""
+    devices: DevicesConfig = DevicesConfig()
 
     @property
     def db_path(self) -> Path:

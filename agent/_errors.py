@@ -11,6 +11,12 @@ class TillError(Exception):
         self.code = code
         self.message = message
 
+    @classmethod
+    def unauthorized(cls) -> TillError:
+        error = cls("unauthorized", "the POS token is missing or wrong")
+        error.status = 401
+        return error
+
 
 class NotFound(TillError):
     status = 404
@@ -20,3 +26,8 @@ class Conflict(TillError):
     """The request contradicts what the till already did (a changed payload under one id)."""
 
     status = 409
+
+
+class HoldRefused(TillError):
+    """Central answered and would not hold the points (not enough, or a confirmation code is
+    needed): the till spends nothing, and does not fall back to its offline allowance."""

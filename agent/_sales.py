@@ -22,7 +22,7 @@ from agent._balances import balance_view, offline_spent
 from agent._cache import get_customer, offline_limits, utc_iso
 from agent._clock import Clock
 from agent._entries import append_entries, refund_movements, sale_movements
-from agent._errors import Conflict, NotFound, TillError
+from agent._errors import Conflict, HoldRefused, NotFound, TillError
 from agent._identify import IdentityRules, Resolved, resolve
 from agent._models import (
     BalanceView,
@@ -43,6 +43,7 @@ from agent._models import (
 from agent._rulebook import RuleBook
 from agent._slip import loyalty_slip, projected, receipt_lines
 from agent._store import TillStore
+from drivers import LoyaltySlip
 from protocol import (
     AccountRef,
     Basket,
@@ -53,6 +54,7 @@ from protocol import (
     HoldRequest,
     HoldResponse,
     LedgerEntry,
+    PhoneHasher,
     Quote,
     RedeemRequest,
     Refund,
@@ -68,7 +70,9 @@ from protocol import (
 )
 
 CentralHold = Callable[[HoldRequest], HoldResponse | None]
-"""Places a hold at central; None when central did not answer in time."""
+"""Places a hold at central; None when central did not answer in time; raises
+`HoldRefused` when central answered no."""
+CentralAnswer = HoldResponse | HoldRefused | None
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,9 @@ class Priced:
 class TillSettings:
     store: Store
     identity: IdentityRules
+
+    def with_phone_hasher(self, hasher: PhoneHasher | None) -> TillSettings:
+        return replace(self, identity=replace(self.identity, phone_hasher=hasher))
 
 
 class Till:
@@ -108,6 +115,8 @@ class Till:
             clock_ms=lambda: int(clock.wall().timestamp() * 1000)
         )
         self.seat = _outbox.ensure_seat(store)
+        self.on_confirmed: Callable[[LoyaltySlip], None] | None = None
+        """Called once per confirmed sale, after its commit, with its slip (the printer)."""
 
     # --- identify and quote ---------------------------------------------------------------
 
@@ -172,7 +181,7 @@ class Till:
             self._insert_cheque(db, request, request_hash, resolved, response)
         return response
 
-    def _central_hold(self, request: ReserveRequest, resolved: Resolved) -> HoldResponse | None:
+    def _central_hold(self, request: ReserveRequest, resolved: Resolved) -> CentralAnswer:
         wants = request.redeem.mode == "all" or request.redeem.points > 0
         if not wants or self.central_hold is None or resolved.customer is None:
             return None
@@ -187,7 +196,10 @@ class Till:
             phone_only=resolved.phone_only,
             confirmation_code=request.confirmation_code,
         )
-        return self.central_hold(asked)
+        try:
+            return self.central_hold(asked)
+        except HoldRefused as refused:
+            return refused
 
     def _price(
         self,
@@ -195,7 +207,7 @@ class Till:
         resolved: Resolved | None,
         basket: Basket,
         redeem: RedeemRequest,
-        hold: HoldResponse | None,
+        hold: CentralAnswer,
     ) -> Priced:
         now = self.clock.wall()
         state = CustomerState() if resolved is None or resolved.customer is None else None
@@ -210,7 +222,7 @@ class Till:
         quote = evaluate(rule_set, state, basket, self.settings.store, now, capped)
         mode = HoldMode.none
         if quote.burn_points > 0:
-            mode = HoldMode.central if hold is not None else HoldMode.offline
+            mode = HoldMode.central if isinstance(hold, HoldResponse) else HoldMode.offline
         note = allowed.reason or quote.redeem_limited_by
         return Priced(quote, mode, note, view, rule_set, state)
 
@@ -220,7 +232,7 @@ class Till:
         resolved: Resolved | None,
         redeem: RedeemRequest,
         view: BalanceView | None,
-        hold: HoldResponse | None,
+        hold: CentralAnswer,
     ) -> Allowance:
         asked = redeem.points if redeem.mode == "points" else 10**12
         if asked == 0:
@@ -228,6 +240,8 @@ class Till:
         if resolved is None or view is None:
             return Allowance(0, "points can be spent only by a customer the till knows")
         available = max(view.available, 0)
+        if isinstance(hold, HoldRefused):
+            return Allowance(0, f"central: {hold.message}")
         if hold is not None:
             points = min(asked, hold.points, available)
             return Allowance(points, None if points == asked else "limited by the balance")
@@ -235,7 +249,7 @@ class Till:
             offline_limits(db),
             min(asked, available),
             offline_spent(db, _outbox.key_of(resolved.account)),
-            self._data_age(db),
+            self.data_age_s(db),
             resolved.phone_only,
         )
         if allowance.reason is None and allowance.points < asked and redeem.mode == "points":
@@ -290,12 +304,16 @@ class Till:
                 return _stored_confirmation(row, request)
             if state is ChequeState.voided:
                 raise Conflict("cheque_voided", "this cheque was voided; ring it up again")
-            response = self._apply_confirm(db, row, request, late=state is ChequeState.expired)
+            response, slip = self._apply_confirm(
+                db, row, request, late=state is ChequeState.expired
+            )
+        if self.on_confirmed is not None and slip is not None:
+            self.on_confirmed(slip)
         return response
 
     def _apply_confirm(
         self, db: sqlite_utils.Database, row: dict[str, Any], request: ConfirmRequest, late: bool
-    ) -> ConfirmResponse:
+    ) -> tuple[ConfirmResponse, LoyaltySlip | None]:
         reservation = json.loads(row["reservation"])
         quote = ReserveResponse.model_validate(reservation["response"]).quote
         account = _account_of(reservation)
@@ -334,7 +352,7 @@ class Till:
             "UPDATE cheques SET finished_response = ? WHERE cheque_id = ?",
             [response.model_dump_json(), request.cheque_id],
         )
-        return response
+        return response, slip
 
     def void(self, request: VoidRequest) -> VoidResponse:
         with self.store.write() as db:
@@ -544,7 +562,8 @@ class Till:
             db, _outbox.key_of(resolved.account), resolved.customer, self.clock.wall()
         )
 
-    def _data_age(self, db: sqlite_utils.Database) -> float | None:
+    def data_age_s(self, db: sqlite_utils.Database) -> float | None:
+        """Seconds since the last successful pull by the boot clock; None when unknown."""
         boottime = db.execute("SELECT value FROM meta WHERE key = 'last_pull_boottime_s'")
         boot_id = db.execute("SELECT value FROM meta WHERE key = 'last_pull_boot_id'")
         pulled_at, pulled_boot = boottime.fetchone(), boot_id.fetchone()

@@ -1,24 +1,72 @@
-"""`kopilka-agent`: the till agent's command line."""
+"""`kopilka-agent`: run the till agent, see its status, check its devices, sell by hand."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
+from agent._config import ConfigError, load_settings
 from protocol import PROTOCOL_VERSION
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kopilka-agent", description="Kopilka till agent")
     parser.add_argument(
         "--version",
         action="version",
         version=f"kopilka-agent {version('kopilka')} (protocol {PROTOCOL_VERSION})",
     )
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    parser.add_argument("--config", type=Path, default=None, help="agent.toml")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the agent: POS API, devices, sync")
+    status = commands.add_parser("status", help="online?, outbox depth, data age")
+    status.add_argument("--json", action="store_true", help="machine-readable")
+    doctor = commands.add_parser("doctor", help="check devices, printer and central")
+    doctor.add_argument("--test-slip", action="store_true", help="print a test slip")
+    till = commands.add_parser("till", help="manual till mode in the terminal")
+    till.add_argument("--url", default=None, help="the agent's POS API (default from config)")
+    enroll = commands.add_parser("enroll", help="obtain this till's credential from central")
+    enroll.add_argument("--central", required=True, help="central's URL")
+    enroll.add_argument("--code", required=True, help="enrollment code from HQ")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        print(f"kopilka-agent: bad configuration:\n{error}", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        from agent._service import AgentService
+
+        AgentService(settings).serve()
+        return 0
+    if args.command == "status":
+        from agent._tools import print_status
+
+        return print_status(settings, as_json=args.json)
+    if args.command == "doctor":
+        from agent._tools import doctor
+
+        return doctor(settings, test_slip=args.test_slip)
+    if args.command == "till":
+        from agent._manual import manual_till
+
+        return manual_till(settings, args.url)
+    if args.command == "enroll":
+        from agent._sync import enroll_cli
+
+        return enroll_cli(settings, args.central, args.code)
+    return 2
+
+
+def dump(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
 
 
 if __name__ == "__main__":

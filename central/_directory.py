@@ -189,8 +189,15 @@ def _device_for(
             raise Refused(
                 409, "bad_previous_device", "the previous device is unknown, revoked or elsewhere"
             )
+    if previous is None and request.device_id is not None:
+        taken = conn.execute(
+            sa.select(t.devices.c.device_id).where(t.devices.c.device_id == request.device_id)
+        ).first()
+        if taken is not None:
+            raise Refused(409, "device_id_taken", "another till already uses this device id")
     if previous is None:
-        device_id, epoch = f"d-{uuid.uuid4().hex[:20]}", 1
+        device_id = request.device_id or f"d-{uuid.uuid4().hex[:20]}"
+        epoch = request.device_epoch or 1
         conn.execute(
             sa.insert(t.devices).values(
                 device_id=device_id,

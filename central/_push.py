@@ -164,8 +164,12 @@ def push(engine: sa.Engine, device_id: str, request: PushRequest, now: datetime)
         try:
             with engine.begin() as conn:
                 results = _apply(conn, device_id, request, items, now)
+                watermark = _changes.counter(conn, "change_seq")
             return PushResponse(
-                acked_through=items[-1].seq, results=tuple(results), server_time=now
+                acked_through=items[-1].seq,
+                change_seq=watermark,
+                results=tuple(results),
+                server_time=now,
             )
         except Conflict as conflict:
             record_conflict(engine, conflict, to_ms(now))

@@ -46,6 +46,9 @@ class EnrollRequest(WireModel):
     hostname: Annotated[str, Field(max_length=128)] = ""
     previous_device_id: Id | None = None
     """A reinstalled or restored till keeps its id and starts a new epoch."""
+    device_id: Id | None = None
+    """The id the till made for itself at install, under which it may already have sold."""
+    device_epoch: Epoch | None = None
 
 
 class EnrollResponse(WireModel):
@@ -98,6 +101,9 @@ class PushResult(WireModel):
 class PushResponse(WireModel):
     acked_through: Count
     """Every seq up to this one is durably at central."""
+    change_seq: Count = 0
+    """Central's change seq once this push committed: a pull that has reached it sees every
+    balance these entries moved (the till counts them locally until then)."""
     results: tuple[PushResult, ...] = Field(max_length=sync_batch_entries_max)
     server_time: AwareDatetime
 

@@ -1,0 +1,179 @@
+"""The local POS API: HTTP/JSON on loopback, a token in a header, OpenAPI at /docs.
+
+Every refusal is JSON `{"code", "message", "details"}` with a status that says whose move it
+is: 401 token, 404 unknown cheque, 409 a changed request under a used id, 413 too large,
+422 bad input (naming the field), 503 the till cannot write its database.
+"""
+
+from __future__ import annotations
+
+import hmac
+import sqlite3
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from agent._errors import TillError
+from agent._models import (
+    ConfirmRequest,
+    ConfirmResponse,
+    Identification,
+    IdentifierInput,
+    QuoteRequest,
+    RefundRequest,
+    RefundResponse,
+    ReserveRequest,
+    ReserveResponse,
+    SignupRequest,
+    VoidRequest,
+    VoidResponse,
+)
+from agent._sales import Till
+from protocol import BodyLimit, EvaluationError, IdentifierRejected, Quote, describe_validation
+
+PUBLIC_ROUTES = frozenset({"/health", "/docs", "/openapi.json"})
+"""The only routes that answer without the POS token; a test walks the route table."""
+
+StatusSource = Callable[[], dict[str, Any]]
+
+
+def _json_error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    body = {"code": code, "message": message[:500], "details": details or {}}
+    return JSONResponse(body, status_code=status)
+
+
+def _storage_problem(error: sqlite3.Error) -> str:
+    text = str(error)
+    if "full" in text:
+        return "the till's disk is full: free space; nothing already recorded is lost"
+    if "readonly" in text or "read-only" in text:
+        return "the till's database is read-only: check the data folder's permissions"
+    return f"the till cannot write its database ({text})"
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(TillError)
+    async def _till(_: Request, error: TillError) -> JSONResponse:
+        return _json_error(error.status, error.code, error.message)
+
+    @app.exception_handler(IdentifierRejected)
+    async def _identifier(_: Request, error: IdentifierRejected) -> JSONResponse:
+        return _json_error(422, error.code, error.reason)
+
+    @app.exception_handler(EvaluationError)
+    async def _evaluation(_: Request, error: EvaluationError) -> JSONResponse:
+        return _json_error(422, "cannot_evaluate", str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        message, details = describe_validation(error.errors())
+        return _json_error(422, "invalid_request", message, details)
+
+    @app.exception_handler(ValidationError)
+    async def _invalid_model(_: Request, error: ValidationError) -> JSONResponse:
+        message, details = describe_validation(error.errors())
+        return _json_error(422, "invalid_request", message, details)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _storage(_: Request, error: sqlite3.OperationalError) -> JSONResponse:
+        return _json_error(503, "storage_unavailable", _storage_problem(error))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, error: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return _json_error(error.status_code, code, str(error.detail))
+
+
+def _token_check(token: str) -> Callable[..., None]:
+    expected = token.encode()
+
+    def check(
+        authorization: Annotated[str | None, Header()] = None,
+        x_kopilka_token: Annotated[str | None, Header()] = None,
+    ) -> None:
+        given = x_kopilka_token
+        if given is None and authorization and authorization.lower().startswith("bearer "):
+            given = authorization[7:].strip()
+        if given is None or not hmac.compare_digest(given.encode(), expected):
+            raise TillError.unauthorized()
+
+    return check
+
+
+def _sale_routes(router: APIRouter, till: Till) -> None:
+    @router.post("/identify", response_model=Identification)
+    def identify(body: IdentifierInput) -> Identification:
+        """Who is this? By card, scanned barcode, phone or wallet QR; with their balance."""
+        return till.identify(body)
+
+    @router.post("/signup", response_model=Identification)
+    def signup(body: SignupRequest) -> Identification:
+        """A new member by phone and consent (optionally activating a card); works offline."""
+        return till.signup(body)
+
+    @router.post("/quote", response_model=Quote)
+    def quote(body: QuoteRequest) -> Quote:
+        """Preview points and discounts; writes nothing."""
+        return till.quote(body)
+
+    @router.post("/reserve", response_model=ReserveResponse)
+    def reserve(body: ReserveRequest) -> ReserveResponse:
+        """Before payment: record the cheque and hold the points to spend. Idempotent."""
+        return till.reserve(body)
+
+    @router.post("/confirm", response_model=ConfirmResponse)
+    def confirm(body: ConfirmRequest) -> ConfirmResponse:
+        """After the fiscal receipt: earn. Never refused for a reserved cheque. Idempotent."""
+        return till.confirm(body)
+
+    @router.post("/void", response_model=VoidResponse)
+    def void(body: VoidRequest) -> VoidResponse:
+        """Payment failed: release the reservation. Idempotent."""
+        return till.void(body)
+
+    @router.post("/refund", response_model=RefundResponse)
+    def refund(body: RefundRequest) -> RefundResponse:
+        """Return lines of a cheque (of this till or another). Idempotent by refund_id."""
+        return till.refund(body)
+
+
+def create_app(
+    till: Till,
+    token: str,
+    status: StatusSource,
+    request_body_bytes_max: int = 256 * 1024,
+    extra_routes: Callable[[APIRouter], None] | None = None,
+) -> FastAPI:
+    """The POS API over `till`. `status` reports online state, outbox depth and devices."""
+    app = FastAPI(
+        title="Kopilka till agent",
+        version="1",
+        description="Local POS API of the Kopilka till agent. See docs/pos-api.md.",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    _install_errors(app)
+    app.add_middleware(BodyLimit, limit_bytes=request_body_bytes_max)
+    router = APIRouter(prefix="/v1", dependencies=[Depends(_token_check(token))])
+    _sale_routes(router, till)
+
+    @router.get("/status")
+    def agent_status() -> dict[str, Any]:
+        """Online?, last sync, outbox depth, data age, rule set, devices and printer."""
+        return status()
+
+    if extra_routes is not None:
+        extra_routes(router)
+    app.include_router(router)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness for the service manager and the POS; no token needed."""
+        return {"status": "ok"}
+
+    return app

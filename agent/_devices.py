@@ -1,0 +1,151 @@
+"""The till's own devices: readers feed the till session, printers print confirmed slips.
+
+A device that is missing, unplugged or out of paper never stops a sale: readers reconnect on
+their own, printers queue and retry; both are reported in status.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agent._models import Identification, IdentifierInput
+from agent._sales import Till
+from drivers import (
+    DevicesConfig,
+    Identified,
+    IdentifierKind,
+    IdentityRules,
+    LoyaltySlip,
+    ReadAgain,
+    Rejected,
+    SerialReader,
+    SlipPrinter,
+    WedgeReader,
+    open_printer,
+    open_reader,
+)
+from protocol import IdentifierRejected
+
+log = logging.getLogger("kopilka.agent.devices")
+reader_poll_s = 0.2
+
+_KINDS: dict[IdentifierKind, Literal["card", "phone", "qr"]] = {
+    IdentifierKind.card: "card",
+    IdentifierKind.phone: "phone",
+    IdentifierKind.qr: "qr",
+}
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """The customer last identified by one of the till's own devices, or what went wrong."""
+
+    device: str
+    identification: Identification | None
+    problem: str | None
+    at_monotonic_s: float
+
+
+class Devices:
+    def __init__(self, config: DevicesConfig, till: Till, session_ttl_s: float) -> None:
+        self.config = config
+        self.till = till
+        self.session_ttl_s = session_ttl_s
+        self.readers: list[SerialReader | WedgeReader] = []
+        self.printers: list[SlipPrinter] = []
+        self._session: SessionView | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> Devices:
+        rules = IdentityRules(
+            card_ranges=self.till.settings.identity.card_ranges,
+            phone_region=self.till.settings.identity.phone_region,
+        )
+        for reader_config in self.config.readers:
+            reader = open_reader(reader_config, rules)
+            self.readers.append(reader)
+            thread = threading.Thread(
+                target=self._pump, args=(reader,), name=f"reader-{reader_config.name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        self.printers = [open_printer(printer) for printer in self.config.printers]
+        if self.printers:
+            self.till.on_confirmed = self.print_slip
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for reader in self.readers:
+            reader.stop()
+        for printer in self.printers:
+            printer.stop()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+    def print_slip(self, slip: LoyaltySlip) -> None:
+        for printer in self.printers:
+            printer.print_slip(slip)
+
+    def _pump(self, reader: SerialReader | WedgeReader) -> None:
+        while not self._stop.is_set():
+            event = reader.next_event(timeout_s=reader_poll_s)
+            if isinstance(event, Identified):
+                self._identified(event)
+            elif isinstance(event, Rejected | ReadAgain):
+                self._set(event.device, None, event.reason)
+
+    def _identified(self, event: Identified) -> None:
+        given = IdentifierInput(type=_KINDS[event.kind], value=event.value)
+        try:
+            found = self.till.identify(given)
+        except IdentifierRejected as rejected:
+            self._set(event.device, None, rejected.reason)
+            return
+        self._set(event.device, found, None)
+
+    def _set(self, device: str, found: Identification | None, problem: str | None) -> None:
+        with self._lock:
+            self._session = SessionView(device, found, problem, time.monotonic())
+
+    def session(self) -> SessionView | None:
+        with self._lock:
+            current = self._session
+        if current is None or time.monotonic() - current.at_monotonic_s > self.session_ttl_s:
+            return None
+        return current
+
+    def clear_session(self) -> None:
+        with self._lock:
+            self._session = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "readers": [
+                _plain(getattr(reader, "status", lambda: None)()) for reader in self.readers
+            ],
+            "printers": [_plain(printer.status()) for printer in self.printers],
+        }
+
+
+def _reader_status(reader: SerialReader | WedgeReader) -> Any:
+    return reader.status() if isinstance(reader, SerialReader) else None
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is None:
+        return {"status": str(value)}
+    return {name: _scalar(getattr(value, name)) for name in fields}
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(getattr(value, "value", value))

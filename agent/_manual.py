@@ -1,0 +1,181 @@
+"""Manual till mode: a cashier's terminal for a store whose POS has no integration.
+
+It talks to the running agent over the same local API a POS would use, so it sells exactly
+as an integrated POS does. Commands: `id CARD-OR-QR`, `phone PHONE`, `add SKU QTY PRICE [CATEGORY]`
+(quantity in units, `0.25` allowed; price in roubles, `89.90`), `redeem POINTS`, `quote`,
+`pay FISCAL-NO`, `void`, `new`, `status`, `help`, `quit`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any, TextIO
+
+import httpx
+
+from agent._config import AgentSettings
+from agent._service import ensure_token
+
+HELP = __doc__.split("\n\n", 1)[1] if __doc__ else ""
+
+
+def _minor(text: str, scale: int) -> int:
+    """`89.90` roubles → 8990 kopecks; `0.25` units → 250 thousandths. No floats."""
+    try:
+        value = Decimal(text.replace(",", "."))
+    except InvalidOperation as error:
+        raise ValueError(f"{text!r} is not a number") from error
+    scaled = value * scale
+    if scaled != scaled.to_integral_value() or scaled <= 0:
+        raise ValueError(f"{text!r}: too many decimals or not positive")
+    return int(scaled)
+
+
+def _money(kopecks: int) -> str:
+    return f"{kopecks // 100}.{kopecks % 100:02d}"
+
+
+class ManualTill:
+    def __init__(self, client: httpx.Client, out: TextIO) -> None:
+        self.client = client
+        self.out = out
+        self.new()
+
+    def new(self) -> None:
+        self.customer: dict[str, str] | None = None
+        self.lines: list[dict[str, Any]] = []
+        self.redeem = 0
+        self.cheque_id = f"manual-{uuid.uuid4().hex[:12]}"
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        answer = self.client.post(path, json=body) if body is not None else self.client.get(path)
+        data: dict[str, Any] = answer.json()
+        if answer.status_code != 200:
+            self.say(f"! {data.get('message', answer.text)} [{data.get('code')}]")
+            return None
+        return data
+
+    def basket(self) -> dict[str, Any]:
+        return {"lines": self.lines}
+
+    def sale(self) -> dict[str, Any]:
+        return {
+            "customer": self.customer,
+            "basket": self.basket(),
+            "redeem": {"points": self.redeem},
+        }
+
+    def handle(self, line: str) -> bool:
+        words = line.split()
+        if not words:
+            return True
+        command, args = words[0].lower(), words[1:]
+        action = getattr(self, f"do_{command}", None)
+        if action is None:
+            self.say(f"! unknown command {command!r}; try help")
+            return True
+        try:
+            return bool(action(args) is not False)
+        except (ValueError, IndexError) as error:
+            self.say(f"! {error}")
+            return True
+
+    def do_help(self, _: list[str]) -> None:
+        self.say(HELP)
+
+    def do_quit(self, _: list[str]) -> bool:
+        return False
+
+    def do_new(self, _: list[str]) -> None:
+        self.new()
+        self.say(f"new cheque {self.cheque_id}")
+
+    def do_id(self, args: list[str]) -> None:
+        """A card number or wallet code, typed or scanned."""
+        self.identify("barcode", " ".join(args))
+
+    def do_phone(self, args: list[str]) -> None:
+        self.identify("phone", " ".join(args))
+
+    def identify(self, kind: str, value: str) -> None:
+        found = self.call("/v1/identify", {"type": kind, "value": value})
+        if found is None:
+            return
+        self.customer = {"type": kind, "value": value}
+        balance = found.get("balance") or {}
+        who = found.get("first_name") or found.get("customer_id") or "unknown card: will earn"
+        available = balance.get("available", 0)
+        self.say(f"customer {who}: balance {balance.get('balance', 0)}, available {available}")
+
+    def do_add(self, args: list[str]) -> None:
+        sku, quantity, price = args[0], _minor(args[1], 1000), _minor(args[2], 100)
+        category = args[3] if len(args) > 3 else None
+        total = (quantity * price + 500) // 1000
+        self.lines.append(
+            {
+                "line_id": str(len(self.lines) + 1),
+                "sku": sku,
+                "category": category,
+                "quantity_milli": quantity,
+                "unit_price": price,
+                "total": total,
+            }
+        )
+        self.say(f"line {len(self.lines)}: {sku} x {args[1]} = {_money(total)}")
+
+    def do_redeem(self, args: list[str]) -> None:
+        self.redeem = int(args[0])
+        self.say(f"will ask to spend {self.redeem} points")
+
+    def do_quote(self, _: list[str]) -> None:
+        quote = self.call("/v1/quote", self.sale())
+        if quote is not None:
+            self.say(
+                f"total {_money(quote['total'])}, discount {_money(quote['discount'])}, "
+                f"to pay {_money(quote['payable'])}; earns {quote['earn_points']}, "
+                f"spends {quote['burn_points']}"
+            )
+
+    def do_pay(self, args: list[str]) -> None:
+        reserved = self.call("/v1/reserve", {"cheque_id": self.cheque_id, **self.sale()})
+        if reserved is None:
+            return
+        if reserved.get("redeem_note"):
+            self.say(f"note: {reserved['redeem_note']}")
+        self.say(f"to pay {_money(reserved['quote']['payable'])}")
+        fiscal = args[0] if args else self.cheque_id
+        done = self.call("/v1/confirm", {"cheque_id": self.cheque_id, "fiscal_document": fiscal})
+        if done is None:
+            return
+        for text in (done.get("receipt") or {}).get("columns_32", []):
+            self.say(text)
+        self.say(f"confirmed: +{done['earned_points']} / -{done['spent_points']} points")
+        self.new()
+
+    def do_void(self, _: list[str]) -> None:
+        if self.call("/v1/void", {"cheque_id": self.cheque_id}) is not None:
+            self.say("voided")
+        self.new()
+
+    def do_status(self, _: list[str]) -> None:
+        status = self.call("/v1/status")
+        if status is not None:
+            self.say(json.dumps(status, ensure_ascii=False, indent=1))
+
+
+def manual_till(settings: AgentSettings, url: str | None, lines: TextIO = sys.stdin) -> int:
+    base = url or f"http://{settings.listen_host}:{settings.listen_port}"
+    headers = {"Authorization": f"Bearer {ensure_token(settings)}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+        till = ManualTill(client, sys.stdout)
+        till.say("Kopilka manual till. Type help for commands.")
+        for line in lines:
+            if not till.handle(line):
+                break
+    return 0

@@ -1,0 +1,195 @@
+"""The running agent: the till, its POS API, its devices and its background jobs together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
+from fastapi import APIRouter
+
+from agent import _outbox
+from agent._api import create_app
+from agent._balances import pull_cursor
+from agent._cache import customer_count
+from agent._clock import Clock, SystemClock
+from agent._config import AgentSettings
+from agent._devices import Devices
+from agent._runtime import build_till, phone_hasher
+from agent._sales import Till
+
+if TYPE_CHECKING:
+    from agent._sync import SyncClient
+
+log = logging.getLogger("kopilka.agent")
+TOKEN_FILE = "api-token"
+
+
+def ensure_token(settings: AgentSettings) -> str:
+    """The POS token: from settings, else from `data_dir/api-token`, made once (mode 0600)."""
+    if settings.api_token is not None:
+        return settings.api_token
+    path = settings.data_dir / TOKEN_FILE
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def till_status(till: Till) -> dict[str, Any]:
+    """What `status` and `/v1/status` say: sync state, outbox, data age, rules."""
+    store = till.store
+    with store.read() as db:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        depth = _outbox.depth(db)
+        customers = customer_count(db)
+        cursor = pull_cursor(db)
+        rule_set = till.rulebook.active(db, till.clock.wall())
+        age = till.data_age_s(db)
+    return {
+        "device_id": till.seat.device_id,
+        "epoch": till.seat.epoch,
+        "enrolled": (store.path.parent / "device.json").exists(),
+        "online": meta.get("online") == "1",
+        "last_push": meta.get("last_push_at"),
+        "last_pull": meta.get("last_pull_at"),
+        "last_sync_error": meta.get("last_sync_error"),
+        "outbox_depth": depth,
+        "pull_cursor": cursor,
+        "data_age_s": None if age is None else int(age),
+        "customers_cached": customers,
+        "rule_set": {"id": rule_set.rule_set_id, "hash": rule_set.content_hash},
+        "store": till.settings.store.store_id,
+    }
+
+
+class AgentService:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        clock: Clock | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.sync: SyncClient | None = None
+        self.till = build_till(settings, clock=clock or SystemClock())
+        self.token = ensure_token(settings)
+        self.devices = Devices(settings.devices, self.till, settings.session_ttl_s)
+        self.scheduler = BackgroundScheduler(daemon=True)
+        self.app = create_app(
+            self.till,
+            self.token,
+            self.status,
+            settings.request_body_bytes_max,
+            extra_routes=self._session_routes,
+        )
+
+    def status(self) -> dict[str, Any]:
+        return {**till_status(self.till), **self.devices.status()}
+
+    def _session_routes(self, router: APIRouter) -> None:
+        @router.get("/session")
+        def session() -> dict[str, Any]:
+            """The customer last identified by this till's own scanner or card reader."""
+            current = self.devices.session()
+            if current is None:
+                return {"identified": None}
+            found = current.identification
+            return {
+                "device": current.device,
+                "identified": None if found is None else found.model_dump(mode="json"),
+                "problem": current.problem,
+            }
+
+        @router.delete("/session")
+        def clear_session() -> dict[str, Any]:
+            """The cashier is done with this customer."""
+            self.devices.clear_session()
+            return {"identified": None}
+
+    def _connect(self) -> None:
+        """Enroll if configured to and not yet enrolled; then sync through the credential."""
+        from agent._sync import SyncClient, SyncError, enroll, load_credential
+
+        if self.sync is not None:
+            return
+        credential = load_credential(self.settings.data_dir)
+        if credential is None and self.settings.central_url and self.settings.enroll_code:
+            try:
+                enroll(
+                    self.till,
+                    self.settings.data_dir,
+                    self.settings.central_url,
+                    self.settings.enroll_code,
+                    transport=self.transport,
+                    timeout_s=self.settings.http_timeout_s,
+                )
+            except (SyncError, httpx.HTTPError) as error:
+                log.warning("enrollment failed, will retry: %s", error)
+                return
+            credential = load_credential(self.settings.data_dir)
+            self.till.settings = self.till.settings.with_phone_hasher(
+                phone_hasher(self.settings.data_dir)
+            )
+        if credential is None:
+            return
+        self.sync = SyncClient(self.till, credential, self.settings, transport=self.transport)
+        self.till.central_hold = self.sync.hold
+
+    def sync_tick(self) -> None:
+        self._connect()
+        if self.sync is not None:
+            self.sync.tick()
+
+    def start_background(self) -> None:
+        self.devices.start()
+        self.scheduler.add_job(
+            self.sync_tick,
+            "interval",
+            seconds=self.settings.sync_interval_s,
+            jitter=self.settings.sync_jitter_s,
+            id="sync",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        self.scheduler.add_job(
+            self._expire,
+            "interval",
+            seconds=self.settings.expiry_check_interval_s,
+            id="expire-reservations",
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.start()
+
+    def _expire(self) -> None:
+        expired = self.till.expire_reservations()
+        if expired:
+            log.warning("reservations expired unconfirmed: %s", ", ".join(expired))
+
+    def stop_background(self) -> None:
+        self.scheduler.shutdown(wait=False)
+        self.devices.stop()
+
+    def serve(self) -> None:
+        """Run until stopped (SIGTERM/SIGINT); the POS API listens on loopback only."""
+        self.start_background()
+        try:
+            uvicorn.run(
+                self.app,
+                host=self.settings.listen_host,
+                port=self.settings.listen_port,
+                log_level="warning",
+                access_log=False,
+            )
+        finally:
+            self.stop_background()

@@ -1,0 +1,383 @@
+"""The sync client: pushes the outbox, pulls central's changes, asks for online holds.
+
+Every call has an explicit timeout and an injectable httpx transport, so tests run it against
+central's ASGI app in-process or through a fault proxy on loopback with the same code. Pages
+of a pull are applied in short transactions of their own, so the POS never waits long on one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import sqlite_utils
+from pydantic import ValidationError
+
+from agent import _outbox
+from agent._cache import (
+    erase_customer,
+    get_customer,
+    put_customer,
+    put_offline_limits,
+    put_rule_set,
+    utc_iso,
+)
+from agent._clock import Clock
+from agent._config import AgentSettings
+from agent._errors import HoldRefused
+from agent._runtime import PHONE_KEY_FILE
+from agent._sales import Till
+from agent._store import set_meta
+from protocol import (
+    Change,
+    EnrollRequest,
+    EnrollResponse,
+    HoldRequest,
+    HoldResponse,
+    PullResponse,
+    PushItem,
+    PushRequest,
+    PushResponse,
+    SnapshotPage,
+)
+
+log = logging.getLogger("kopilka.agent.sync")
+CREDENTIAL_FILE = "device.json"
+pull_page_changes_max = 500
+push_batches_per_sync_max = 200
+pull_pages_per_sync_max = 500
+backoff_s_min = 1.0
+backoff_s_max = 300.0
+
+
+class SyncError(RuntimeError):
+    """Central refused or could not be reached; the message says which, in words."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    central_url: str
+    device_id: str
+    epoch: int
+    secret: str
+
+
+def load_credential(data_dir: Path) -> Credential | None:
+    path = data_dir / CREDENTIAL_FILE
+    if not path.exists():
+        return None
+    return Credential(**json.loads(path.read_text()))
+
+
+def _write_private(path: Path, text: str) -> None:
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def enroll(
+    till: Till,
+    data_dir: Path,
+    central_url: str,
+    code: str,
+    transport: httpx.BaseTransport | None = None,
+    timeout_s: float = 10.0,
+) -> EnrollResponse:
+    """Exchange HQ's one-time code for this till's credential; keeps the till's own id."""
+    request = EnrollRequest(
+        code=code,
+        hostname=os.uname().nodename,
+        device_id=till.seat.device_id,
+        device_epoch=till.seat.epoch,
+    )
+    with httpx.Client(base_url=central_url, transport=transport, timeout=timeout_s) as client:
+        answer = client.post("/sync/enroll", content=request.model_dump_json())
+    if answer.status_code != 200:
+        raise SyncError(f"enrollment refused: {_reason(answer)}")
+    enrolled = EnrollResponse.model_validate_json(answer.content)
+    if (enrolled.device_id, enrolled.device_epoch) != (till.seat.device_id, till.seat.epoch):
+        raise SyncError(
+            f"central gave id {enrolled.device_id}/{enrolled.device_epoch}, but this till "
+            f"already writes as {till.seat.device_id}/{till.seat.epoch}"
+        )
+    credential = Credential(central_url, enrolled.device_id, enrolled.device_epoch, enrolled.secret)
+    _write_private(data_dir / CREDENTIAL_FILE, json.dumps(credential.__dict__))
+    _write_private(data_dir / PHONE_KEY_FILE, enrolled.phone_hash_key_hex)
+    return enrolled
+
+
+def enroll_cli(settings: AgentSettings, central_url: str, code: str) -> int:
+    from agent._runtime import build_till
+
+    till = build_till(settings)
+    try:
+        enrolled = enroll(
+            till, settings.data_dir, central_url, code, timeout_s=settings.http_timeout_s
+        )
+    except (SyncError, httpx.HTTPError) as error:
+        print(f"kopilka-agent: {error}")
+        return 1
+    print(
+        f"enrolled as {enrolled.device_id} (epoch {enrolled.device_epoch}) in {enrolled.store.name}"
+    )
+    return 0
+
+
+def _reason(answer: httpx.Response) -> str:
+    try:
+        body = answer.json()
+        return f"{body.get('message')} [{body.get('code')}, HTTP {answer.status_code}]"
+    except ValueError:
+        return f"HTTP {answer.status_code}"
+
+
+@dataclass
+class SyncReport:
+    pushed: int = 0
+    pulled: int = 0
+    quarantined: int = 0
+
+
+class SyncClient:
+    """One till's link to central. `sync_once()` is what the scheduled job runs."""
+
+    def __init__(
+        self,
+        till: Till,
+        credential: Credential,
+        settings: AgentSettings,
+        transport: httpx.BaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.till = till
+        self.credential = credential
+        self.settings = settings
+        self.rng = rng or random.Random()
+        self.failures = 0
+        self.next_attempt_s = 0.0
+        self.client = httpx.Client(
+            base_url=credential.central_url,
+            transport=transport,
+            timeout=httpx.Timeout(settings.http_timeout_s),
+            headers={"Authorization": f"Bearer {credential.secret}"},
+        )
+
+    @property
+    def clock(self) -> Clock:
+        return self.till.clock
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- the scheduled job -----------------------------------------------------------------
+
+    def tick(self) -> SyncReport | None:
+        """Sync unless backing off after failures; never raises."""
+        now = self.clock.boottime_s()
+        if now < self.next_attempt_s:
+            return None
+        try:
+            report = self.sync_once()
+        except (SyncError, httpx.HTTPError, ValidationError) as error:
+            self._failed(str(error) or error.__class__.__name__, now)
+            return None
+        self.failures = 0
+        self.next_attempt_s = 0.0
+        return report
+
+    def _failed(self, problem: str, now: float) -> None:
+        self.failures += 1
+        ceiling = min(backoff_s_max, backoff_s_min * 2 ** min(self.failures, 16))
+        self.next_attempt_s = now + self.rng.uniform(ceiling / 2, ceiling)
+        log.warning("sync failed (%d in a row): %s", self.failures, problem)
+        with self.till.store.write() as db:
+            set_meta(db, "online", "0")
+            set_meta(db, "last_sync_error", problem[:300])
+
+    def sync_once(self) -> SyncReport:
+        report = SyncReport()
+        self.push_all(report)
+        self.pull_all(report)
+        with self.till.store.write() as db:
+            set_meta(db, "online", "1")
+            set_meta(db, "last_sync_error", "")
+        return report
+
+    # --- push -----------------------------------------------------------------------------
+
+    def push_all(self, report: SyncReport) -> None:
+        for _ in range(push_batches_per_sync_max):
+            with self.till.store.read() as db:
+                batch = _outbox.pending(db, self.settings.sync_batch_entries_max)
+            if not batch:
+                return
+            self._push(batch, report)
+
+    def _push(self, batch: list[_outbox.PendingRecord], report: SyncReport) -> None:
+        epoch = batch[0].epoch
+        request = PushRequest(
+            device_id=self.credential.device_id,
+            device_epoch=epoch,
+            items=tuple(
+                PushItem(seq=r.seq, payload=r.payload, payload_sha256=r.payload_sha256)
+                for r in batch
+            ),
+            device_time=self.clock.wall(),
+        )
+        answer = self.client.post(
+            "/sync/push",
+            content=request.model_dump_json(),
+            headers={"content-type": "application/json"},
+        )
+        if answer.status_code == 409:
+            self._refused(answer, epoch, batch)
+            return
+        if answer.status_code != 200:
+            raise SyncError(f"push refused: {_reason(answer)}")
+        done = PushResponse.model_validate_json(answer.content)
+        with self.till.store.write() as db:
+            _outbox.acknowledge(db, epoch, done.acked_through, done.change_seq)
+            for result in done.results:
+                if result.outcome == "quarantined":
+                    _outbox.quarantine(db, epoch, result.seq)
+                    report.quarantined += 1
+            set_meta(db, "last_push_at", utc_iso(self.clock.wall()))
+        report.pushed += len(done.results)
+
+    def _refused(
+        self, answer: httpx.Response, epoch: int, batch: list[_outbox.PendingRecord]
+    ) -> None:
+        body = answer.json()
+        expected = (body.get("details") or {}).get("expected_seq")
+        if body.get("code") == "gap" and isinstance(expected, int) and expected > batch[0].seq:
+            # central already holds what we sent before its reply was lost: acknowledge it
+            with self.till.store.write() as db:
+                _outbox.acknowledge(db, epoch, expected - 1, None)
+            return
+        raise SyncError(f"push refused: {_reason(answer)}")
+
+    # --- pull -----------------------------------------------------------------------------
+
+    def pull_all(self, report: SyncReport) -> None:
+        for _ in range(pull_pages_per_sync_max):
+            cursor = int(self.till.store.meta("pull_cursor", "0") or 0)
+            started_s = self.clock.boottime_s()
+            answer = self.client.get(
+                "/sync/pull", params={"since": cursor, "limit": pull_page_changes_max}
+            )
+            if answer.status_code == 410:
+                self.snapshot(report)
+                continue
+            if answer.status_code != 200:
+                raise SyncError(f"pull refused: {_reason(answer)}")
+            page = PullResponse.model_validate_json(answer.content)
+            self._apply(page.changes, page.next_cursor, page.server_time, started_s)
+            report.pulled += len(page.changes)
+            if not page.more:
+                return
+
+    def snapshot(self, report: SyncReport) -> None:
+        """Central no longer has our cursor's changes: read its whole state, page by page.
+        The outbox is untouched; its entries still count in the balance view."""
+        token: str | None = None
+        while True:
+            started_s = self.clock.boottime_s()
+            params: dict[str, str | int] = {"limit": pull_page_changes_max}
+            if token is not None:
+                params["page"] = token
+            answer = self.client.get("/sync/snapshot", params=params)
+            if answer.status_code != 200:
+                raise SyncError(f"snapshot refused: {_reason(answer)}")
+            page = SnapshotPage.model_validate_json(answer.content)
+            last = page.next_page is None
+            cursor = page.as_of if last else None
+            self._apply(page.changes, cursor, page.server_time, started_s)
+            report.pulled += len(page.changes)
+            if last:
+                return
+            token = page.next_page
+
+    def _apply(
+        self,
+        changes: tuple[Change, ...],
+        cursor: int | None,
+        server_time: datetime,
+        started_s: float,
+    ) -> None:
+        with self.till.store.write() as db:
+            for change in changes:
+                apply_change(db, change)
+            if cursor is not None:
+                set_meta(db, "pull_cursor", str(cursor))
+            set_meta(db, "last_pull_at", utc_iso(self.clock.wall()))
+            set_meta(db, "last_pull_server_time", utc_iso(server_time))
+            set_meta(db, "last_pull_boot_id", self.clock.boot_id())
+            set_meta(db, "last_pull_boottime_s", repr(started_s))
+
+    # --- holds ----------------------------------------------------------------------------
+
+    def hold(self, request: HoldRequest) -> HoldResponse | None:
+        """A hold at central within `hold_timeout_s`; None when central did not answer in time
+        (the till then applies its offline allowance)."""
+        try:
+            answer = self.client.post(
+                "/sync/holds",
+                content=request.model_dump_json(),
+                headers={"content-type": "application/json"},
+                timeout=self.settings.hold_timeout_s,
+            )
+        except httpx.HTTPError:
+            return None
+        if answer.status_code in (401, 403) or answer.status_code >= 500:
+            return None
+        if answer.status_code != 200:
+            body = answer.json()
+            raise HoldRefused(str(body.get("code")), str(body.get("message")))
+        return HoldResponse.model_validate_json(answer.content)
+
+
+def apply_change(db: sqlite_utils.Database, change: Change) -> None:
+    """One change from central into the till's cache (inside the caller's transaction)."""
+    if change.type == "customer":
+        put_customer(db, change.state, change.identifiers, change.first_name, change.change_seq)
+    elif change.type == "erasure":
+        erase_customer(db, change.customer_id, change.identifiers)
+    elif change.type == "rule_set":
+        put_rule_set(
+            db, change.rule_set_id, change.content_hash, change.effective_from, change.document
+        )
+    elif change.type == "offline_limits":
+        put_offline_limits(db, change.limits)
+    elif change.type == "balance":
+        _apply_balance(db, change)
+
+
+def _apply_balance(db: sqlite_utils.Database, change: Change) -> None:
+    assert change.type == "balance"
+    if change.account.type != "customer":
+        return
+    cached = get_customer(db, change.account.customer_id)
+    if cached is None:
+        return
+    state = cached.state
+    if change.asset == "points":
+        state = state.model_copy(update={"points_balance": change.balance})
+    elif change.asset == "rolling_spend":
+        state = state.model_copy(update={"rolling_spend": max(change.balance, 0)})
+    else:
+        counters = {**state.counters, change.asset: max(change.balance, 0)}
+        state = state.model_copy(update={"counters": counters})
+    db.execute(
+        "UPDATE customers SET state = ?, change_seq = ? WHERE customer_id = ?",
+        [state.model_dump_json(), change.change_seq, change.account.customer_id],
+    )
