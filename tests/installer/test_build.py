@@ -73,6 +73,12 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dist / NAME
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -99,7 +105,7 @@ rules_file = "{ROOT / "examples" / "rules" / "base.toml"}"
 store_id = "store-1"
 name = "Магазин у дома"
 
-[[printers]]
+[[devices.printers]]
 name = "slip"
 transport = {{ kind = "file", path = "{slip}" }}
 status_query = false
@@ -118,12 +124,13 @@ class Agent:
         self.started = time.monotonic()
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(bundle / NAME), "run", "--config", str(config)],
+                [str(bundle / NAME), "--config", str(config), "run"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
             )
         self.healthy_s = self._wait_healthy()
+        self.healthy_cpu_s = _cpu_seconds(self.process.pid)
         self.client = httpx.Client(
             base_url=self.base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
         )
@@ -147,10 +154,13 @@ class Agent:
         answer: dict[str, Any] = response.json()
         return answer
 
-    def stop(self) -> int:
+    def stop(self) -> None:
+        """SIGTERM, as systemd stops it. uvicorn shuts down gracefully, then re-raises the
+        signal, so the process ends by SIGTERM (a clean stop for systemd) or with 0."""
         self.client.close()
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=STOP_TIMEOUT_S)
+        code = self.process.wait(timeout=STOP_TIMEOUT_S)
+        assert code in (0, -signal.SIGTERM), f"exit {code}:\n{self.output()}"
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -185,9 +195,15 @@ def test_sale_by_phone_survives_a_restart(
 ) -> None:
     first = Agent(bundle, till["config"], till["port"])
     agents.append(first)
-    _report(first_start_healthy_s=round(first.healthy_s, 3))
-    # The goal is recorded, not asserted: CI's machine is shared. Four times it is a fault.
-    assert first.healthy_s <= HEALTHY_GOAL_S * 4, first.output()
+    _report(
+        first_start_healthy_s=round(first.healthy_s, 3),
+        first_start_healthy_cpu_s=round(first.healthy_cpu_s, 2),
+        load_average_1min=os.getloadavg()[0],
+    )
+    # The wall-clock goal is recorded, not asserted: the machine is shared, and with other work
+    # on both cores the wall time says more about the neighbours than about the agent. The CPU
+    # the agent spent getting there is its own; three times the goal in CPU is a fault.
+    assert first.healthy_cpu_s <= HEALTHY_GOAL_S * 3, first.output()
 
     customer = {"type": "phone", "value": PHONE}
     identified = first.post("/v1/identify", customer)
@@ -207,14 +223,14 @@ def test_sale_by_phone_survives_a_restart(
     assert slip.texts, "the slip has no text"
     assert any(str(confirmed["earned_points"]) in line for line in slip.texts), slip.texts
 
-    assert first.stop() == 0, first.output()
+    first.stop()
 
     second = Agent(bundle, till["config"], till["port"])
     agents.append(second)
     again = second.post("/v1/confirm", {"cheque_id": "installer-1", "fiscal_document": "FD-0001"})
     assert again["state"] == "confirmed"
     assert again["earned_points"] == confirmed["earned_points"]
-    assert second.stop() == 0, second.output()
+    second.stop()
 
     with sqlite3.connect(till["data"] / "till.db") as db:
         cheques = db.execute("SELECT cheque_id FROM cheques").fetchall()
