@@ -32,6 +32,7 @@ set_paths() {
     UNIT=$ROOT/etc/systemd/system/$NAME.service
     RULE=$ROOT/etc/udev/rules.d/70-kopilka-scanner.rules
     INSTALL_CONF=$ETC/install.conf
+    CLI=$ROOT/usr/local/bin/$NAME
 }
 
 parse_options() {
@@ -137,8 +138,9 @@ prune_releases() {
 }
 
 install_units() {
-    mkdir -p "$(dirname "$UNIT")" "$(dirname "$RULE")"
+    mkdir -p "$(dirname "$UNIT")" "$(dirname "$RULE")" "$(dirname "$CLI")"
     install -m 0644 "$HERE/$NAME.service" "$UNIT"
+    install -m 0755 "$HERE/$NAME-cli" "$CLI"
     local vendor='?*' product='?*'
     if [ -n "$SCANNER" ]; then
         vendor=${SCANNER%%:*}

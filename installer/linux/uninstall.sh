@@ -20,11 +20,11 @@ parse_options "$@"
 if systemd_running; then
     systemctl disable --now "$NAME" 2>/dev/null || true
 fi
-rm -f "$UNIT" "$RULE"
+rm -f "$UNIT" "$RULE" "$CLI"
 service daemon-reload
 if on_system && command -v udevadm >/dev/null; then udevadm control --reload || true; fi
 rm -rf "$OPT"
-say "removed the program, the unit and the udev rule"
+say "removed the program, its command, the unit and the udev rule"
 
 if [ "$PURGE" -eq 1 ]; then
     rm -rf "$ETC" "$DATA" "$CACHE" "$BACKUPS"

@@ -71,6 +71,9 @@ def test_install_lays_out_program_config_data_unit_and_rule(staged: Path) -> Non
     assert unit.read_text() == (LINUX / f"{NAME}.service").read_text()
     rule = (staged / "etc" / "udev" / "rules.d" / "70-kopilka-scanner.rules").read_text()
     assert 'ATTRS{idVendor}=="?*", ATTRS{idProduct}=="?*"' in rule
+    command = staged / "usr" / "local" / "bin" / NAME
+    assert os.access(command, os.X_OK)
+    assert "runuser -u kopilka" in command.read_text()
     assert "@VENDOR@" not in rule
 
 
@@ -143,6 +146,7 @@ def test_uninstall_keeps_config_and_data_unless_purged(staged: Path, tmp_path: P
     assert not (staged / "opt" / NAME).exists()
     assert not (staged / "etc" / "systemd" / "system" / f"{NAME}.service").exists()
     assert not (staged / "etc" / "udev" / "rules.d" / "70-kopilka-scanner.rules").exists()
+    assert not (staged / "usr" / "local" / "bin" / NAME).exists()
     assert (data / "till.db").read_bytes() == b"outbox with unsent sales"
     assert (staged / "etc" / NAME / "agent.toml").exists()
 
