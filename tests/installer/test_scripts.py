@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,16 @@ def test_unit_passes_systemd_analyze_verify(staged: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout + result.stderr == "", "warnings: " + result.stdout + result.stderr
+
+
+def test_shipped_and_documented_configurations_load() -> None:
+    """The example install.sh installs and the one docs/install.md shows are valid settings."""
+    from agent._config import load_settings
+
+    shipped = load_settings(LINUX / "agent.toml")
+    assert str(shipped.data_dir) == f"/var/lib/{NAME}"
+    doc = (ROOT / "docs" / "install.md").read_text(encoding="utf-8")
+    (block,) = [part.split("```", 1)[0] for part in doc.split("```toml\n")[1:]]
+    documented = load_settings(None, **tomllib.loads(block))
+    assert str(documented.data_dir) == f"/var/lib/{NAME}"
+    assert documented.devices.printers[0].name == "slip"
