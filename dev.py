@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Kopilka's two commands, for a fresh machine with nothing but Python 3.11.
 
-    python3 dev.py run    # the main job on the embedded default (central on SQLite, tills)
+    python3 dev.py run    # the main job: central on SQLite, two tills with emulated devices
+                          # (add --demo for the scripted offline story)
     python3 dev.py test   # every check: ruff, mypy, the whole pytest suite
 
 Each creates `.venv` from `pyproject.toml` on first use and reuses it while
@@ -71,7 +72,7 @@ def main(argv: list[str]) -> int:
     _bootstrap()
     if argv[0] == "test":
         return _test(argv[1:])
-    return _run([str(BIN / "kopilka-central"), "demo", *argv[1:]])
+    return _run([str(BIN / "kopilka-agent"), "fleet", *argv[1:]])
 
 
 if __name__ == "__main__":

@@ -54,7 +54,6 @@ from protocol import (
     HoldRequest,
     HoldResponse,
     LedgerEntry,
-    PhoneHasher,
     Quote,
     RedeemRequest,
     Refund,
@@ -89,9 +88,6 @@ class Priced:
 class TillSettings:
     store: Store
     identity: IdentityRules
-
-    def with_phone_hasher(self, hasher: PhoneHasher | None) -> TillSettings:
-        return replace(self, identity=replace(self.identity, phone_hasher=hasher))
 
 
 class Till:

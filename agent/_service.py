@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from agent._cache import customer_count
 from agent._clock import Clock, SystemClock
 from agent._config import AgentSettings
 from agent._devices import Devices
-from agent._runtime import build_till, phone_hasher
+from agent._runtime import build_till, enrolled_settings
 from agent._sales import Till
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kopilka.agent")
 TOKEN_FILE = "api-token"
+enroll_backoff_s_max = 300.0
 
 
 def ensure_token(settings: AgentSettings) -> str:
@@ -80,6 +82,8 @@ class AgentService:
         self.settings = settings
         self.transport = transport
         self.sync: SyncClient | None = None
+        self.enroll_after_s = 0.0
+        self.enroll_failures = 0
         self.till = build_till(settings, clock=clock or SystemClock())
         self.token = ensure_token(settings)
         self.devices = Devices(settings.devices, self.till, settings.session_ttl_s)
@@ -122,23 +126,25 @@ class AgentService:
         if self.sync is not None:
             return
         credential = load_credential(self.settings.data_dir)
-        if credential is None and self.settings.central_url and self.settings.enroll_code:
+        url, code = self.settings.central_url, self.settings.enroll_code
+        if credential is None and url and code and time.monotonic() >= self.enroll_after_s:
             try:
                 enroll(
                     self.till,
                     self.settings.data_dir,
-                    self.settings.central_url,
-                    self.settings.enroll_code,
+                    url,
+                    code,
                     transport=self.transport,
                     timeout_s=self.settings.http_timeout_s,
                 )
             except (SyncError, httpx.HTTPError) as error:
-                log.warning("enrollment failed, will retry: %s", error)
+                self.enroll_failures += 1
+                delay_s = min(enroll_backoff_s_max, 2.0**self.enroll_failures)
+                self.enroll_after_s = time.monotonic() + delay_s
+                log.warning("enrollment failed, retrying in %.0f s: %s", delay_s, error)
                 return
             credential = load_credential(self.settings.data_dir)
-            self.till.settings = self.till.settings.with_phone_hasher(
-                phone_hasher(self.settings.data_dir)
-            )
+            self.till.settings = enrolled_settings(self.till.settings, self.settings)
         if credential is None:
             return
         self.sync = SyncClient(self.till, credential, self.settings, transport=self.transport)

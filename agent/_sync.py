@@ -31,7 +31,7 @@ from agent._cache import (
 from agent._clock import Clock
 from agent._config import AgentSettings
 from agent._errors import HoldRefused
-from agent._runtime import PHONE_KEY_FILE
+from agent._runtime import CHAIN_FILE, PHONE_KEY_FILE
 from agent._sales import Till
 from agent._store import set_meta
 from protocol import (
@@ -54,6 +54,9 @@ push_batches_per_sync_max = 200
 pull_pages_per_sync_max = 500
 backoff_s_min = 1.0
 backoff_s_max = 300.0
+
+
+_JSON = {"content-type": "application/json"}
 
 
 class SyncError(RuntimeError):
@@ -101,7 +104,7 @@ def enroll(
         device_epoch=till.seat.epoch,
     )
     with httpx.Client(base_url=central_url, transport=transport, timeout=timeout_s) as client:
-        answer = client.post("/sync/enroll", content=request.model_dump_json())
+        answer = client.post("/sync/enroll", content=request.model_dump_json(), headers=_JSON)
     if answer.status_code != 200:
         raise SyncError(f"enrollment refused: {_reason(answer)}")
     enrolled = EnrollResponse.model_validate_json(answer.content)
@@ -113,6 +116,11 @@ def enroll(
     credential = Credential(central_url, enrolled.device_id, enrolled.device_epoch, enrolled.secret)
     _write_private(data_dir / CREDENTIAL_FILE, json.dumps(credential.__dict__))
     _write_private(data_dir / PHONE_KEY_FILE, enrolled.phone_hash_key_hex)
+    chain = {
+        "store": enrolled.store.model_dump(mode="json"),
+        "card_ranges": [r.model_dump(mode="json") for r in enrolled.card_ranges],
+    }
+    _write_private(data_dir / CHAIN_FILE, json.dumps(chain, ensure_ascii=False))
     return enrolled
 
 
@@ -237,7 +245,7 @@ class SyncClient:
         answer = self.client.post(
             "/sync/push",
             content=request.model_dump_json(),
-            headers={"content-type": "application/json"},
+            headers=_JSON,
         )
         if answer.status_code == 409:
             self._refused(answer, epoch, batch)
@@ -333,13 +341,13 @@ class SyncClient:
             answer = self.client.post(
                 "/sync/holds",
                 content=request.model_dump_json(),
-                headers={"content-type": "application/json"},
+                headers=_JSON,
                 timeout=self.settings.hold_timeout_s,
             )
         except httpx.HTTPError:
             return None
-        if answer.status_code in (401, 403) or answer.status_code >= 500:
-            return None
+        if answer.status_code in (401, 403, 404) or answer.status_code >= 500:
+            return None  # not enrolled there, no holds at this central, or it is unwell
         if answer.status_code != 200:
             body = answer.json()
             raise HoldRefused(str(body.get("code")), str(body.get("message")))
@@ -371,7 +379,8 @@ def _apply_balance(db: sqlite_utils.Database, change: Change) -> None:
         return
     state = cached.state
     if change.asset == "points":
-        state = state.model_copy(update={"points_balance": change.balance})
+        update = {"points_balance": change.balance, "lots": change.lots}
+        state = state.model_copy(update=update)
     elif change.asset == "rolling_spend":
         state = state.model_copy(update={"rolling_spend": max(change.balance, 0)})
     else:

@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--test-slip", action="store_true", help="print a test slip")
     till = commands.add_parser("till", help="manual till mode in the terminal")
     till.add_argument("--url", default=None, help="the agent's POS API (default from config)")
+    fleet = commands.add_parser(
+        "fleet", help="the main job: central and two tills with emulated devices"
+    )
+    fleet.add_argument("--demo", action="store_true", help="play the scripted story and exit")
+    fleet.add_argument("--workdir", type=Path, default=None, help="folder for all their files")
     enroll = commands.add_parser("enroll", help="obtain this till's credential from central")
     enroll.add_argument("--central", required=True, help="central's URL")
     enroll.add_argument("--code", required=True, help="enrollment code from HQ")
@@ -36,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "fleet":
+        from agent._demo import main as fleet_main
+
+        return fleet_main(args.demo, args.workdir)
     try:
         settings = load_settings(args.config)
     except ConfigError as error:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -110,14 +111,60 @@ def account_ref(account_key: str) -> Body:
     return {"type": kind, field[kind]: value}
 
 
-def balance_body(account_key: str, asset: str, balance: int, entries: int) -> Body:
-    return {
+lots_per_balance_max = 1000
+
+
+def balance_body(
+    account_key: str, asset: str, balance: int, entries: int, lots: list[Body] | None = None
+) -> Body:
+    body = {
         "type": "balance",
         "account": account_ref(account_key),
         "asset": asset,
         "balance": balance,
         "entries": entries,
     }
+    if lots:
+        body["lots"] = lots
+    return body
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def lots_of(conn: sa.Connection, account_keys: list[str]) -> dict[str, list[Body]]:
+    """The points lots of each account, newest last, so a till can tell pending points from
+    spendable ones (it never spends a lot before `activates_at`)."""
+    if not account_keys:
+        return {}
+    rows = conn.execute(
+        sa.select(t.lots)
+        .where(t.lots.c.account_key.in_(sorted(set(account_keys))))
+        .order_by(t.lots.c.account_key, t.lots.c.earned_ms)
+    ).all()
+    found: dict[str, list[Body]] = {}
+    for row in rows:
+        earned = _iso(row.earned_ms)
+        found.setdefault(row.account_key, []).append(
+            {
+                "lot_id": row.lot_id,
+                "points": row.points,
+                "earned_at": earned,
+                "activates_at": earned if row.activates_ms is None else _iso(row.activates_ms),
+                "expires_at": None if row.expires_ms is None else _iso(row.expires_ms),
+            }
+        )
+    return {key: lots[-lots_per_balance_max:] for key, lots in found.items()}
+
+
+def balance_bodies(conn: sa.Connection, balances: list[tuple[str, str, int, int]]) -> list[Body]:
+    """Balance changes for (account, asset, balance, entries), points ones with their lots."""
+    lots = lots_of(conn, [key for key, asset, _, _ in balances if asset == "points"])
+    return [
+        balance_body(key, asset, balance, entries, lots.get(key) if asset == "points" else None)
+        for key, asset, balance, entries in balances
+    ]
 
 
 def identifier_bodies(conn: sa.Connection, customer_id: str) -> list[Body]:
@@ -232,6 +279,6 @@ def _section(
         .order_by(t.accounts.c.account_key, t.accounts.c.asset)
         .limit(limit)
     ).all()
-    bodies = [balance_body(r.account_key, r.asset, r.balance, r.entries) for r in rows]
+    bodies = balance_bodies(conn, [(r.account_key, r.asset, r.balance, r.entries) for r in rows])
     last = f"{rows[-1].account_key}\t{rows[-1].asset}" if rows else None
     return bodies, last

@@ -391,7 +391,9 @@ def _apply_new(
         conn.execute(sa.insert(t.lots), lots)
     balances = _move_accounts(conn, [*applied, *reversals], now_ms)
     _changes.append(
-        conn, [_changes.balance_body(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms
+        conn,
+        _changes.balance_bodies(conn, [(k, a, b, n) for (k, a), (b, n) in balances.items()]),
+        now_ms,
     )
     return results
 

@@ -23,20 +23,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from escpos import printer as escpos_printer
 from escpos.exceptions import Error as EscposError
 
+from drivers._backoff import Backoff
 from drivers._codepage import codepage_number
-from drivers._config import (
-    FileTransport,
-    NetworkTransport,
-    PrinterConfig,
-    PrinterTransport,
-    SerialTransport,
-    UsbTransport,
-)
-from drivers._escpos import STATUS_PAPER, EncodingOptions, encode_blocks
-from drivers._receipt import LoyaltySlip, layout_slip
+from drivers._config import FileTransport, PrinterConfig, PrinterTransport, SerialTransport
+from drivers._escpos import STATUS_PAPER
+from drivers._receipt import LoyaltySlip
+from drivers._slip import slip_bytes
+from drivers._transport import escpos_transport, read_status
 
 log = logging.getLogger(__name__)
 
@@ -74,41 +69,7 @@ class PrinterStatus:
     failed_attempts: int
     paper_near_end: bool
     last_error: str | None
-
-
-def escpos_transport(transport: PrinterTransport) -> Any:
-    """The python-escpos printer object for a configured transport (not yet opened)."""
-    if isinstance(transport, NetworkTransport):
-        return escpos_printer.Network(transport.host, transport.port, timeout=transport.timeout_s)
-    if isinstance(transport, SerialTransport):
-        return escpos_printer.Serial(
-            transport.port, baudrate=transport.baud, timeout=transport.timeout_s
-        )
-    if isinstance(transport, UsbTransport):
-        return escpos_printer.Usb(
-            transport.vendor_id,
-            transport.product_id,
-            timeout=int(transport.timeout_s * 1000),
-            in_ep=transport.in_ep,
-            out_ep=transport.out_ep,
-        )
-    if isinstance(transport, FileTransport):
-        return escpos_printer.File(transport.path)
-    raise TypeError(f"unknown printer transport {transport!r}")
-
-
-def slip_bytes(slip: LoyaltySlip, config: PrinterConfig) -> bytes:
-    """The ESC/POS bytes of a loyalty slip on this printer (layout, code page, QR, cut)."""
-    options = EncodingOptions(
-        codepage=config.codepage,
-        codepage_number=codepage_number(config.model, config.codepage, config.codepage_number),
-        qr_native=config.qr_native,
-        qr_module_dots=config.qr_module_dots,
-    )
-    blocks = layout_slip(
-        slip, columns=config.line_columns, codepage=config.codepage, cut=config.cut
-    )
-    return encode_blocks(blocks, options)
+    next_attempt_in_s: float | None  # while waiting to retry
 
 
 class SlipPrinter:
@@ -136,6 +97,7 @@ class SlipPrinter:
         self._failed_attempts = 0
         self._near_end = False
         self._last_error: str | None = None
+        self._next_attempt_at: float | None = None
 
     # -- the caller's side ------------------------------------------------------------------
 
@@ -188,6 +150,11 @@ class SlipPrinter:
                 failed_attempts=self._failed_attempts,
                 paper_near_end=self._near_end,
                 last_error=self._last_error,
+                next_attempt_in_s=(
+                    None
+                    if self._next_attempt_at is None
+                    else max(0.0, self._next_attempt_at - self._clock())
+                ),
             )
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -204,13 +171,22 @@ class SlipPrinter:
     # -- the worker -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff_s = self.config.retry_backoff_s_min
+        try:
+            self._serve_queue()
+        finally:  # stopped, or a bug ended the thread: either way the state says so
+            self._close()
+            with self._cond:
+                self._state = PrinterState.stopped
+                self._cond.notify_all()
+
+    def _serve_queue(self) -> None:
+        backoff = Backoff(self.config.retry_backoff_s_min, self.config.retry_backoff_s_max)
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
-                    break
+                    return
                 data = self._queue[0]
                 if self._state in (PrinterState.idle, PrinterState.printing):
                     self._state = PrinterState.printing
@@ -218,25 +194,27 @@ class SlipPrinter:
                 self._print(data)
             except PaperOut:
                 self._failed(PrinterState.out_of_paper, "the printer is out of paper")
-            except (OSError, EscposError, PrinterLost, RuntimeError) as error:
+            except (OSError, EscposError, PrinterLost, RuntimeError, ValueError) as error:
                 self._failed(PrinterState.offline, f"{type(error).__name__}: {error}"[:300])
                 self._close()
             else:
-                with self._cond:
-                    self._queue.popleft()
-                    self._printed += 1
-                    self._state = PrinterState.printing if self._queue else PrinterState.idle
-                    self._last_error = None
-                    self._cond.notify_all()
-                backoff_s = self.config.retry_backoff_s_min
+                self._printed_one()
+                backoff.reset()
                 continue
+            delay_s = backoff.next_s()
             with self._cond:
+                self._next_attempt_at = self._clock() + delay_s
                 if not self._stopping:
-                    self._cond.wait(backoff_s)
-            backoff_s = min(backoff_s * 2, self.config.retry_backoff_s_max)
-        self._close()
+                    self._cond.wait(delay_s)
+                self._next_attempt_at = None
+
+    def _printed_one(self) -> None:
         with self._cond:
-            self._state = PrinterState.stopped
+            self._queue.popleft()
+            self._printed += 1
+            self._state = PrinterState.printing if self._queue else PrinterState.idle
+            self._last_error = None
+            self._cond.notify_all()
 
     def _print(self, data: bytes) -> None:
         device = self._open()
@@ -249,6 +227,8 @@ class SlipPrinter:
         if self._device is None:
             device = self._make_transport(self.config.transport)
             device.open()
+            if isinstance(self.config.transport, SerialTransport):
+                device.device.write_timeout = self.config.transport.timeout_s
             self._device = device
         return self._device
 
@@ -259,9 +239,15 @@ class SlipPrinter:
         if not self._can_query():
             return
         device._raw(STATUS_PAPER)
-        reply = _read_status(device)
+        try:
+            reply = read_status(device)
+        except TimeoutError:
+            reply = b""
         if not reply:
-            raise PrinterLost("no answer to the status query")
+            raise PrinterLost(
+                "no answer to DLE EOT 4 in time (a printer without status support "
+                "needs status_query = false)"
+            )
         status = reply[-1]
         if status & _FIXED_MASK != _FIXED_BITS:
             raise PrinterLost(f"status reply {status:#04x} is not a DLE EOT 4 answer")
@@ -285,10 +271,3 @@ class SlipPrinter:
             device.close()
         except (OSError, EscposError) as error:
             log.debug("printer %s: closing: %s", self.config.name, error)
-
-
-def _read_status(device: Any) -> bytes:
-    """One status byte from the printer, within the transport's own timeout."""
-    if isinstance(device, escpos_printer.Serial):
-        return bytes(device.device.read(1))
-    return bytes(device._read())

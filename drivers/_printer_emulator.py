@@ -9,6 +9,7 @@ viewer, the way a person would read the paper.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -56,6 +57,8 @@ class NetworkPrinterEmulator:
             listener, self._listener = self._listener, None
             clients, self._clients = self._clients, []
         if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it
             listener.close()
         for client in clients:
             _drop(client)

@@ -9,6 +9,7 @@ With a `link` path the emulator keeps a symlink pointing at the current slave, l
 from __future__ import annotations
 
 import os
+import select
 import tty
 from pathlib import Path
 
@@ -76,6 +77,13 @@ class PtyDevice:
         while view:
             written = os.write(self._master, view[:write_chunk_bytes])
             view = view[written:]
+
+    def read(self, timeout_s: float = 0.0, size: int = write_chunk_bytes) -> bytes:
+        """What the host wrote to the device (a serial printer's input), waiting `timeout_s`."""
+        if self._master is None:
+            raise RuntimeError("the emulated device is unplugged")
+        ready, _, _ = select.select([self._master], [], [], timeout_s)
+        return os.read(self._master, size) if ready else b""
 
     def scan(self, payload: str, *, aim: str = "", prefix: bytes = b"") -> None:
         """One barcode read: prefix, AIM identifier (`]E0`), payload, suffix."""

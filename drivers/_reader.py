@@ -19,6 +19,7 @@ from typing import Protocol
 
 import serial
 
+from drivers._backoff import Backoff
 from drivers._config import CardReaderConfig, ScannerConfig
 from drivers._decoders import ScanDecoder, SwipeDecoder
 from drivers._events import DeviceEvent, DeviceState, Identified, Noise, StateChanged
@@ -72,7 +73,9 @@ class SerialReader:
         *,
         port_opener: PortOpener = open_serial_port,
         clock: Clock = time.monotonic,
+        events: queue.Queue[DeviceEvent] | None = None,
     ) -> None:
+        """`events`: a queue shared by several readers (the till session's); else its own."""
         self.config = config
         self._decoder = (
             ScanDecoder(config.name, rules, aim=config.aim)
@@ -81,7 +84,7 @@ class SerialReader:
         )
         self._open_port = port_opener
         self._clock = clock
-        self._events: queue.Queue[DeviceEvent] = queue.Queue(config.events_queued_max)
+        self._events = events if events is not None else queue.Queue(config.events_queued_max)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -136,19 +139,20 @@ class SerialReader:
     # -- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff_s = self.config.reconnect_backoff_s_min
-        while not self._stop.is_set():
-            port = self._try_open()
-            if port is None:
-                self._stop.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, self.config.reconnect_backoff_s_max)
-                continue
-            backoff_s = self.config.reconnect_backoff_s_min
-            try:
-                self._read_until_lost(port)
-            finally:
-                _close_quietly(port)
-        self._set_state(DeviceState.stopped, "")
+        backoff = Backoff(self.config.reconnect_backoff_s_min, self.config.reconnect_backoff_s_max)
+        try:
+            while not self._stop.is_set():
+                port = self._try_open()
+                if port is None:
+                    self._stop.wait(backoff.next_s())
+                    continue
+                backoff.reset()
+                try:
+                    self._read_until_lost(port)
+                finally:
+                    _close_quietly(port)
+        finally:  # a bug that ends the thread still shows in the state, and in the log
+            self._set_state(DeviceState.stopped, "")
 
     def _try_open(self) -> SerialPort | None:
         config = self.config
@@ -205,7 +209,7 @@ class SerialReader:
                 self._noise_bytes += event.bytes
         if isinstance(event, Noise):
             log.debug("%r", event)
-            if self._events.qsize() * 2 >= self.config.events_queued_max:
+            if self._events.qsize() * 2 >= (self._events.maxsize or 2**31):
                 self._count_dropped()
                 return
         else:

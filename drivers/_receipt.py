@@ -107,7 +107,9 @@ def layout_slip(
         raise ValueError("a receipt line is at least 24 columns")
     norm = _Normaliser(codepage)
     rule = Text("-" * columns)
-    blocks: list[Block] = [Text(norm(slip.title), Align.center, bold=True, tall=True), rule]
+    title = _wrap(norm(slip.title), columns)
+    blocks: list[Block] = [Text(line, Align.center, bold=True, tall=True) for line in title]
+    blocks.append(rule)
     rows: list[tuple[str, str]] = []
     if slip.card_number:
         rows.append(("Карта", mask(slip.card_number)))

@@ -78,11 +78,29 @@ def _segments(text: str, lrc: LrcMode) -> list[tuple[str, str | None]]:
         segment = text[pos : end + 1]
         after = text[end + 1] if end + 1 < len(text) else None
         takes_lrc = after is not None and (
-            lrc == LrcMode.present or (lrc == LrcMode.auto and after not in "%;\r\n")
+            lrc == LrcMode.present or (lrc == LrcMode.auto and _looks_like_lrc(text, end, segment))
         )
         found.append((segment, after if takes_lrc else None))
         pos = end + (2 if takes_lrc else 1)
     return found
+
+
+def _looks_like_lrc(text: str, end: int, segment: str) -> bool:
+    """Whether the character after the end sentinel at `end` is the segment's LRC.
+
+    Any character but a start sentinel or a line end is one. A start sentinel is an LRC only
+    if it is the right one and no track data follows it (`?;;6390…`, not `?;6390…`).
+    """
+    after = text[end + 1]
+    if after in "\r\n":
+        return False
+    if after not in (_T1_START, _T2_START):
+        return True
+    track_number = 1 if segment[0] == _T1_START else 2
+    following = text[end + 2] if end + 2 < len(text) else None
+    return lrc_char(segment, track_number=track_number) == after and (
+        following is None or following in "%;\r\n"
+    )
 
 
 def _pan_of_track1(track: str) -> str:

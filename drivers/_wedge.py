@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import queue
+import select
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from drivers._decoders import ScanDecoder
 from drivers._events import DeviceEvent, DeviceState, StateChanged
 from drivers._framing import Frame, FrameDropped, FrameFault, FramerOutput
 from drivers._identity import IdentityRules
+from drivers._reader import ReaderStatus
 
 log = logging.getLogger(__name__)
 
 _KEY_DOWN = 1
+events_queued_max = 256
 _SHIFTS = frozenset({"KEY_LEFTSHIFT", "KEY_RIGHTSHIFT"})
 _ENDS = frozenset({"KEY_ENTER", "KEY_KPENTER", "KEY_TAB"})
 _PLAIN = {f"KEY_{d}": d for d in "0123456789"} | {f"KEY_KP{d}": d for d in "0123456789"}
@@ -114,15 +117,24 @@ class WedgeReader:
     """Reads one keyboard-wedge scanner; the same caller's side as `SerialReader`."""
 
     def __init__(
-        self, config: WedgeScannerConfig, rules: IdentityRules, *, events_queued_max: int = 256
+        self,
+        config: WedgeScannerConfig,
+        rules: IdentityRules,
+        *,
+        events: queue.Queue[DeviceEvent] | None = None,
+        evdev_module: Any = None,
     ) -> None:
-        problem = evdev_problem()
-        if problem is not None:
-            raise RuntimeError(problem)
+        """`evdev_module`: the evdev package (imported here when not given)."""
+        if evdev_module is None:
+            problem = evdev_problem()
+            if problem is not None:
+                raise RuntimeError(problem)
+            evdev_module = importlib.import_module("evdev")
+        self._evdev = evdev_module
         self.config = config
         self._decoder = ScanDecoder(config.name, rules, aim=config.aim)
         self._framer = KeyFramer(frame_chars_max=config.scan_frame_bytes_max)
-        self._events: queue.Queue[DeviceEvent] = queue.Queue(events_queued_max)
+        self._events = events if events is not None else queue.Queue(events_queued_max)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.state = DeviceState.starting
@@ -138,14 +150,17 @@ class WedgeReader:
         if self._thread is not None:
             self._thread.join(2.0)
 
+    def status(self) -> ReaderStatus:
+        return ReaderStatus(self.config.name, self.state, 0, 0, 0, 0, None)
+
     def next_event(self, timeout_s: float | None = None) -> DeviceEvent | None:
         try:
             return self._events.get(timeout=timeout_s)
         except queue.Empty:
             return None
 
-    def _run(self) -> None:  # pragma: no cover - needs a real input device
-        evdev: Any = importlib.import_module("evdev")
+    def _run(self) -> None:
+        evdev = self._evdev
         while not self._stop.is_set():
             try:
                 device = evdev.InputDevice(self.config.device)
@@ -163,28 +178,28 @@ class WedgeReader:
             finally:
                 device.close()
 
-    def _read(self, evdev: Any, device: Any) -> None:  # pragma: no cover - needs a device
+    def _read(self, evdev: Any, device: Any) -> None:
+        keys = evdev.ecodes.KEY
         while not self._stop.is_set():
-            if not device.fd or not _readable(device.fd):
+            if not _readable(device.fd):
                 continue
             presses = [
-                KeyPress(evdev.ecodes.KEY[event.code], event.value)
+                KeyPress(keys[event.code], event.value)
                 for event in device.read()
-                if event.type == evdev.ecodes.EV_KEY
-                and isinstance(evdev.ecodes.KEY[event.code], str)
+                if event.type == evdev.ecodes.EV_KEY and isinstance(keys.get(event.code), str)
             ]
             for event in self._decoder.decode(self._framer.feed(presses)):
                 self._put(event)
 
     def _put(self, event: DeviceEvent) -> None:
+        if isinstance(event, StateChanged):
+            self.state = event.state
         try:
             self._events.put_nowait(event)
         except queue.Full:
             log.warning("wedge %s: event queue full, dropping %r", self.config.name, event)
 
 
-def _readable(fd: int) -> bool:  # pragma: no cover - needs a device
-    import select
-
+def _readable(fd: int) -> bool:
     ready, _, _ = select.select([fd], [], [], 0.1)
     return bool(ready)

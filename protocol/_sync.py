@@ -21,7 +21,7 @@ from protocol._base import (
 )
 from protocol._identifiers import CardRange
 from protocol._ledger import AccountRef, Asset, Identifier
-from protocol._sale import CustomerState, Store
+from protocol._sale import CustomerState, Lot, Store
 
 PROTOCOL_VERSION = 1
 sync_batch_entries_max = 500
@@ -172,6 +172,8 @@ class BalanceChange(WireModel):
     balance: Points
     entries: Count = 0
     """How many ledger entries the balance folds."""
+    lots: tuple[Lot, ...] = Field(default=(), max_length=1000)
+    """For points: the lots behind the balance, so a till never spends pending points."""
 
 
 Change = Annotated[

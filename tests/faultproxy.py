@@ -10,6 +10,8 @@ from a queue, or passes through when the queue is empty:
 - `Fault.lose_reply`: forward the request, wait for the server's whole reply, then cut the
   client's connection, so the request went through and the reply is lost.
 
+Setting `partitioned` cuts every connection until it is cleared: the network is down.
+
 Threads, not asyncio, so synchronous tests can drive it directly. Every loop is bounded by
 socket time-outs; `close()` stops it.
 """
@@ -72,6 +74,8 @@ class FaultProxy:
         self.faults: deque[Fault] = deque()
         self.requests = 0
         self.applied: list[Fault] = []
+        self.partitioned = False
+        """While True every connection is cut at once: the network is down."""
         self._lock = threading.Lock()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -134,8 +138,10 @@ class FaultProxy:
         client.settimeout(io_timeout_s)
         buffer = bytearray()
         try:
-            while not self._stopping.is_set():
+            while not self._stopping.is_set() and not self.partitioned:
                 request = _read_message(client, buffer)
+                if self.partitioned:
+                    return
                 fault = self._next_fault()
                 if fault is Fault.drop:
                     return

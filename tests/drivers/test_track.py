@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from drivers import Identified, IdentifierKind, ReadAgain, Rejected, encode_track1, encode_track2
@@ -132,3 +132,20 @@ def test_any_bytes_give_a_swipe_or_a_swipe_error(frame: bytes) -> None:
 def test_track_shaped_text_never_crashes_the_decoder(text: str) -> None:
     for event in decode(text):
         assert isinstance(event, Identified | Rejected | ReadAgain) or event is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pan=st.from_regex(r"[0-9]{6,19}", fullmatch=True),
+    name=st.from_regex(r"[A-Z]{1,12}/[A-Z]{1,12}", fullmatch=True),
+    tracks=st.sampled_from(["1", "2", "12"]),
+)
+@example(pan="135789", name="A/BDEHRS", tracks="12")  # track 1's LRC is ';'
+def test_well_formed_swipes_give_back_their_number(pan: str, name: str, tracks: str) -> None:
+    frame = (encode_track1(pan, name) if "1" in tracks else "") + (
+        encode_track2(pan) if "2" in tracks else ""
+    )
+    for mode in (LrcMode.auto, LrcMode.present):
+        swipe = read_swipe(frame.encode(), lrc=mode)
+        assert swipe.pan == pan
+        assert swipe.track == (2 if "2" in tracks else 1)

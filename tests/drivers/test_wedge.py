@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 
-from drivers import IdentityRules, WedgeReader, WedgeScannerConfig, evdev_problem
+from drivers import (
+    DeviceState,
+    Identified,
+    IdentityRules,
+    WedgeReader,
+    WedgeScannerConfig,
+    evdev_problem,
+)
 from drivers._framing import Frame, FrameDropped, FrameFault
 from drivers._wedge import KeyFramer, KeyPress
+
+from .samples import RULES
 
 
 def typed(text: str) -> list[KeyPress]:
@@ -47,3 +59,70 @@ def test_without_evdev_the_reason_is_a_sentence() -> None:
     config = WedgeScannerConfig(name="wedge", device="/dev/input/event0")
     with pytest.raises(RuntimeError, match="evdev"):
         WedgeReader(config, IdentityRules())
+
+
+class FakeEvdev:
+    """The part of the evdev package the reader uses: a device whose key events we write."""
+
+    class ecodes:
+        EV_KEY = 1
+        KEY: ClassVar[dict[int, str | list[str]]] = {
+            2: "KEY_1", 3: "KEY_2", 8: "KEY_7", 11: "KEY_0", 28: "KEY_ENTER",
+            113: ["KEY_MIN_INTERESTING", "KEY_MUTE"],  # evdev lists aliased codes
+        }  # fmt: skip
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        self.pending: list[SimpleNamespace] = []
+        self.grabbed = False
+        fake = self
+
+        class InputDevice:
+            def __init__(self, path: str) -> None:
+                self.fd = fake.read_fd
+
+            def grab(self) -> None:
+                fake.grabbed = True
+
+            def read(self) -> list[SimpleNamespace]:
+                os.read(fake.read_fd, 1)
+                events, fake.pending = fake.pending, []
+                return events
+
+            def close(self) -> None:
+                pass
+
+        self.InputDevice = InputDevice
+
+    def type_text(self, digits: str) -> None:
+        code = {"1": 2, "2": 3, "7": 8, "0": 11}
+        for digit in digits:
+            self.pending += [SimpleNamespace(type=1, code=code[digit], value=v) for v in (1, 0)]
+        self.pending += [
+            SimpleNamespace(type=1, code=113, value=1),
+            SimpleNamespace(type=4, code=4, value=9),
+        ]
+        self.pending += [
+            SimpleNamespace(type=1, code=28, value=1),
+            SimpleNamespace(type=1, code=28, value=0),
+        ]
+        os.write(self.write_fd, b"x")
+
+
+def test_a_wedge_scanner_through_the_evdev_interface() -> None:
+    fake = FakeEvdev()
+    config = WedgeScannerConfig(name="wedge", device="/dev/input/by-id/fake-event-kbd")
+    reader = WedgeReader(config, RULES, evdev_module=fake).start()
+    try:
+        first = reader.next_event(timeout_s=5)
+        assert first is not None
+        assert reader.status().state == DeviceState.connected
+        fake.type_text("2770000000017")
+        event = reader.next_event(timeout_s=5)
+        assert isinstance(event, Identified)
+        assert event.value == "2770000000017"
+        assert fake.grabbed
+    finally:
+        reader.stop()
+        os.close(fake.read_fd)
+        os.close(fake.write_fd)

@@ -1,0 +1,274 @@
+"""The main job: central on SQLite and two tills with emulated devices, enrolled and syncing.
+
+`kopilka-agent demo` starts them and keeps them running (Ctrl-C stops all); `--story` plays
+the scripted story instead: a sale scanned on an emulated scanner, the network cut, both tills
+spending the same points offline, the network back, and what HQ then sees.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from agent._fleet import Agent, Central
+from drivers import NetworkPrinterEmulator, PtyDevice, view_escpos
+from protocol import parse_rule_set
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "examples" / "rules" / "base.toml"
+CARD = "2770000000017"
+ANNA = {"type": "card", "value": CARD}
+LIMITS = {
+    "customer_points_per_till_max": 500,
+    "till_points_budget_max": 5000,
+    "phone_only_points_max": 200,
+    "data_age_max_s": 3600,
+    "offline_window_days": 30,
+    "reservation_ttl_s": 600,
+}
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _line(line_id: str, sku: str, category: str, quantity_milli: int, price: int) -> dict[str, Any]:
+    total = (quantity_milli * price + 500) // 1000
+    return {
+        "line_id": line_id,
+        "sku": sku,
+        "category": category,
+        "quantity_milli": quantity_milli,
+        "unit_price": price,
+        "total": total,
+    }
+
+
+def setup_central(central: Central) -> str:
+    """HQ's morning: rules, card range, a store, limits, one customer; an enrollment code."""
+    rules = parse_rule_set(RULES.read_text(encoding="utf-8"), source=str(RULES))
+    document = rules.model_dump(mode="json") | {"pending_days": 0}  # demo: points usable at once
+    gift_cards = {
+        "id": "no-points-gift-cards",
+        "kind": "per_money",
+        "points": 0,
+        "per": 100,
+        "categories": ["gift"],
+        "priority": 1000,
+        "stop": True,
+    }
+    document["earn"] = [gift_cards, *document["earn"]]
+    central.call(
+        "POST",
+        "/rule-sets",
+        {
+            "rule_set_id": "demo-2026",
+            "effective_from": "2026-01-01T00:00:00+03:00",
+            "document": document | {"rule_set_id": "demo-2026"},
+        },
+    )
+    central.call(
+        "PUT",
+        "/chain",
+        {
+            "card_ranges": [
+                {
+                    "name": "chain",
+                    "first": "2770000000000",
+                    "last": "2770009999999",
+                    "check": "ean",
+                },
+            ]
+        },
+    )
+    central.call(
+        "POST",
+        "/stores",
+        {
+            "store_id": "msk-1",
+            "name": "Москва, Тверская 1",
+            "timezone": "Europe/Moscow",
+        },
+    )
+    central.call("PUT", "/offline-limits", LIMITS)
+    central.call(
+        "POST",
+        "/customers",
+        {
+            "customer_id": "c-anna",
+            "first_name": "Анна",
+            "consent_data": True,
+            "consent_marketing": True,
+            "phones": ["+79161234567"],
+            "identifiers": [{"type": "card", "number": CARD}],
+        },
+    )
+    return str(central.call("POST", "/stores/msk-1/enrollment-codes")["code"])
+
+
+def start_tills(
+    workdir: Path, central: Central, scanner: PtyDevice, printer: NetworkPrinterEmulator
+) -> tuple[Agent, Agent]:
+    devices = {
+        "readers": [{"kind": "scanner", "name": "scanner-1", "port": scanner.path}],
+        "printers": [
+            {
+                "name": "slips",
+                "paper_mm": 58,
+                "status_query": False,
+                "transport": {"kind": "network", "host": "127.0.0.1", "port": printer.port},
+            }
+        ],
+    }
+    till_a = Agent(workdir, "till-a", central.url, setup_code(central), {"devices": devices})
+    till_b = Agent(workdir, "till-b", central.url, setup_code(central))
+    return till_a.start(), till_b.start()
+
+
+def setup_code(central: Central) -> str:
+    return str(central.call("POST", "/stores/msk-1/enrollment-codes")["code"])
+
+
+def wait_for(check: Any, what: str, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def balance(till: Agent) -> dict[str, Any]:
+    found: dict[str, Any] = till.call("/v1/identify", ANNA)["balance"]
+    return found
+
+
+def sell(till: Agent, cheque: str, lines: list[dict[str, Any]], redeem: int = 0) -> dict[str, Any]:
+    body = {
+        "cheque_id": cheque,
+        "customer": ANNA,
+        "basket": {"lines": lines},
+        "redeem": {"points": redeem},
+    }
+    reserved = till.call("/v1/reserve", body)
+    confirmed: dict[str, Any] = till.call(
+        "/v1/confirm", {"cheque_id": cheque, "fiscal_document": f"FD-{cheque}"}
+    )
+    confirmed["reserved"] = reserved
+    return confirmed
+
+
+def story(workdir: Path) -> dict[str, Any]:
+    """The scripted story; returns what HQ and the tills saw at the end."""
+    central = Central(workdir / "central").start()
+    code = setup_central(central)
+    del code
+    with PtyDevice() as scanner, NetworkPrinterEmulator() as printer:
+        till_a, till_b = start_tills(workdir, central, scanner, printer)
+        try:
+            return _play(central, till_a, till_b, scanner, printer)
+        finally:
+            for process in (till_a, till_b, central):
+                process.process.stop()
+                process.close()
+
+
+def _play(
+    central: Central,
+    till_a: Agent,
+    till_b: Agent,
+    scanner: PtyDevice,
+    printer: NetworkPrinterEmulator,
+) -> dict[str, Any]:
+    for till in (till_a, till_b):
+        wait_for(
+            lambda till=till: till.status()["enrolled"] and till.status()["online"],
+            f"{till.name} to enroll",
+        )
+    _say("1. Anna's card is scanned at till A (emulated serial scanner).")
+    scanner.write(f"{CARD}\r".encode())
+    session = wait_for(lambda: till_a.call("/v1/session").get("identified"), "the scan")
+    _say(f"   till A identified {session['first_name']} ({session['customer_id']})")
+    done = sell(till_a, "A-1", [_line("1", "coffee-beans", "grocery", 1000, 50000)])
+    _say(f"   she buys coffee for 500.00: +{done['earned_points']} points")
+    _say("   loyalty slip printed on the emulated 58 mm printer:")
+    slip = wait_for(lambda: printer.received, "the slip")
+    for text in view_escpos(slip).render(columns=32).splitlines():
+        _say(f"   | {text}")
+    till_a.wait_synced()
+    till_b.wait_synced()
+    before = balance(till_b)
+    _say(f"2. Both tills synced; till B sees Anna's balance: {before['balance']} points.")
+    _say("3. The network is cut (central stops answering).")
+    central.process.stop()
+    for till in (till_a, till_b):
+        wait_for(lambda till=till: not till.status()["online"], f"{till.name} offline")
+    spend = before["balance"] - 100
+    spend_a = min(spend, LIMITS["customer_points_per_till_max"])
+    gift = [_line("1", "gift-card-1000", "gift", 1000, 100000)]  # gift cards earn nothing
+    at_a = sell(till_a, "A-2", gift, redeem=spend_a)
+    at_b = sell(till_b, "B-1", gift, redeem=spend_a)
+    _say(f"   offline, till A lets Anna spend {at_a['spent_points']} points,")
+    _say(f"   offline, till B lets her spend {at_b['spent_points']} points as well")
+    _say(f"   ({before['balance']} were there: each till kept within its offline allowance).")
+    _say("4. The network is back.")
+    central.process.start()
+    for till in (till_a, till_b):
+        till.wait_synced(timeout_s=60)
+    return _hq_view(central, till_a, till_b)
+
+
+def _hq_view(central: Central, till_a: Agent, till_b: Agent) -> dict[str, Any]:
+    views = {till.name: balance(till) for till in (till_a, till_b)}
+    conflicts = central.call("GET", "/conflicts")
+    hq = _customer_at_hq(central)
+    _say("5. What HQ sees:")
+    _say(f"   Anna's balance at central: {hq['balance']} points")
+    _say(f"   debt: {hq['debt']} points (two tills spent the same points offline)")
+    for conflict in conflicts:
+        _say(f"   conflict: {json.dumps(conflict, ensure_ascii=False, default=str)[:200]}")
+    for name, view in views.items():
+        _say(f"   {name} now shows {view['balance']} points, as central does")
+    return {"central": hq, "tills": views, "conflicts": conflicts}
+
+
+def _customer_at_hq(central: Central) -> dict[str, Any]:
+    found: dict[str, Any] = central.call("GET", "/customers/c-anna")
+    points = int(found.get("balance", found.get("points_balance", 0)))
+    return {"balance": points, "debt": max(-points, 0), "raw": found}
+
+
+def serve(workdir: Path) -> None:
+    """Run central and two tills until Ctrl-C, saying where to point a POS or a browser."""
+    central = Central(workdir / "central").start()
+    setup_central(central)
+    with PtyDevice(workdir / "scanner-a") as scanner, NetworkPrinterEmulator() as printer:
+        till_a, till_b = start_tills(workdir, central, scanner, printer)
+        _say(f"central:  {central.url}/docs   (admin token: {central.admin_token})")
+        for till in (till_a, till_b):
+            _say(f"{till.name}:   {till.url}/docs   (POS token: {till.token})")
+        _say(f"scanner of till-a: write a card number and CR to {scanner.path}")
+        _say("Ctrl-C stops everything.")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            _say("stopping")
+        finally:
+            for process in (till_a, till_b, central):
+                process.process.stop()
+                process.close()
+
+
+def main(play_story: bool, workdir: Path | None) -> int:
+    folder = workdir or Path(tempfile.mkdtemp(prefix="kopilka-demo-"))
+    _say(f"Kopilka main job in {folder}")
+    if play_story:
+        story(folder)
+    else:
+        serve(folder)
+    return 0
