@@ -92,6 +92,7 @@ def till(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | int]:
     data.mkdir()
     (data / "phone-hash.key").write_text(PHONE_KEY)
     slip = folder / "slip.bin"
+    slip.touch()  # a file printer writes to a device that exists, as /dev/usb/lp0 does
     port = _free_port()
     config = folder / "agent.toml"
     config.write_text(
@@ -171,6 +172,7 @@ def agents() -> Iterator[list[Agent]]:
     started: list[Agent] = []
     yield started
     for agent in started:
+        agent.client.close()
         if agent.process.poll() is None:
             agent.process.kill()
             agent.process.wait()
