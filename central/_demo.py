@@ -9,20 +9,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from protocol import (
+    Basket,
     CardRange,
     CustomerAccount,
+    CustomerState,
     EntryKind,
     IdentifierRejected,
     LedgerEntry,
+    RedeemRequest,
+    Store,
     UUIDv7Generator,
     canonical_json,
+    evaluate,
     normalize_phone,
     parse_card,
+    parse_rule_set,
+    refund_quote,
     sha256_hex,
 )
 
 CHAIN_CARDS = (CardRange(name="chain", first="2770000000000", last="2770009999999", check="ean"),)
 EXAMPLE_SALES = ((1, 320), (2, 150), (1, -200), (2, 75))  # (customer index, points)
+EXAMPLE_SALE_AT = datetime.fromisoformat("2026-11-25T12:00:00+03:00")
 
 
 def _identify(row: dict[str, str]) -> list[str]:
@@ -71,4 +79,31 @@ def run(examples: str | None) -> int:
     print("\nBalances (fold of the ledger):")
     for customer, balance in sorted(balances.items()):
         print(f"  {customer}: {balance} points")
+    _quote_example(folder)
     return 0
+
+
+def _quote_example(folder: Path) -> None:
+    """Quote the example basket with the example rule set, then refund part of it."""
+    rule_set = parse_rule_set((folder / "rules" / "base.toml").read_text(encoding="utf-8"))
+    basket = Basket.model_validate_json((folder / "basket.json").read_text(encoding="utf-8"))
+    customer = CustomerState.model_validate_json(
+        (folder / "customer.json").read_text(encoding="utf-8")
+    )
+    store = Store.model_validate_json((folder / "store.json").read_text(encoding="utf-8"))
+    quote = evaluate(rule_set, customer, basket, store, EXAMPLE_SALE_AT, RedeemRequest(mode="all"))
+    print(f"\nQuote of examples/basket.json with rule set {rule_set.rule_set_id} ", end="")
+    print(f"(sha256 {rule_set.content_hash[:12]}…):")
+    print(f"  total {quote.total} kopecks, discount {quote.discount}, to pay {quote.payable}")
+    print(f"  points: earned {quote.earn_points}, spent {quote.burn_points}", end="")
+    print(f" (limited by {quote.redeem_limited_by})" if quote.redeem_limited_by else "")
+    for item in quote.explanation:
+        print(
+            f"    {item.rule_id:<18} {item.kind:<16} {item.points:>+6} points {item.kopecks:>7} kop"
+        )
+    first = basket.lines[0]
+    refund = refund_quote(quote, basket, {first.line_id: first.quantity_milli})
+    print(f"  refund of line {first.line_id}: {refund.money} kopecks back, ", end="")
+    print(
+        f"{refund.earn_points} earned points reversed, {refund.burn_points} spent points returned"
+    )

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from protocol import (
     Basket,
     CustomerState,
+    EvaluationError,
     Quote,
     RedeemRequest,
     RuleSet,
@@ -26,6 +27,7 @@ from protocol import (
     canonical_json,
     evaluate,
     parse_rule_set,
+    rule_set_warnings,
 )
 
 EXIT_BAD_INPUT = 2
@@ -104,6 +106,8 @@ def _check(path: str) -> int:
         f"{len(rule_set.tiers)} tiers, {len(rule_set.floors)} floors"
     )
     print(f"sha256        {rule_set.content_hash}")
+    for warning in rule_set_warnings(rule_set):
+        print(f"warning: {path}: {warning}", file=sys.stderr)
     return 0
 
 
@@ -141,8 +145,8 @@ def _quote(args: argparse.Namespace) -> int:
     moment = _moment(args.at)
     try:
         quote = evaluate(rule_set, customer, basket, store, moment, redeem)
-    except ValueError as error:
-        raise BadInput(str(error)) from None
+    except EvaluationError as error:
+        raise BadInput(f"cannot quote: {error}") from None
     if args.explain:
         print(explain(quote, basket, rule_set))
     else:
@@ -190,7 +194,7 @@ def explain(quote: Quote, basket: Basket, rule_set: RuleSet) -> str:
     out += [
         "",
         f"total {money(quote.total)}  discount {money(quote.discount)}  "
-        f"to pay {money(quote.payable)}",
+        f"to pay {money(quote.payable)}  tier {quote.tier or '-'}",
         f"points earned {quote.earn_points}"
         + (
             f" (active from {quote.earn_activates_at.isoformat()})"

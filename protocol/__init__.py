@@ -1,4 +1,5 @@
-"""The contract between tills and central: wire models, identifiers, canonical bytes.
+"""The contract between tills and central: wire models, identifiers, canonical bytes, the
+rule-set language and its evaluator (`parse_rule_set`, `evaluate`, `refund_quote`).
 
 Pure data and pure functions; no I/O. Both `agent` and `central` import this; it imports
 neither.
@@ -43,7 +44,14 @@ from protocol._ledger import (
     SignupRecord,
 )
 from protocol._refund import Refund, RefundError, RefundLine, refund_quote
-from protocol._rules import RuleSet, RuleSetError, parse_rule_set, rule_set_from_data
+from protocol._rules import (
+    RuleSet,
+    RuleSetError,
+    effective_rule_set,
+    parse_rule_set,
+    rule_set_from_data,
+    rule_set_warnings,
+)
 from protocol._sale import (
     Basket,
     BasketLine,
@@ -147,6 +155,7 @@ __all__ = [
     "canonical_json",
     "content_hash",
     "describe_validation",
+    "effective_rule_set",
     "effective_tier",
     "error_body",
     "evaluate",
@@ -159,6 +168,7 @@ __all__ = [
     "parse_rule_set",
     "refund_quote",
     "rule_set_from_data",
+    "rule_set_warnings",
     "sha256_hex",
     "spendable_points",
     "uuid7_time_ms",

@@ -119,9 +119,10 @@ def capacity(paid: Sequence[int], quantities_milli: Sequence[int], floors: Seque
     )
 
 
-def fiscal_parts(quantity_milli: int, paid: int) -> list[tuple[int, int, int]]:
+def fiscal_parts(quantity_milli: int, paid: int, floor_unit: int = 0) -> list[tuple[int, int, int]]:
     """`(quantity_milli, unit_price, total)` of the one or two fiscal lines that print a line
-    costing `paid`: whole units split as `q - r` at `p` and `r` at `p + 1`."""
+    costing `paid`: whole units split as `q - r` at `p` and `r` at `p + 1`; a weighed line at
+    the lowest price (not below `floor_unit`) that prints `paid`."""
     if quantity_milli % UNIT_MILLI == 0:
         units = quantity_milli // UNIT_MILLI
         price, more = divmod(paid, units)
@@ -132,4 +133,4 @@ def fiscal_parts(quantity_milli: int, paid: int) -> list[tuple[int, int, int]]:
             (more * UNIT_MILLI, price + 1, more * (price + 1)),
         ]
     price = -(-(UNIT_MILLI * paid - 500) // quantity_milli)
-    return [(quantity_milli, max(price, 0), paid)]
+    return [(quantity_milli, max(price, floor_unit, 0), paid)]

@@ -8,7 +8,7 @@ matches is memoised per line signature (sku, category, labels).
 from __future__ import annotations
 
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import lru_cache
 
@@ -32,6 +32,8 @@ from protocol._rules import (
 POINT_EXACT = 10**8
 """Exact accruals are kept in 1e-8 of a point: every per-money and per-unit rate and every
 permille multiplier is exact at this scale."""
+if money_per_max * 1000 != POINT_EXACT:
+    raise RuntimeError("the exact scale must cover every per-money rate and permille multiplier")
 compiled_cache_max = 32
 signatures_max = 50_000
 
@@ -44,6 +46,8 @@ class Rule:
 
     id: str
     kind: str
+    conditional: bool
+    """Has cheque conditions (store, days, hours, dates, tiers, promo codes, ...)."""
     stop: bool
     min_amount: int
     min_quantity_milli: int
@@ -109,6 +113,7 @@ class LineMatch:
 @dataclass(slots=True)
 class Compiled:
     rule_set: RuleSet
+    content_hash: str
     earn: tuple[Rule, ...]
     earn_filters: tuple[LineFilter, ...]
     rewards: tuple[Rule, ...]
@@ -200,9 +205,21 @@ def _rule(rule: RuleBase) -> Rule:
     elif isinstance(rule, Stamps):
         params = {"counter": f"stamps:{rule.card}", "needed": rule.needed}
     kind: str = rule.kind  # type: ignore[attr-defined]
+    conditional = bool(
+        rule.stores
+        or rule.days
+        or rule.hours
+        or rule.dates_from
+        or rule.dates_until
+        or rule.tiers
+        or rule.promo_codes
+        or rule.segments
+        or rule.campaigns
+    )
     return Rule(
         id=rule.id,
         kind=kind,
+        conditional=conditional,
         stop=rule.stop,
         min_amount=rule.min_amount,
         min_quantity_milli=rule.min_quantity_milli,
@@ -226,20 +243,26 @@ def _ordered(rules: tuple[RuleBase, ...]) -> list[RuleBase]:
 
 
 _cache: dict[str, Compiled] = {}
+_by_object: dict[int, Compiled] = {}
 
 
 def compiled(rule_set: RuleSet) -> Compiled:
-    """The compiled form of `rule_set`, made once per content hash."""
+    """The compiled form of `rule_set`, made once per content hash (and found again by
+    object identity first, which is cheaper than reading the hash)."""
+    found = _by_object.get(id(rule_set))
+    if found is not None and found.rule_set is rule_set:
+        return found
     key = rule_set.content_hash
     found = _cache.get(key)
     if found is not None:
+        _remember(rule_set, found)
         return found
-    assert money_per_max * 1000 == POINT_EXACT, "exact scale must cover every rate"
     earn = _ordered(rule_set.earn)
     rewards = _ordered(rule_set.rewards)
     redemption = rule_set.redemption
     result = Compiled(
         rule_set=rule_set,
+        content_hash=key,
         earn=tuple(_rule(rule) for rule in earn),
         earn_filters=tuple(_filter(rule) for rule in earn),
         rewards=tuple(_rule(rule) for rule in rewards),
@@ -273,7 +296,16 @@ def compiled(rule_set: RuleSet) -> Compiled:
     if len(_cache) >= compiled_cache_max:
         _cache.clear()
     _cache[key] = result
+    _remember(rule_set, result)
     return result
+
+
+def _remember(rule_set: RuleSet, found: Compiled) -> None:
+    if len(_by_object) >= compiled_cache_max:
+        _by_object.clear()
+    if found.rule_set is not rule_set:
+        found = replace(found, rule_set=rule_set)
+    _by_object[id(rule_set)] = found
 
 
 @lru_cache(maxsize=64)

@@ -5,7 +5,7 @@ Order of work, each step reading the money the previous ones left:
 2. points spent, within the redemption policy and the lines' floors;
 3. earning, by priority, on the money paid after 1 and 2 (`basis = "paid"`) or on the full
    price (`basis = "full"`);
-4. one-time grants, receipt messages, fiscal lines.
+4. one-time grants and receipt messages (`_grants`), fiscal lines.
 
 Models are read at the boundary; the loops run on lists of ints. Every point and kopeck in
 the quote is also in an explanation item naming the rule that produced it.
@@ -13,8 +13,7 @@ the quote is also in an explanation item naming the rule that produced it.
 
 from __future__ import annotations
 
-import calendar
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from protocol._allocation import (
@@ -33,6 +32,7 @@ from protocol._compiled import (
     compiled,
     zone,
 )
+from protocol._grants import one_time_grants, receipt_messages
 from protocol._rules import Rounding, RuleSet
 from protocol._sale import (
     Basket,
@@ -42,7 +42,6 @@ from protocol._sale import (
     Quote,
     RedeemRequest,
     Store,
-    receipt_messages_max,
 )
 
 EVALUATOR_VERSION = "1.0"
@@ -121,9 +120,12 @@ class _Cheque:
         self.full = [line.total for line in lines]
         self.paid0 = [line.total - line.pos_discount for line in lines]
         self.matches = [comp.line_match(line.sku, line.category, line.labels) for line in lines]
-        self.floors = [_floor_unit(line, m) for line, m in zip(lines, self.matches, strict=True)]
+        self.floors = [
+            _floor_unit(line, m) if m.floors or line.min_unit_price else 0
+            for line, m in zip(lines, self.matches, strict=True)
+        ]
         self.floor_totals = [
-            floor_total(q, f) for q, f in zip(self.quantity, self.floors, strict=True)
+            floor_total(q, f) if f else 0 for q, f in zip(self.quantity, self.floors, strict=True)
         ]
         self.earn_members: list[list[int]] = [[] for _ in comp.earn]
         self.reward_members: list[list[int]] = [[] for _ in comp.rewards]
@@ -197,7 +199,7 @@ class _Cheque:
         paid = self.paid
         for index, rule in enumerate(self.comp.rewards):
             candidates = self.reward_members[index]
-            if not candidates or not cheque_applies(rule, self.facts):
+            if not candidates or (rule.conditional and not cheque_applies(rule, self.facts)):
                 continue
             members = self.members(rule, candidates, taken)
             if not members:
@@ -305,11 +307,12 @@ class _Cheque:
         matches = self.matches
         members = [i for i in range(self.count) if paid[i] and matches[i].redeemable]
         room = sum(max(0, paid[i] - self.floor_totals[i]) for i in members)
+        eligible = sum(paid[i] for i in members)
         payable = sum(paid)
         limits = (
             (available, "active points"),
             (room // value, "lines points may pay for (exclusions and price floors)"),
-            (payable * policy.max_share_bp // BASIS_POINTS // value, "maximum share of cheque"),
+            (eligible * policy.max_share_bp // BASIS_POINTS // value, "maximum share of cheque"),
             (max(0, payable - policy.min_payable) // value, "minimum left to pay in money"),
         )
         points = wanted
@@ -336,23 +339,27 @@ class _Cheque:
 
     def earn_points(self) -> None:
         rounding = self.comp.rule_set.rounding
-        count = self.count
-        base = [0] * count
-        taken = [False] * count
+        facts = self.facts
+        quantity = self.quantity
         earn = self.earn
+        base = [0] * self.count
+        taken = [False] * self.count
+        any_taken = False
         for index, rule in enumerate(self.comp.earn):
             candidates = self.earn_members[index]
-            if not candidates or not cheque_applies(rule, self.facts):
+            if not candidates or (rule.conditional and not cheque_applies(rule, facts)):
                 continue
-            members = self.members(rule, candidates, taken)
-            if not members:
-                continue
+            if any_taken or rule.favourites:
+                members = self.members(rule, candidates, taken)
+                if not members:
+                    continue
+            else:
+                members = candidates
             money = self.full if rule.full_price else self.paid
-            amount = sum(money[i] for i in members)
-            if amount < rule.min_amount:
+            if rule.min_amount and sum([money[i] for i in members]) < rule.min_amount:
                 continue
             if rule.min_quantity_milli and (
-                sum(self.quantity[i] for i in members) < rule.min_quantity_milli
+                sum([quantity[i] for i in members]) < rule.min_quantity_milli
             ):
                 continue
             kind = rule.kind
@@ -360,29 +367,30 @@ class _Cheque:
                 points = rule.points
                 weights = [money[i] for i in members]
                 if not any(weights):
-                    weights = [self.quantity[i] for i in members]
+                    weights = [quantity[i] for i in members]
             else:
                 if kind == "per_money":
                     factor = rule.points * rule.exact_factor
                     weights = [money[i] * factor for i in members]
                 elif kind == "per_unit":
                     factor = rule.points * rule.exact_factor
-                    weights = [self.quantity[i] * factor for i in members]
+                    weights = [quantity[i] * factor for i in members]
                 else:
                     extra = rule.multiplier_extra_permille
                     weights = [base[i] * extra // 1000 for i in members]
                 if kind != "multiplier":
-                    for k, i in enumerate(members):
-                        base[i] += weights[k]
+                    for i, weight in zip(members, weights, strict=True):
+                        base[i] += weight
                 points = _round(sum(weights), rounding)
             if rule.stop:
+                any_taken = True
                 for i in members:
                     taken[i] = True
             if not points:
                 continue
             shares = largest_remainder(points, weights)
-            for k, i in enumerate(members):
-                earn[i] += shares[k]
+            for i, share in zip(members, shares, strict=True):
+                earn[i] += share
             self.explain(rule.id, kind, members, shares, None)
 
 
@@ -403,102 +411,41 @@ def _facts(
     )
 
 
-def _grants(cheque: _Cheque, paid: int) -> list[dict[str, Any]]:
-    customer = cheque.customer
-    if not cheque.known or customer.customer_id is None:
-        return []
-    received = set(customer.grants_received)
-    awards = []
-    for grant in cheque.comp.rule_set.grants:
-        if paid < grant.min_amount:
-            continue
-        key = None
-        beneficiary = customer.customer_id
-        if grant.kind == "welcome":
-            key = f"welcome:{customer.customer_id}"
-        elif grant.kind == "referral" and customer.referred_by is not None:
-            key = f"referral:{customer.customer_id}"
-            beneficiary = customer.referred_by
-        elif grant.kind == "birthday" and customer.birthday is not None:
-            year = _birthday_year(customer.birthday, cheque.facts.date, grant.window_days)
-            key = None if year is None else f"birthday:{customer.customer_id}:{year}"
-        if key is None or key in received:
-            continue
-        received.add(key)
-        awards.append(
+def _fiscal(
+    line_id: str, quantity_milli: int, price: int, full: int, paid: int, floor: int
+) -> list[dict[str, Any]]:
+    """The fiscal lines of one line: whole-kopeck unit prices, split where needed."""
+    if paid == full:  # nothing taken off: printed as rung up
+        return [
             {
-                "kind": grant.kind,
-                "grant_key": key,
-                "points": grant.points,
-                "rule_id": grant.id,
-                "customer_id": beneficiary,
-            }
-        )
-        cheque.explanation.append(
-            {"rule_id": grant.id, "kind": f"grant:{grant.kind}", "points": grant.points}
-        )
-    return awards
-
-
-def _birthday_year(birthday: date, today: date, window_days: int) -> int | None:
-    """The year of the birthday whose window (`window_days` from the day) holds `today`;
-    29 February is kept on the 28th in other years."""
-    for year in (today.year, today.year - 1):
-        leap_day = (birthday.month, birthday.day) == (2, 29) and not calendar.isleap(year)
-        start = date(year, 2, 28) if leap_day else birthday.replace(year=year)
-        if 0 <= (today - start).days < window_days:
-            return year
-    return None
-
-
-def _messages(cheque: _Cheque, earned: int, burned: int, tier: str | None) -> list[dict[str, Any]]:
-    customer = cheque.customer
-    rule_set = cheque.comp.rule_set
-    consent = cheque.known and customer.consent_marketing
-    found = []
-    for message in sorted(rule_set.messages, key=lambda m: (-m.priority, m.id)):
-        if message.marketing and not consent:
-            continue
-        if message.tiers and tier not in message.tiers:
-            continue
-        if message.segments and not set(message.segments) & set(customer.segments):
-            continue
-        if message.campaigns and not set(message.campaigns) & set(customer.campaigns):
-            continue
-        if earned < message.min_earn_points:
-            continue
-        text = message.text.get(customer.language) or message.text.get(rule_set.default_language)
-        if text is None:
-            continue
-        balance = customer.points_balance - burned
-        for name, value in (
-            ("{earn_points}", earned),
-            ("{burn_points}", burned),
-            ("{balance}", balance),
-            ("{tier}", tier or ""),
-        ):
-            text = text.replace(name, str(value))
-        found.append({"rule_id": message.id, "text": text[:500]})
-        if len(found) == receipt_messages_max:
-            break
-    return found
-
-
-def _fiscal(cheque: _Cheque, i: int, paid: int) -> list[dict[str, Any]]:
-    parts = fiscal_parts(cheque.quantity[i], paid)
-    fiscal = []
-    for quantity, price, total in parts:
-        full = cheque.full[i] if len(parts) == 1 else quantity // 1000 * cheque.price[i]
-        fiscal.append(
-            {
-                "line_id": cheque.ids[i],
-                "quantity_milli": quantity,
+                "line_id": line_id,
+                "quantity_milli": quantity_milli,
                 "unit_price": price,
-                "total": total,
-                "discount": full - total,
+                "total": paid,
+                "discount": 0,
             }
-        )
-    return fiscal
+        ]
+    parts = fiscal_parts(quantity_milli, paid, floor)
+    if len(parts) == 1:
+        return [
+            {
+                "line_id": line_id,
+                "quantity_milli": quantity_milli,
+                "unit_price": parts[0][1],
+                "total": paid,
+                "discount": full - paid,
+            }
+        ]
+    return [
+        {
+            "line_id": line_id,
+            "quantity_milli": quantity,
+            "unit_price": unit_price,
+            "total": total,
+            "discount": quantity // 1000 * price - total,
+        }
+        for quantity, unit_price, total in parts
+    ]
 
 
 def evaluate(
@@ -528,25 +475,39 @@ def evaluate(
     total = sum(cheque.paid0)
     paid = sum(cheque.paid)
     earned = sum(cheque.earn)
-    grants = _grants(cheque, paid)
-    lines = []
-    for i in range(cheque.count):
-        lines.append(
-            {
-                "line_id": cheque.ids[i],
-                "earn_points": cheque.earn[i],
-                "discount": cheque.paid0[i] - cheque.paid[i],
-                "burn_points": cheque.burn_points[i],
-                "fiscal": _fiscal(cheque, i, cheque.paid[i]),
-            }
+    grants, granted = one_time_grants(rule_set, customer, cheque.known, facts.date, paid)
+    if grants and rule_set.expiry_days:
+        for grant in grants:
+            grant["expires_at"] = now + timedelta(days=rule_set.expiry_days)
+    cheque.explanation.extend(granted)
+    lines = [
+        {
+            "line_id": line_id,
+            "earn_points": earn,
+            "discount": paid0 - paid_now,
+            "burn_points": burn,
+            "fiscal": _fiscal(line_id, quantity, price, full, paid_now, floor),
+        }
+        for line_id, earn, paid0, paid_now, burn, quantity, price, full, floor in zip(
+            cheque.ids,
+            cheque.earn,
+            cheque.paid0,
+            cheque.paid,
+            cheque.burn_points,
+            cheque.quantity,
+            cheque.price,
+            cheque.full,
+            cheque.floors,
+            strict=True,
         )
+    ]
     days = timedelta(days=1)
     pending = rule_set.pending_days * days
     expiry = rule_set.expiry_days * days
     return Quote.model_validate(
         {
             "rule_set_id": rule_set.rule_set_id,
-            "rule_set_hash": rule_set.content_hash,
+            "rule_set_hash": comp.content_hash,
             "evaluator_version": EVALUATOR_VERSION,
             "currency": basket.currency,
             "lines": lines,
@@ -555,6 +516,7 @@ def evaluate(
             "payable": paid,
             "earn_points": earned,
             "burn_points": burned,
+            "tier": facts.tier,
             "redeem_requested": requested,
             "redeem_limited_by": limited,
             "earn_activates_at": now + pending if earned else None,
@@ -562,7 +524,9 @@ def evaluate(
             "counter_changes": cheque.counters,
             "rolling_spend_delta": paid if cheque.known else 0,
             "grants": grants,
-            "messages": _messages(cheque, earned, burned, facts.tier),
+            "messages": receipt_messages(
+                rule_set, customer, cheque.known, earned, burned, facts.tier
+            ),
             "explanation": cheque.explanation,
         }
     )

@@ -25,7 +25,15 @@ from protocol._base import (
     cheque_lines_max,
 )
 from protocol._canonical import content_hash
-from protocol._sale import Basket, CounterChange, Quote, counter_changes_max
+from protocol._sale import (
+    Basket,
+    BasketLine,
+    CounterChange,
+    FiscalLine,
+    Quote,
+    QuoteLine,
+    counter_changes_max,
+)
 
 
 class RefundError(ValueError):
@@ -44,6 +52,9 @@ class RefundLine(WireModel):
     """Points earned on them, taken back."""
     burn_points: NonNegPoints
     """Points spent on them, given back (to the lots they came from)."""
+    fiscal: tuple[FiscalLine, ...] = Field(default=(), max_length=2)
+    """The refund receipt's lines: the returned units at the prices the sale printed them
+    (a line sold as `1 x 32.99 + 2 x 33.00` is returned at those prices, never another)."""
 
 
 class Refund(WireModel):
@@ -72,6 +83,40 @@ def _share(amount: int, before: int, after: int, quantity: int) -> int:
     return sign * (magnitude * after // quantity - magnitude * before // quantity)
 
 
+def _fiscal(
+    sold: BasketLine, quoted: QuoteLine, start: int, end: int, money: int
+) -> tuple[FiscalLine, ...]:
+    """The fiscal lines of returning thousandths `start..end` of `sold` for `money`."""
+    paid = sum(part.total for part in quoted.fiscal)
+    if sold.quantity_milli % 1000:
+        full = _share(sold.total, start, end, sold.quantity_milli)
+        return (
+            FiscalLine(
+                line_id=sold.line_id,
+                quantity_milli=end - start,
+                unit_price=quoted.fiscal[0].unit_price,
+                total=money,
+                discount=max(0, full - money),
+            ),
+        )
+    units = (end - start) // 1000
+    price = paid // (sold.quantity_milli // 1000)
+    dearer = money - units * price  # returned units the sale printed at price + 1
+    if not 0 <= dearer <= units:
+        raise RefundError(f"line {sold.line_id!r}: the quote's fiscal lines do not add up")
+    return tuple(
+        FiscalLine(
+            line_id=sold.line_id,
+            quantity_milli=count * 1000,
+            unit_price=unit_price,
+            total=count * unit_price,
+            discount=count * (sold.unit_price - unit_price),
+        )
+        for count, unit_price in ((units - dearer, price), (dearer, price + 1))
+        if count
+    )
+
+
 def refund_quote(
     original: Quote,
     basket: Basket,
@@ -82,9 +127,14 @@ def refund_quote(
     for `basket`, after the `earlier` refunds of the same sale."""
     original_hash = content_hash(original)
     quantities = {line.line_id: line.quantity_milli for line in basket.lines}
+    sold_lines = {line.line_id: line for line in basket.lines}
     quote_lines = {line.line_id: line for line in original.lines}
     if set(quantities) != set(quote_lines):
         raise RefundError("the basket's lines are not the lines of the original quote")
+    for sold in basket.lines:
+        quoted = quote_lines[sold.line_id]
+        if sum(part.total for part in quoted.fiscal) != sold.paid - quoted.discount:
+            raise RefundError(f"line {sold.line_id!r} of the basket is not the line quoted")
     before: dict[str, int] = dict.fromkeys(quantities, 0)
     for refund in earlier:
         if refund.original_hash != original_hash:
@@ -96,6 +146,10 @@ def refund_quote(
             raise RefundError(f"line {line_id!r} is not on the original cheque")
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
             raise RefundError(f"line {line_id!r}: returned quantity must be a positive integer")
+        if quantities[line_id] % 1000 == 0 and quantity % 1000:
+            raise RefundError(
+                f"line {line_id!r} was sold by the unit: return whole units (multiples of 1000)"
+            )
         left = quantities[line_id] - before[line_id]
         if quantity > left:
             raise RefundError(
@@ -110,15 +164,16 @@ def refund_quote(
         quantity = quantities[line_id]
         start, end = before[line_id], before[line_id] + now
         quote_line = quote_lines[line_id]
-        paid = sum(part.total for part in quote_line.fiscal)
+        money = _share(sum(part.total for part in quote_line.fiscal), start, end, quantity)
         lines.append(
             RefundLine(
                 line_id=line_id,
                 quantity_milli=now,
-                money=_share(paid, start, end, quantity),
+                money=money,
                 discount=_share(quote_line.discount, start, end, quantity),
                 earn_points=_share(quote_line.earn_points, start, end, quantity),
                 burn_points=_share(quote_line.burn_points, start, end, quantity),
+                fiscal=_fiscal(sold_lines[line_id], quote_line, start, end, money),
             )
         )
     complete = all(

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 import tomllib
-from datetime import date
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, Field, PrivateAttr, ValidationError, model_validator
 
@@ -44,9 +45,8 @@ Quantity = Annotated[int, Field(strict=True, ge=0, le=10**9)]
 Priority = Annotated[int, Field(strict=True, ge=-(10**6), le=10**6)]
 Ids = Annotated[tuple[Id, ...], Field(max_length=ids_per_condition_max)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-Hours = Annotated[
-    str, Field(pattern=r"^([01][0-9]|2[0-4]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$")
-]
+_CLOCK = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00"
+Hours = Annotated[str, Field(pattern=rf"^(?:{_CLOCK})-(?:{_CLOCK})$")]
 Language = Annotated[str, Field(pattern=r"^[a-z]{2}$")]
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -166,7 +166,8 @@ class Fixed(RuleBase):
 
 class FreeProduct(RuleBase):
     """`free` units of the matching lines for nothing (cheapest first); with `every`, that
-    many for every `every` whole units bought ("3 for 2" is every = 3, free = 1)."""
+    many for every `every` whole units bought ("3 for 2" is every = 3, free = 1). Only lines
+    sold in whole units count; weighed goods are never given away by the unit."""
 
     kind: Literal["free_product"]
     free: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1
@@ -204,8 +205,9 @@ class Tier(WireModel):
 
 class Redemption(WireModel):
     """Paying with points. `kopecks_per_point` is the point's value; `max_share_bp` the most
-    of the cheque (after rewards) that points may pay; `min_payable` what must be left to pay
-    in money; excluded lines are never paid with points."""
+    of what the lines points may pay for cost (after rewards) that points may pay;
+    `min_payable` what must be left of the whole cheque to pay in money; excluded lines are
+    never paid with points."""
 
     enabled: StrictBool = True
     kopecks_per_point: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 100
@@ -267,6 +269,8 @@ class RuleSet(WireModel):
     """Earned points activate this many days after the sale (the return window)."""
     expiry_days: Days = 0
     """Earned and granted points expire this many days after the sale; 0 = never."""
+    rolling_spend_days: Annotated[int, Field(strict=True, ge=1, le=days_max)] = 365
+    """The window central sums a customer's spend over for `rolling_spend` (and tiers)."""
     default_language: Language = "ru"
     favourites_max: Annotated[int, Field(strict=True, ge=0, le=10)] = 3
     """How many of the customer's chosen favourite categories count (the first ones)."""
@@ -300,6 +304,12 @@ class RuleSet(WireModel):
         if spends != sorted(set(spends)):
             raise ValueError("tiers must be listed by rising min_rolling_spend, each different")
         return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; with `update` its content differs, so its hash is computed afresh."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied._hash = None
+        return copied
 
     @property
     def content_hash(self) -> str:
@@ -364,6 +374,48 @@ def _describe(error: Any, data: Any) -> str:
     message = re.sub(r"^Value error, ", "", message)
     field = ".".join(fields)
     return ": ".join([*where, *([field] if field else []), message])
+
+
+def rule_set_warnings(rule_set: RuleSet) -> list[str]:
+    """Things that are valid but probably not what HQ meant."""
+    found = []
+    order = sorted(rule_set.earn, key=lambda rule: (-rule.priority, rule.id))
+    seen_base = False
+    for rule in order:
+        if isinstance(rule, PerMoney | PerUnit):
+            seen_base = True
+        elif isinstance(rule, Multiplier) and not seen_base:
+            found.append(
+                f'rule "{rule.id}": a multiplier runs before every per-money and per-unit '
+                "rule, so it multiplies nothing (give it a lower priority)"
+            )
+    tiers = {tier.id for tier in rule_set.tiers}
+    if tiers:
+        targeted: tuple[RuleBase | Message, ...] = (
+            *rule_set.earn,
+            *rule_set.rewards,
+            *rule_set.messages,
+        )
+        for item in targeted:
+            unknown = sorted(set(item.tiers) - tiers)
+            if unknown:
+                found.append(f'rule "{item.id}": tiers {unknown} are not among [[tiers]]')
+    for message in rule_set.messages:
+        if rule_set.default_language not in message.text:
+            found.append(
+                f'message "{message.id}": no text in the default language '
+                f'"{rule_set.default_language}"'
+            )
+    return found
+
+
+def effective_rule_set(rule_sets: Iterable[RuleSet], now: datetime) -> RuleSet | None:
+    """The rule set in force at `now`: the latest `effective_from` not after it (ties go to
+    the greater `rule_set_id`, so the choice never depends on the order given)."""
+    candidates = [rule_set for rule_set in rule_sets if rule_set.effective_from <= now]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda rule_set: (rule_set.effective_from, rule_set.rule_set_id))
 
 
 def parse_rule_set(text: str, *, source: str = "<rules>") -> RuleSet:

@@ -221,7 +221,8 @@ class GrantKind(StrEnum):
 
 class GrantAward(WireModel):
     """A one-time bonus. `grant_key` is unique at central: the second of two offline tills
-    to grant it sees its grant reversed."""
+    to grant it sees its grant reversed. Granted points are active at once (no return window:
+    a refund does not take them back) and expire at `expires_at`."""
 
     kind: GrantKind
     grant_key: Id
@@ -229,6 +230,7 @@ class GrantAward(WireModel):
     rule_id: Id
     customer_id: Id | None = None
     """Who receives it: the cheque's customer, or for a referral the one who referred them."""
+    expires_at: AwareDatetime | None = None
 
 
 class ReceiptMessage(WireModel):
@@ -255,6 +257,8 @@ class Quote(WireModel):
     payable: NonNegKopecks
     earn_points: NonNegPoints
     burn_points: NonNegPoints
+    tier: Id | None = None
+    """The customer's tier under these rules (by rolling spend, or assigned by HQ)."""
     redeem_requested: NonNegPoints = 0
     redeem_limited_by: Text | None = None
     earn_activates_at: AwareDatetime | None = None

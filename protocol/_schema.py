@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from protocol import _ledger, _sale, _sync
+from protocol import _ledger, _refund, _rules, _sale, _sync
 
 WIRE_MODELS: tuple[type[BaseModel], ...] = (
     _sale.Store,
@@ -20,6 +20,8 @@ WIRE_MODELS: tuple[type[BaseModel], ...] = (
     _sale.CustomerState,
     _sale.RedeemRequest,
     _sale.Quote,
+    _refund.Refund,
+    _rules.RuleSet,
     _ledger.LedgerEntry,
     _ledger.ChequeDocument,
     _ledger.SignupRecord,

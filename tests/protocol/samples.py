@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -31,11 +32,16 @@ from protocol import (
     PushResult,
     Quote,
     RedeemRequest,
+    Refund,
+    RuleSet,
     RuleSetRef,
     SnapshotPage,
     SnapshotRequired,
     Store,
     UUIDv7Generator,
+    evaluate,
+    parse_rule_set,
+    refund_quote,
 )
 from protocol._ledger import SignupRecord
 from protocol._sale import FiscalLine, QuoteLine
@@ -104,6 +110,12 @@ QUOTE = Quote(
     earn_points=17,
     burn_points=0,
 )
+RULES = parse_rule_set(
+    (Path(__file__).resolve().parents[2] / "examples" / "rules" / "base.toml").read_text(),
+    source="base.toml",
+)
+EVALUATED = evaluate(RULES, CUSTOMER, BASKET, STORE, NOW, RedeemRequest(points=100))
+REFUND = refund_quote(EVALUATED, BASKET, {"1": 1000})
 ENTRY = LedgerEntry(
     entry_id=ids(),
     device_id="till-1",
@@ -157,7 +169,9 @@ SAMPLES: dict[type[BaseModel], BaseModel] = {
     Basket: BASKET,
     CustomerState: CUSTOMER,
     RedeemRequest: RedeemRequest(points=500),
-    Quote: QUOTE,
+    Quote: EVALUATED,
+    Refund: REFUND,
+    RuleSet: RULES,
     LedgerEntry: ENTRY,
     ChequeDocument: CHEQUE,
     ErrorBody: ErrorBody(code="gap", message="expected seq 7", details={"expected_seq": 7}),

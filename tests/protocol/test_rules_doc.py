@@ -46,6 +46,14 @@ def examples() -> list[tuple[str, str, str]]:
 EXAMPLES = examples()
 
 
+def test_python_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(DOC.parents[1])
+    blocks = [m.group(2) for m in FENCE.finditer(DOC.read_text()) if m.group(1) == "python"]
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(DOC), "exec"), {})
+
+
 def test_the_doc_has_examples_of_every_kind() -> None:
     text = DOC.read_text()
     for kind in (
