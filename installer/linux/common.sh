@@ -27,7 +27,6 @@ set_paths() {
     OPT=$ROOT/opt/$NAME
     ETC=$ROOT/etc/$NAME
     DATA=$ROOT/var/lib/$NAME
-    CACHE=$ROOT/var/cache/$NAME
     BACKUPS=$ROOT/var/backups/$NAME
     UNIT=$ROOT/etc/systemd/system/$NAME.service
     RULE=$ROOT/etc/udev/rules.d/70-kopilka-scanner.rules

@@ -26,8 +26,8 @@ ensure_user
 release=$(copy_release)
 switch_current "$release"
 
-mkdir -p "$ETC" "$DATA" "$CACHE"
-chmod 0750 "$ETC" "$DATA" "$CACHE"
+mkdir -p "$ETC" "$DATA"
+chmod 0750 "$ETC" "$DATA"
 example_config=0
 if [ -n "$CONFIG" ]; then
     install -m 0640 "$CONFIG" "$ETC/agent.toml"
@@ -41,7 +41,7 @@ else
 fi
 if on_system; then
     chown root:"$SERVICE_USER" "$ETC" "$ETC/agent.toml"
-    chown "$SERVICE_USER:$SERVICE_USER" "$DATA" "$CACHE"
+    chown "$SERVICE_USER:$SERVICE_USER" "$DATA"
 fi
 write_install_conf
 install_units

@@ -10,7 +10,7 @@ usage() {
 uninstall.sh [--purge] [--root DIR]
 
   --purge     also delete /etc/kopilka-agent, /var/lib/kopilka-agent (with any sales still in
-              the outbox), the cache, the backups and the kopilka user
+              the outbox), the backups and the kopilka user
   --root DIR  work on files laid out under DIR by install.sh --root
 USAGE
 }
@@ -27,7 +27,7 @@ rm -rf "$OPT"
 say "removed the program, its command, the unit and the udev rule"
 
 if [ "$PURGE" -eq 1 ]; then
-    rm -rf "$ETC" "$DATA" "$CACHE" "$BACKUPS"
+    rm -rf "$ETC" "$DATA" "$BACKUPS"
     if on_system && getent passwd "$SERVICE_USER" >/dev/null; then userdel "$SERVICE_USER" || true; fi
     say "purged the configuration, the data, the backups and the user"
 else

@@ -155,7 +155,7 @@ def test_uninstall_keeps_config_and_data_unless_purged(staged: Path, tmp_path: P
     assert (data / "till.db").read_bytes() == b"outbox with unsent sales"
 
     run("uninstall.sh", "--root", staged, "--purge")
-    for gone in ("etc/" + NAME, "var/lib/" + NAME, "var/cache/" + NAME, "var/backups/" + NAME):
+    for gone in ("etc/" + NAME, "var/lib/" + NAME, "var/backups/" + NAME):
         assert not (staged / gone).exists(), gone
 
 
