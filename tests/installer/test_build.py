@@ -277,3 +277,32 @@ def test_bundle_is_small_complete_and_without_central(bundle: Path) -> None:
     pickles = list(escpos.glob("*.capabilities.pickle"))
     assert len(pickles) == 1
     assert pickles[0].stat().st_mtime >= (escpos / "capabilities.json").stat().st_mtime
+
+
+def test_installed_copy_keeps_the_escpos_pickle_usable_and_runs(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """install.sh copies the build with its file times: the pickle stays newer than the JSON,
+    so the installed agent does not fall back to parsing the printer database at each start."""
+    root = tmp_path / "root"
+    subprocess.run(
+        [
+            "bash",
+            str(ROOT / "installer" / "linux" / "install.sh"),
+            "--root",
+            str(root),
+            "--bundle",
+            str(bundle),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    installed = root / "opt" / NAME / "current"
+    escpos = installed / "_internal" / "escpos"
+    (pickled,) = escpos.glob("*.capabilities.pickle")
+    assert pickled.stat().st_mtime >= (escpos / "capabilities.json").stat().st_mtime
+    version = subprocess.run(
+        [str(installed / NAME), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert version.startswith("kopilka-agent ")
