@@ -2,7 +2,7 @@
 
 It runs exactly the command line a developer runs as `kopilka-agent` from the virtual
 environment, with one thing arranged first: python-escpos parses its 96 KB printer database with
-a pure-Python YAML parser on every import (most of a second on a till) unless it finds a pickle
+a pure-Python YAML parser on every import (0.2–0.4 s of CPU) unless it finds a pickle
 of it in `ESCPOS_CAPABILITIES_PICKLE_DIR`. `installer/build.sh` puts that pickle beside
 `capabilities.json` in the bundle; escpos only reads it while it is newer than the JSON, which
 holds as long as the folder is copied with its times (`cp -a`, as `install.sh` does). Otherwise
