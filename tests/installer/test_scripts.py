@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -213,3 +214,31 @@ def test_shipped_and_documented_configurations_load() -> None:
     documented = load_settings(None, **tomllib.loads(block))
     assert str(documented.data_dir) == f"/var/lib/{NAME}"
     assert documented.devices.printers[0].name == "slip"
+
+
+def test_unit_hardening_stays_rated_ok(staged: Path) -> None:
+    """`systemd-analyze security` rates the unit 2.0 ("OK") today; 3.0 or worse means a
+    hardening option was dropped."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian package: systemd)")
+    shutil.copytree(
+        "/usr/lib/systemd/system", staged / "usr" / "lib" / "systemd" / "system", symlinks=True
+    )
+    result = subprocess.run(
+        [
+            analyze,
+            "security",
+            "--offline=yes",
+            f"--root={staged}",
+            "--no-pager",
+            f"/etc/systemd/system/{NAME}.service",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
+    assert match is not None, result.stdout + result.stderr
+    assert float(match.group(1)) < 3.0, result.stdout
