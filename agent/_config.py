@@ -52,6 +52,8 @@ class AgentSettings(BaseSettings):
     hold_timeout_s: PositiveSeconds = 1.5
     sync_interval_s: PositiveSeconds = 10.0
     sync_jitter_s: Annotated[float, Field(ge=0, le=600)] = 2.0
+    sync_backoff_s_max: Annotated[float, Field(ge=1, le=3600)] = 300.0
+    """Longest wait between failed syncs (exponential backoff with jitter up to this)."""
     sync_batch_entries_max: Annotated[int, Field(ge=1, le=500)] = 500
     request_body_bytes_max: Annotated[int, Field(ge=1024, le=4 * 1024 * 1024)] = 256 * 1024
     expiry_check_interval_s: PositiveSeconds = 30.0

@@ -148,6 +148,7 @@ class Agent:
             "sync_jitter_s": 0.1,
             "http_timeout_s": 3.0,
             "hold_timeout_s": 1.0,
+            "sync_backoff_s_max": 2.0,
             **({"central_url": central_url, "enroll_code": code} if central_url else {}),
             **(extra or {}),
         }

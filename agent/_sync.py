@@ -52,8 +52,7 @@ CREDENTIAL_FILE = "device.json"
 pull_page_changes_max = 500
 push_batches_per_sync_max = 200
 pull_pages_per_sync_max = 500
-backoff_s_min = 1.0
-backoff_s_max = 300.0
+backoff_s_min = 0.5
 
 
 _JSON = {"content-type": "application/json"}
@@ -166,19 +165,22 @@ class SyncClient:
         settings: AgentSettings,
         transport: httpx.BaseTransport | None = None,
         rng: random.Random | None = None,
+        client: httpx.Client | None = None,
     ) -> None:
+        """`transport` swaps the network (a fault proxy, an ASGI app); `client` swaps the
+        whole HTTP client (Starlette's TestClient over central's app, in tests)."""
         self.till = till
         self.credential = credential
         self.settings = settings
         self.rng = rng or random.Random()
         self.failures = 0
         self.next_attempt_s = 0.0
-        self.client = httpx.Client(
+        self.client = client or httpx.Client(
             base_url=credential.central_url,
             transport=transport,
             timeout=httpx.Timeout(settings.http_timeout_s),
-            headers={"Authorization": f"Bearer {credential.secret}"},
         )
+        self.client.headers["Authorization"] = f"Bearer {credential.secret}"
 
     @property
     def clock(self) -> Clock:
@@ -205,7 +207,7 @@ class SyncClient:
 
     def _failed(self, problem: str, now: float) -> None:
         self.failures += 1
-        ceiling = min(backoff_s_max, backoff_s_min * 2 ** min(self.failures, 16))
+        ceiling = min(self.settings.sync_backoff_s_max, backoff_s_min * 2 ** min(self.failures, 16))
         self.next_attempt_s = now + self.rng.uniform(ceiling / 2, ceiling)
         log.warning("sync failed (%d in a row): %s", self.failures, problem)
         with self.till.store.write() as db:

@@ -124,8 +124,9 @@ def _sync_routes(app: FastAPI) -> None:
         central = _central(request)
 
         def work() -> JSONResponse:
+            items = _push.read_items(me.device_id, body)  # CPU work, before the writer lock
             with central.writing():
-                done = _push.push(central.engine, me.device_id, body, central.clock())
+                done = _push.push(central.engine, me.device_id, body, central.clock(), items)
             return JSONResponse(done.model_dump(mode="json"))
 
         return await run_in_threadpool(work)

@@ -28,7 +28,8 @@ Body = dict[str, Any]
 
 
 def append(conn: sa.Connection, bodies: list[Body], now_ms: int) -> int:
-    """Number `bodies` (each a Change without `change_seq`) and log them; the last number."""
+    """Number `bodies` (each a Change without `change_seq`) and log them as one row; returns
+    the last number. Call it last in the transaction: it takes the counter's row lock."""
     if not bodies:
         return 0
     top = conn.execute(
@@ -37,18 +38,15 @@ def append(conn: sa.Connection, bodies: list[Body], now_ms: int) -> int:
         .values(value=t.counters.c.value + len(bodies))
         .returning(t.counters.c.value)
     ).scalar_one()
-    first = top - len(bodies) + 1
+    kinds = {body["type"] for body in bodies}
     conn.execute(
-        sa.insert(t.change_log),
-        [
-            {
-                "change_seq": first + index,
-                "kind": body["type"],
-                "body": json.dumps(body, sort_keys=True, separators=(",", ":")),
-                "created_ms": now_ms,
-            }
-            for index, body in enumerate(bodies)
-        ],
+        sa.insert(t.change_log).values(
+            change_seq=top,
+            first_seq=top - len(bodies) + 1,
+            kind=kinds.pop() if len(kinds) == 1 else "mixed",
+            body=json.dumps(bodies, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+            created_ms=now_ms,
+        )
     )
     return int(top)
 
@@ -59,10 +57,11 @@ def counter(conn: sa.Connection, name: str) -> int:
     )
 
 
-def _parse(change_seq: int, body: str) -> Change:
-    data = json.loads(body)
-    data["change_seq"] = change_seq
-    return _change.validate_python(data)
+def _parse(change_seq: int, body: Body) -> Change:
+    return _change.validate_python({**body, "change_seq": change_seq})
+
+
+rows_per_read = 50
 
 
 def pull(
@@ -76,24 +75,45 @@ def pull(
         return SnapshotRequired(
             oldest_cursor=floor, message=f"cursor {since} is {why}; fetch /sync/snapshot"
         )
-    rows = conn.execute(
-        sa.select(t.change_log.c.change_seq, t.change_log.c.body)
-        .where(t.change_log.c.change_seq > since)
-        .order_by(t.change_log.c.change_seq)
-        .limit(limit + 1)
-    ).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    changes = tuple(_parse(row.change_seq, row.body) for row in rows)
-    next_cursor = rows[-1].change_seq if rows else since
+    changes: list[Change] = []
+    cursor, more = since, False
+    while not more:
+        rows = conn.execute(
+            sa.select(t.change_log.c.first_seq, t.change_log.c.change_seq, t.change_log.c.body)
+            .where(t.change_log.c.change_seq > cursor)
+            .order_by(t.change_log.c.change_seq)
+            .limit(rows_per_read)
+        ).all()
+        for row in rows:
+            for seq, body in enumerate(json.loads(row.body), start=row.first_seq):
+                if seq <= cursor:
+                    continue
+                if len(changes) == limit:
+                    more = True
+                    break
+                changes.append(_parse(seq, body))
+                cursor = seq
+            if more:
+                break
+        if len(rows) < rows_per_read:
+            break
+    if not more and len(changes) == limit:
+        more = top > cursor
     return PullResponse(
-        changes=changes, next_cursor=next_cursor, more=more, server_time=server_time
+        changes=tuple(changes), next_cursor=cursor, more=more, server_time=server_time
     )
 
 
 def prune(conn: sa.Connection, through_seq: int) -> None:
     """Drop changes numbered up to `through_seq`; older cursors then need a snapshot."""
     through_seq = min(through_seq, counter(conn, "change_seq"))
+    kept_from = conn.execute(
+        sa.select(sa.func.min(t.change_log.c.first_seq)).where(
+            t.change_log.c.change_seq > through_seq
+        )
+    ).scalar_one_or_none()
+    if kept_from is not None:  # rows are pruned whole
+        through_seq = min(through_seq, kept_from - 1)
     conn.execute(sa.delete(t.change_log).where(t.change_log.c.change_seq <= through_seq))
     conn.execute(
         sa.update(t.counters)

@@ -49,6 +49,11 @@ def install(app: FastAPI) -> None:
     async def _invalid_body(_request: Request, error: ValidationError) -> JSONResponse:
         return validation_response(list(error.errors()))
 
+    @app.exception_handler(Exception)
+    async def _internal(_request: Request, error: Exception) -> JSONResponse:
+        # Programmer errors and lost databases: logged by the server, answered as JSON.
+        return error_response(500, "internal", f"central failed: {type(error).__name__}")
+
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, error: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")

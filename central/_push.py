@@ -65,14 +65,15 @@ class _Item:
     sha256: str
     record: LedgerEntry | ChequeDocument | None
     problem: str | None  # why the payload cannot be read (it is quarantined)
+    record_id: str | None = field(init=False)
 
-    @property
-    def record_id(self) -> str | None:
+    def __post_init__(self) -> None:
         if isinstance(self.record, LedgerEntry):
-            return str(self.record.entry_id)
-        if isinstance(self.record, ChequeDocument):
-            return str(self.record.document_id)
-        return None
+            self.record_id = str(self.record.entry_id)
+        elif isinstance(self.record, ChequeDocument):
+            self.record_id = str(self.record.document_id)
+        else:
+            self.record_id = None
 
 
 @dataclass
@@ -157,13 +158,23 @@ def _claimed_device(payload: bytes) -> str | None:
     return claimed if isinstance(claimed, str) else None
 
 
-def push(engine: sa.Engine, device_id: str, request: PushRequest, now: datetime) -> PushResponse:
-    """Apply one batch; the whole batch or nothing. Raises Refused."""
-    items = read_items(device_id, request)
+def push(
+    engine: sa.Engine,
+    device_id: str,
+    request: PushRequest,
+    now: datetime,
+    items: list[_Item] | None = None,
+) -> PushResponse:
+    """Apply one batch; the whole batch or nothing. Raises Refused. `items` are the batch's
+    `read_items`, when the caller read them already (outside its writer lock)."""
+    if items is None:
+        items = read_items(device_id, request)
     for attempt in range(transaction_attempts_max):
         try:
             with engine.begin() as conn:
-                results = _apply(conn, device_id, request, items, now)
+                # First try trusts the UNIQUE constraints to catch a reused id; a retry
+                # (after any IntegrityError) looks the ids up to name the conflict.
+                results = _apply(conn, device_id, request, items, now, attempt > 0)
                 watermark = _changes.counter(conn, "change_seq")
             return PushResponse(
                 acked_through=items[-1].seq,
@@ -225,9 +236,15 @@ def _apply(
     request: PushRequest,
     items: list[_Item],
     now: datetime,
+    look_up_ids: bool,
 ) -> list[PushResult]:
     epoch = request.device_epoch
     acked = _lock_epoch(conn, device_id, epoch)
+    status = conn.execute(
+        sa.select(t.devices.c.status).where(t.devices.c.device_id == device_id)
+    ).scalar_one_or_none()
+    if status != "enrolled":  # revoked while this request waited: checked under the lock
+        raise Refused(401, "unauthorized", "a valid device credential is required")
     if acked is None:
         raise Refused(409, "epoch_unknown", f"device {device_id} has no epoch {epoch}; re-enroll")
     if items[0].seq > acked + 1:
@@ -241,7 +258,7 @@ def _apply(
     new = [item for item in items if item.seq > acked]
     results = _check_old(conn, device_id, epoch, old)
     if new:
-        results += _apply_new(conn, device_id, epoch, new, now)
+        results += _apply_new(conn, device_id, epoch, new, now, look_up_ids)
         conn.execute(
             sa.update(t.device_epochs)
             .where(t.device_epochs.c.device_id == device_id, t.device_epochs.c.epoch == epoch)
@@ -352,9 +369,15 @@ def _quarantine_reason(item: _Item, statuses: dict[str, str]) -> str | None:
 
 
 def _apply_new(
-    conn: sa.Connection, device_id: str, epoch: int, new: list[_Item], now: datetime
+    conn: sa.Connection,
+    device_id: str,
+    epoch: int,
+    new: list[_Item],
+    now: datetime,
+    look_up_ids: bool,
 ) -> list[PushResult]:
-    _check_ids(conn, device_id, epoch, new)
+    if look_up_ids:
+        _check_ids(conn, device_id, epoch, new)
     now_ms = to_ms(now)
     entries = [i.record for i in new if isinstance(i.record, LedgerEntry)]
     statuses = _customer_statuses(conn, entries)
@@ -382,13 +405,7 @@ def _apply_new(
         (t.cheques, cheque_rows),
         (t.quarantine, quarantine_rows),
     ):
-        if rows:
-            conn.execute(sa.insert(table), rows)
-    lots = [
-        _lot_row(e) for e in applied if e.kind in LOT_KINDS and e.asset == "points" and e.amount > 0
-    ]
-    if lots:
-        conn.execute(sa.insert(t.lots), lots)
+        insert_many(conn, table, rows)
     balances = _move_accounts(conn, [*applied, *reversals], now_ms)
     _changes.append(
         conn,
@@ -396,6 +413,17 @@ def _apply_new(
         now_ms,
     )
     return results
+
+
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """executemany straight through the driver: the hot path of push skips SQLAlchemy's
+    per-row parameter processing (the values are already plain ints, strings and bytes)."""
+    if not rows:
+        return
+    names = list(rows[0])
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
+    conn.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
 
 
 def _ledger_row(
@@ -453,15 +481,33 @@ def _quarantine_row(
     }
 
 
-def _lot_row(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "lot_id": str(entry.entry_id),
-        "account_key": account_key(entry.account),
-        "points": entry.amount,
-        "earned_ms": to_ms(entry.device_time),
-        "activates_ms": None if entry.activates_at is None else to_ms(entry.activates_at),
-        "expires_ms": None if entry.expires_at is None else to_ms(entry.expires_at),
-    }
+def rebuild_lots(conn: sa.Connection, account: str) -> int:
+    """Lots are derived state: rebuild one account's from its ledger entries (each positive
+    points grant is a lot; spending them down is the next issue's job). Returns the count."""
+    conn.execute(sa.delete(t.lots).where(t.lots.c.account_key == account))
+    rows = conn.execute(
+        sa.select(t.ledger.c.payload).where(
+            t.ledger.c.account_key == account,
+            t.ledger.c.asset == "points",
+            t.ledger.c.amount > 0,
+            t.ledger.c.kind.in_(sorted(LOT_KINDS)),
+        )
+    ).scalars()
+    lots = []
+    for payload in rows:
+        entry = LedgerEntry.model_validate_json(payload)
+        lots.append(
+            {
+                "lot_id": str(entry.entry_id),
+                "account_key": account,
+                "points": entry.amount,
+                "earned_ms": to_ms(entry.device_time),
+                "activates_ms": None if entry.activates_at is None else to_ms(entry.activates_at),
+                "expires_ms": None if entry.expires_at is None else to_ms(entry.expires_at),
+            }
+        )
+    insert_many(conn, t.lots, lots)
+    return len(lots)
 
 
 def _grant_reversals(
@@ -534,6 +580,38 @@ def central_entries(
     return made
 
 
+def _upsert_accounts(
+    conn: sa.Connection, rows: list[dict[str, Any]]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Add deltas to account rows, taking their row locks in key order; the new values."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(t.accounts)
+    statement = insert.on_conflict_do_update(
+        index_elements=[t.accounts.c.account_key, t.accounts.c.asset],
+        set_={
+            "balance": t.accounts.c.balance + insert.excluded.balance,
+            "entries": t.accounts.c.entries + insert.excluded.entries,
+            "updated_ms": insert.excluded.updated_ms,
+        },
+    )
+    columns = (t.accounts.c.account_key, t.accounts.c.asset)
+    returned = (*columns, t.accounts.c.balance, t.accounts.c.entries)
+    if conn.dialect.name == "postgresql":
+        # One statement, multi-row VALUES in key order, RETURNING the new balances.
+        result = conn.execute(statement.returning(*returned), rows)
+        return {(r.account_key, r.asset): (r.balance, r.entries) for r in result}
+    # SQLite (one writer, nothing to order): the driver's executemany, then one read back.
+    conn.execute(statement, rows)
+    keys = sorted({row["account_key"] for row in rows})
+    wanted = {(row["account_key"], row["asset"]) for row in rows}
+    found = conn.execute(sa.select(*returned).where(t.accounts.c.account_key.in_(keys)))
+    return {
+        (r.account_key, r.asset): (r.balance, r.entries)
+        for r in found
+        if (r.account_key, r.asset) in wanted
+    }
+
+
 def _move_accounts(
     conn: sa.Connection, entries: list[LedgerEntry], now_ms: int
 ) -> dict[tuple[str, str], tuple[int, int]]:
@@ -551,19 +629,7 @@ def _move_accounts(
         {"account_key": k, "asset": a, "balance": d[0], "entries": d[1], "updated_ms": now_ms}
         for (k, a), d in sorted(deltas.items())
     ]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(t.accounts).values(rows)
-    statement = insert.on_conflict_do_update(
-        index_elements=[t.accounts.c.account_key, t.accounts.c.asset],
-        set_={
-            "balance": t.accounts.c.balance + insert.excluded.balance,
-            "entries": t.accounts.c.entries + insert.excluded.entries,
-            "updated_ms": insert.excluded.updated_ms,
-        },
-    ).returning(
-        t.accounts.c.account_key, t.accounts.c.asset, t.accounts.c.balance, t.accounts.c.entries
-    )
-    after = {(r.account_key, r.asset): (r.balance, r.entries) for r in conn.execute(statement)}
+    after = _upsert_accounts(conn, rows)
     debts = [
         {
             "account_key": k,

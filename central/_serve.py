@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import sqlalchemy as sa
+from fastapi import FastAPI
 
 from central import _db, _directory
 from central._app import Settings, create_app
@@ -12,6 +14,12 @@ from central._clock import from_ms, system_clock, to_ms
 from protocol import Store
 
 DEFAULT_DB = "sqlite:///var/central.db"
+DB_ENV = "KOPILKA_CENTRAL_DB"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one `serve --workers N` worker process (the database is migrated already)."""
+    return create_app(Settings(db_url=os.environ[DB_ENV]))
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,6 +28,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--log-level", default="warning")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes (PostgreSQL; SQLite wants one writer)"
+    )
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--db", default=DEFAULT_DB)
     code = commands.add_parser("enroll-code", help="issue a one-time enrollment code for a till")
@@ -63,6 +74,18 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         import uvicorn
 
+        if args.workers > 1:
+            engine.dispose()
+            os.environ[DB_ENV] = args.db
+            uvicorn.run(
+                "central._serve:app_from_environment",
+                factory=True,
+                workers=args.workers,
+                host=args.host,
+                port=args.port,
+                log_level=args.log_level,
+            )
+            return 0
         app = create_app(Settings(db_url=args.db), engine=engine)
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
         return 0

@@ -275,8 +275,10 @@ change_log = sa.Table(
     "change_log",
     metadata,
     sa.Column("change_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("first_seq", sa.BigInteger, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
 )
-"""What pull serves: each change as JSON without its `change_seq`."""
+"""What pull serves. One row per writing transaction: the changes numbered
+`first_seq..change_seq`, as a JSON list of changes without their `change_seq`."""

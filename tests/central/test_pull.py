@@ -43,6 +43,8 @@ def test_pull_pages_every_kind_of_change_in_order(hq: Hq) -> None:
     assert till.push([till.entry("c1", 10), till.entry("c2", 20)]).status_code == 200
     hq.post("/admin/customers/c2/erase")
     changes, cursor = _pull_all(till)
+    again, _ = _pull_all(till, limit=1)
+    assert again == changes
     kinds = [c.type for c in changes]
     assert kinds == [
         "customer",
@@ -72,12 +74,13 @@ def test_outdated_cursor_needs_a_snapshot_that_serves_the_state(
     till = hq.enroll()
     assert till.push([till.entry(f"c{i}", 10 + i) for i in range(5)]).status_code == 200
     with engine.begin() as conn:
-        _changes.prune(conn, 6)
+        _changes.prune(conn, 7)  # the push's changes 6..10 share one row: pruned whole or kept
     stale = till.pull(2)
     assert stale.status_code == 410
     refusal = SnapshotRequired.model_validate(stale.json())
-    assert refusal.oldest_cursor == 6
-    assert till.pull(6).status_code == 200
+    assert refusal.oldest_cursor == 5
+    assert till.pull(5).status_code == 200
+    assert [c["change_seq"] for c in till.pull(7).json()["changes"]] == [8, 9, 10]
     assert till.pull(999).status_code == 410
     pages: list[SnapshotPage] = []
     token = None

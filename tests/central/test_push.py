@@ -181,3 +181,34 @@ def test_payload_of_another_device_is_refused(hq: Hq, client: TestClient) -> Non
     as_other = other.body([foreign])
     response = client.post("/sync/push", json=as_other, headers=mine.headers)
     assert response.status_code == 403
+
+
+def test_lots_are_rebuilt_from_the_ledger(hq: Hq, engine: sa.Engine) -> None:
+    from central._push import rebuild_lots
+
+    hq.customer("c1")
+    till = hq.enroll()
+    items = [till.entry("c1", 10), till.entry("c1", -4, EntryKind.burn), till.entry("c1", 7)]
+    assert till.push(items).status_code == 200
+    with engine.begin() as conn:
+        assert rebuild_lots(conn, "customer:c1") == 2
+        assert rebuild_lots(conn, "customer:c1") == 2
+        points = conn.execute(sa.select(t.lots.c.points).order_by(t.lots.c.points)).scalars()
+        assert list(points) == [7, 10]
+
+
+def test_unexpected_failure_answers_json_500(engine: sa.Engine) -> None:
+    from central import create_app
+
+    from .conftest import TestClient
+
+    app = create_app(engine=engine)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal"

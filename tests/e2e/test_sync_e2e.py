@@ -52,16 +52,17 @@ def test_partition_both_tills_spend_the_same_points(chain: Chain) -> None:
 @pytest.mark.parametrize("fault", [Fault.drop, Fault.delay, Fault.lose_reply, Fault.duplicate])
 def test_every_fault_of_the_network_leaves_the_invariants(chain: Chain, fault: Fault) -> None:
     till = chain.till("till-a")
-    chain.proxy.delay_s = 4.0  # longer than the till's timeout: the request is retried
-    for i in range(12):
+    till.wait_synced()
+    chain.proxy.delay_s = 4.0  # longer than the till's timeout: it gives up, then retries
+    for i in range(6):
         chain.proxy.inject(fault, fault)
         sell(till, f"c-{i}", 10000 + i * 100, redeem=0 if i % 3 else 50)
-    till.wait_synced(timeout_s=90)
+        till.wait_synced(timeout_s=60)
     central_db = chain.workdir / "central" / "central.db"
     assert_nothing_lost_nothing_twice(central_db, till)
     balances = assert_balances_fold(central_db)
     assert till.call("/v1/identify", ANNA)["balance"]["balance"] == balances["customer:c-anna"]
-    assert fault in chain.proxy.applied
+    assert chain.proxy.applied.count(fault) == 12
 
 
 def test_sigkill_of_each_process_during_sync_loses_nothing(chain: Chain) -> None:

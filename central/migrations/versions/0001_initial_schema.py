@@ -36,6 +36,7 @@ def upgrade() -> None:
     op.create_table(
         "change_log",
         sa.Column("change_seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("first_seq", sa.BigInteger(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
