@@ -224,13 +224,15 @@ def _play(
 
 def _hq_view(central: Central, till_a: Agent, till_b: Agent) -> dict[str, Any]:
     views = {till.name: balance(till) for till in (till_a, till_b)}
-    conflicts = central.call("GET", "/conflicts")
+    central.run_jobs()  # what the scheduler in `serve` does on its intervals
+    conflicts = central.call("GET", "/conflicts/open")
     hq = _customer_at_hq(central)
     _say("5. What HQ sees:")
     _say(f"   Anna's balance at central: {hq['balance']} points")
     _say(f"   debt: {hq['debt']} points (two tills spent the same points offline)")
     for conflict in conflicts:
-        _say(f"   conflict: {json.dumps(conflict, ensure_ascii=False, default=str)[:200]}")
+        what = {k: conflict.get(k) for k in ("kind", "account_key", "detail") if k in conflict}
+        _say(f"   conflict: {json.dumps(what, ensure_ascii=False, default=str)[:200]}")
     for name, view in views.items():
         _say(f"   {name} now shows {view['balance']} points, as central does")
     return {"central": hq, "tills": views, "conflicts": conflicts}
@@ -238,8 +240,7 @@ def _hq_view(central: Central, till_a: Agent, till_b: Agent) -> dict[str, Any]:
 
 def _customer_at_hq(central: Central) -> dict[str, Any]:
     found: dict[str, Any] = central.call("GET", "/customers/c-anna")
-    points = int(found.get("balance", found.get("points_balance", 0)))
-    return {"balance": points, "debt": max(-points, 0), "raw": found}
+    return {"balance": int(found["balances"].get("points", 0)), "debt": int(found["debt"])}
 
 
 def serve(workdir: Path) -> None:

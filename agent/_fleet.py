@@ -115,6 +115,17 @@ class Central:
         self.process.kill()
         self.admin.close()
 
+    def run_jobs(self) -> str:
+        """Run central's processing jobs once (debts, recomputation, grants…), as `serve`'s
+        scheduler does on its intervals."""
+        done = subprocess.run(
+            _cli("central.cli", "jobs", "--once", "--db", self.db_url),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout
+
     def call(self, method: str, path: str, body: Any = None) -> Any:
         answer = self.admin.request(method, f"/admin{path}", json=body)
         if answer.status_code >= 300:

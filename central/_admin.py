@@ -20,9 +20,11 @@ from protocol import (
     IdentifierRejected,
     OfflineLimits,
     PhoneHasher,
+    RuleSetError,
     Store,
     WireModel,
     normalize_phone,
+    rule_set_from_data,
 )
 from protocol._base import Id
 
@@ -123,6 +125,8 @@ def put_customer(request: Request, body: NewCustomer) -> dict[str, str]:
                 idents.append({"type": "phone_hash", "phone_hash": hasher(e164)})
         values = body.model_dump(mode="json", exclude={"phones", "identifiers"})
         _directory.put_customer(conn, values, idents, to_ms(central.clock()))
+        if body.phones:
+            _directory.put_contact(conn, body.customer_id, normalize_phone(body.phones[0]))
     return {"customer_id": body.customer_id}
 
 
@@ -166,6 +170,14 @@ def set_chain(request: Request, body: ChainSettings) -> ChainSettings:
 
 @_route("POST", "/rule-sets")
 def publish_rule_set(request: Request, body: NewRuleSet) -> dict[str, str]:
+    """Publish a rule set given as JSON. It is validated and stored in its canonical form, so
+    its hash is the one every till and the evaluator compute (`RuleSet.content_hash`)."""
+    given = {**body.document, "rule_set_id": body.rule_set_id}
+    given["effective_from"] = body.effective_from.isoformat()
+    try:
+        rules = rule_set_from_data(given, source="rule set")
+    except RuleSetError as error:
+        raise Refused(422, "bad_rule_set", str(error)) from None
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
         digest = _directory.publish_rule_set(
@@ -173,7 +185,7 @@ def publish_rule_set(request: Request, body: NewRuleSet) -> dict[str, str]:
             body.rule_set_id,
             body.effective_from.isoformat(),
             to_ms(body.effective_from),
-            body.document,
+            rules.model_dump(mode="json"),
             to_ms(central.clock()),
         )
     return {"rule_set_id": body.rule_set_id, "content_hash": digest}
