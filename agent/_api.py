@@ -54,12 +54,14 @@ def _json_error(status: int, code: str, message: str, details: Any = None) -> JS
     return JSONResponse(body, status_code=status)
 
 
-def _storage_problem(error: sqlite3.Error) -> str:
+def storage_problem(error: sqlite3.Error) -> str:
     text = str(error)
     if "full" in text:
         return "the till's disk is full: free space; nothing already recorded is lost"
     if "readonly" in text or "read-only" in text:
         return "the till's database is read-only: check the data folder's permissions"
+    if "unable to open" in text:
+        return "cannot open the database file: is the data folder there, writable, not read-only?"
     return f"the till cannot write its database ({text})"
 
 
@@ -88,7 +90,7 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(sqlite3.OperationalError)
     async def _storage(_: Request, error: sqlite3.OperationalError) -> JSONResponse:
-        return _json_error(503, "storage_unavailable", _storage_problem(error))
+        return _json_error(503, "storage_unavailable", storage_problem(error))
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, error: HTTPException) -> JSONResponse:

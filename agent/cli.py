@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import sqlite3
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from agent._config import ConfigError, load_settings
+from agent._api import storage_problem
+from agent._config import AgentSettings, ConfigError, load_settings
+from agent._store import StorageError
 from protocol import PROTOCOL_VERSION
 
 
@@ -20,20 +24,23 @@ def _parser() -> argparse.ArgumentParser:
         version=f"kopilka-agent {version('kopilka')} (protocol {PROTOCOL_VERSION})",
     )
     parser.add_argument("--config", type=Path, default=None, help="agent.toml")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="agent.toml")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run the agent: POS API, devices, sync")
-    status = commands.add_parser("status", help="online?, outbox depth, data age")
+    add = functools.partial(commands.add_parser, parents=[config])
+    add("run", help="run the agent: POS API, devices, sync")
+    status = add("status", help="online?, outbox depth, data age")
     status.add_argument("--json", action="store_true", help="machine-readable")
-    doctor = commands.add_parser("doctor", help="check devices, printer and central")
+    doctor = add("doctor", help="check devices, printer and central")
     doctor.add_argument("--test-slip", action="store_true", help="print a test slip")
-    till = commands.add_parser("till", help="manual till mode in the terminal")
+    till = add("till", help="manual till mode in the terminal")
     till.add_argument("--url", default=None, help="the agent's POS API (default from config)")
     fleet = commands.add_parser(
         "fleet", help="the main job: central and two tills with emulated devices"
     )
     fleet.add_argument("--demo", action="store_true", help="play the scripted story and exit")
     fleet.add_argument("--workdir", type=Path, default=None, help="folder for all their files")
-    enroll = commands.add_parser("enroll", help="obtain this till's credential from central")
+    enroll = add("enroll", help="obtain this till's credential from central")
     enroll.add_argument("--central", required=True, help="central's URL")
     enroll.add_argument("--code", required=True, help="enrollment code from HQ")
     return parser
@@ -50,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"kopilka-agent: bad configuration:\n{error}", file=sys.stderr)
         return 2
+    try:
+        return _command(args, settings)
+    except (sqlite3.Error, StorageError, PermissionError) as error:
+        problem = storage_problem(error) if isinstance(error, sqlite3.Error) else str(error)
+        print(f"kopilka-agent: cannot use {settings.data_dir}: {problem}", file=sys.stderr)
+        return 2
+
+
+def _command(args: argparse.Namespace, settings: AgentSettings) -> int:
     if args.command == "run":
         from agent._service import AgentService
 

@@ -215,7 +215,6 @@ def test_full_disk_is_503_and_nothing_committed_is_lost(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")
-@pytest.mark.xfail(reason="agent/cli.py does not catch a storage error at start", strict=False)
 def test_read_only_data_dir_stops_the_agent_with_a_message(tmp_path: Path) -> None:
     config = write_config(tmp_path / "agent", 1)
     read_only = tmp_path / "ro"
