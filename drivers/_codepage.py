@@ -13,6 +13,7 @@ and whatever is left that the page cannot print becomes "?".
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 # ESC t n of each code page, by printer family.
@@ -79,17 +80,19 @@ def codepage_number(model: str, codepage: str, override: int | None = None) -> i
 
 def normalize_text(text: str, codepage: str = "cp866") -> str:
     """`text` made printable on `codepage`, one line: nothing the page lacks survives."""
-    out: list[str] = []
-    for char in unicodedata.normalize("NFC", text):
-        char = _REPLACEMENTS.get(char, char)
-        if len(char) > 1 or _encodable(char, codepage):
-            out.append(char)
-            continue
-        if unicodedata.category(char)[0] == "C" or char in "\r\n":
-            continue  # control characters: never sent to the printer
-        plain = "".join(c for c in unicodedata.normalize("NFKD", char) if _encodable(c, codepage))
-        out.append(plain or "?")
-    return "".join(out)
+    return "".join(_printable(char, codepage) for char in unicodedata.normalize("NFC", text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _printable(char: str, codepage: str) -> str:
+    """What one character becomes on `codepage` (cached: receipts repeat their letters)."""
+    char = _REPLACEMENTS.get(char, char)
+    if len(char) > 1 or _encodable(char, codepage):
+        return char
+    if unicodedata.category(char)[0] == "C" or char in "\r\n":
+        return ""  # control characters: never sent to the printer
+    plain = "".join(c for c in unicodedata.normalize("NFKD", char) if _encodable(c, codepage))
+    return plain or "?"
 
 
 def _encodable(char: str, codepage: str) -> bool:
