@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent._errors import TillError
 from agent._models import (
@@ -36,11 +36,12 @@ from agent._models import (
 )
 from agent._sales import Till
 from protocol import (
+    BodyLimit,
     EvaluationError,
     IdentifierRejected,
     Quote,
     describe_validation,
-    error_body,
+    refuse,
 )
 
 PUBLIC_ROUTES = frozenset({"/health", "/docs", "/openapi.json"})
@@ -119,58 +120,6 @@ def _token_check(token: str) -> Callable[..., None]:
     return check
 
 
-class WholeBodyLimit:
-    """ASGI middleware: reads the whole request body, up to `limit_bytes`, before the app
-    sees any of it, and answers 413 past that, announced or streamed.
-
-    (Not `protocol.BodyLimit`: it raises while FastAPI is reading a streamed body, and FastAPI
-    turns any exception there into a 400, so a chunked upload over the limit got no 413.)
-    """
-
-    def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
-        self.app = app
-        self.limit_bytes = limit_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", ())).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit_bytes:
-            await self._too_large(send)
-            return
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before it finished sending
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self.limit_bytes:
-                await self._too_large(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        whole: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
-
-        async def replay() -> Message:
-            return whole.pop() if whole else await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, send: Send) -> None:
-        await _refuse(send, 413, "too_large", f"request body is over {self.limit_bytes} bytes")
-
-
-async def _refuse(send: Send, status: int, code: str, message: str) -> None:
-    body = error_body(code, message)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 class TokenGuard:
     """ASGI middleware: every path but `PUBLIC_ROUTES` needs the token, checked before the
     body is read (so a caller without it learns nothing, not even what a valid body is), and
@@ -195,7 +144,7 @@ class TokenGuard:
             await self.app(scope, receive, send)
             return
         error = TillError.unauthorized()
-        await _refuse(send, error.status, error.code, error.message)
+        await refuse(send, error.status, error.code, error.message)
 
 
 def _sale_routes(router: APIRouter, till: Till) -> None:
@@ -254,7 +203,7 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
     )
     _install_errors(app)
-    app.add_middleware(WholeBodyLimit, limit_bytes=request_body_bytes_max)
+    app.add_middleware(BodyLimit, limit_bytes=request_body_bytes_max)
     app.add_middleware(TokenGuard, token=token)
     router = APIRouter(prefix="/v1", dependencies=[Depends(_token_check(token))])
     _sale_routes(router, till)

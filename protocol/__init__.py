@@ -14,7 +14,7 @@ from protocol._evaluator import (
     evaluate,
     spendable_points,
 )
-from protocol._http import BodyLimit, describe_validation, error_body
+from protocol._http import BodyLimit, describe_validation, error_body, refuse
 from protocol._identifiers import (
     CardRange,
     IdentifierRejected,
@@ -167,6 +167,7 @@ __all__ = [
     "parse_qr_token",
     "parse_rule_set",
     "refund_quote",
+    "refuse",
     "rule_set_from_data",
     "rule_set_warnings",
     "sha256_hex",

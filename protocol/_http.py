@@ -41,13 +41,11 @@ def describe_validation(
     return "; ".join(lines), details
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """ASGI middleware: refuses request bodies over `limit_bytes` with 413, whether the size
-    is announced in Content-Length or only found while streaming."""
+    """ASGI middleware: reads the whole request body, up to `limit_bytes`, before the app sees
+    any of it, and answers 413 past that, whether the size was announced in Content-Length or
+    only found while streaming. (Raising from inside the app's own read does not work: a web
+    framework may turn that into a 400.)"""
 
     def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
         self.app = app
@@ -59,29 +57,36 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers", ())).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit_bytes:
-            await self._refuse(send)
+            await self._too_large(send)
             return
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away before it finished sending
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.limit_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        whole: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def replay() -> Message:
+            return whole.pop() if whole else await receive()
 
-    async def _refuse(self, send: Send) -> None:
-        body = error_body("too_large", f"request body is over {self.limit_bytes} bytes")
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        await refuse(send, 413, "too_large", f"request body is over {self.limit_bytes} bytes")
+
+
+async def refuse(send: Send, status: int, code: str, message: str) -> None:
+    """Answer an ASGI request with an `ErrorBody`, from middleware that has no framework."""
+    body = error_body(code, message)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
