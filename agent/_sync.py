@@ -348,8 +348,10 @@ class SyncClient:
             )
         except httpx.HTTPError:
             return None
-        if answer.status_code in (401, 403, 404) or answer.status_code >= 500:
-            return None  # not enrolled there, no holds at this central, or it is unwell
+        if answer.status_code in (401, 404) or answer.status_code >= 500:
+            return None  # no credential there, no holds at this central, or it is unwell
+        # an explicit no (not enough points, a confirmation code needed or wrong, customer
+        # blocked): spend nothing rather than fall back to the offline allowance
         if answer.status_code != 200:
             body = answer.json()
             raise HoldRefused(str(body.get("code")), str(body.get("message")))
