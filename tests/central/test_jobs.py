@@ -271,3 +271,24 @@ def test_jobs_report_their_state_to_hq(hq: Hq, engine: sa.Engine) -> None:
     assert by_name["recompute"]["runs"] == 0
     ran = hq.post("/admin/jobs/recompute/run")
     assert ran["ran"] is True
+
+
+def test_entries_of_a_merged_customer_reach_the_customer_kept(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("keep")
+    hq.customer("dup")
+    till = hq.enroll()
+    ok(till.push([till.entry("keep", 100, EntryKind.welcome, grant_key="welcome:keep")]))
+    hq.post("/admin/customers/merge", {"duplicate_id": "dup", "keep_id": "keep", "reason": "twin"})
+    late = [
+        till.entry("dup", 40),  # the till had not heard of the merge
+        till.entry("dup", 100, EntryKind.welcome, grant_key="welcome:keep"),
+    ]
+    pushed = till.push(late).json()["results"]
+    assert [r["outcome"] for r in pushed] == ["quarantined", "quarantined"]
+    assert run(engine, "resolve").items == 1
+    assert run(engine, "resolve").items == 0
+    assert balance(engine, "customer:keep") == 140  # the welcome bonus is still granted once
+    with engine.connect() as conn:
+        states = sorted(conn.execute(sa.select(t.quarantine.c.status)).scalars())
+    assert states == ["duplicate", "redirected"]
+    assert_ledger_consistent(engine)
