@@ -49,6 +49,8 @@ CUSTOMER_COLUMNS = (
     "points",
     "points_expire_at",
 )
+ALIASES = {"name": "first_name", "balance": "points"}
+"""Other names a column may have in the file (the example base says `name`)."""
 HISTORY_COLUMNS = ("customer_id", "purchase_id", "purchased_at", "total_kopecks")
 _id = TypeAdapter(Id)
 _TRUE = {"1", "true", "yes", "y", "да"}
@@ -76,7 +78,8 @@ class Report:
 
 def _rows(lines: Iterable[str], columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
     reader = csv.DictReader(lines)
-    header = tuple(reader.fieldnames or ())
+    header = tuple(ALIASES.get(name, name) for name in reader.fieldnames or ())
+    reader.fieldnames = list(header)
     missing = [c for c in ("customer_id",) if c not in header]
     unknown = [c for c in header if c not in columns]
     if missing or unknown:

@@ -228,9 +228,10 @@ class StatusBody(WireModel):
     reason: Reason
 
 
-@_route("POST", "/customers/{customer_id}/status", tags=["customers"])
-def set_status(request: Request, customer_id: str, body: StatusBody) -> dict[str, Any]:
-    """Block or unblock a customer (a blocked customer earns nothing new and cannot spend)."""
+def _update_customer(
+    request: Request, customer_id: str, values: dict[str, Any], action: str, detail: Any
+) -> dict[str, Any]:
+    """Change fields of a live customer, audited and announced to tills."""
     central = _central(request)
     now_ms = to_ms(central.clock())
     who = actor(request)
@@ -241,11 +242,20 @@ def set_status(request: Request, customer_id: str, body: StatusBody) -> dict[str
         conn.execute(
             sa.update(t.customers)
             .where(t.customers.c.customer_id == customer_id)
-            .values(status=body.status, updated_ms=now_ms)
+            .values(**values, updated_ms=now_ms)
         )
-        audit(conn, who, f"status_{body.status}", customer_id, {"reason": body.reason}, now_ms)
+        audit(conn, who, action, customer_id, detail, now_ms)
         _publish_customer(conn, customer_id, now_ms)
         return customer_view(conn, customer_id)
+
+
+@_route("POST", "/customers/{customer_id}/status", tags=["customers"])
+def set_status(request: Request, customer_id: str, body: StatusBody) -> dict[str, Any]:
+    """Block or unblock a customer (a blocked customer earns nothing new and cannot spend)."""
+    detail = {"reason": body.reason}
+    return _update_customer(
+        request, customer_id, {"status": body.status}, f"status_{body.status}", detail
+    )
 
 
 class ConsentBody(WireModel):
@@ -255,19 +265,8 @@ class ConsentBody(WireModel):
 
 @_route("PUT", "/customers/{customer_id}/consent", tags=["customers"])
 def set_consent(request: Request, customer_id: str, body: ConsentBody) -> dict[str, Any]:
-    central = _central(request)
-    now_ms = to_ms(central.clock())
-    who = actor(request)
-    with central.writing(), central.engine.begin() as conn:
-        _customer_row(conn, customer_id)
-        conn.execute(
-            sa.update(t.customers)
-            .where(t.customers.c.customer_id == customer_id)
-            .values(**body.model_dump(), updated_ms=now_ms)
-        )
-        audit(conn, who, "consent", customer_id, body.model_dump(), now_ms)
-        _publish_customer(conn, customer_id, now_ms)
-        return customer_view(conn, customer_id)
+    """Record the customer's consent to marketing messages and to data processing."""
+    return _update_customer(request, customer_id, body.model_dump(), "consent", body.model_dump())
 
 
 class MergeBody(WireModel):

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from central import _directory, _entries
 from central import _tables as t
 from central._clock import from_ms, to_ms
-from protocol import EntryKind
+from protocol import EntryKind, LedgerEntry
 
 lots_per_batch_max = 500
 accounts_per_batch_max = 200
@@ -259,9 +259,10 @@ def move(
 
 def resolve(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
     """Entries a till recorded against an identifier it did not know: once central knows
-    whose identifier it is, move them to that customer. Returns (accounts moved, 0)."""
+    whose identifier it is, move them to that customer. Entries for a customer merged since
+    (quarantined at push) are credited to the customer kept. Returns (items moved, 0)."""
     owner = t.identifiers.c.kind + sa.literal(":") + t.identifiers.c.value
-    moved = 0
+    moved = redirect_merged(engine, now)
     while True:
         with engine.begin() as conn:
             rows = conn.execute(
@@ -288,3 +289,63 @@ def lots_json(folded: Folded) -> str:
     return json.dumps(
         [lot.__dict__ for lot in folded.lots.values() if lot.left > 0], sort_keys=True
     )
+
+
+merge_hops_max = 5
+
+
+def _kept(conn: sa.Connection, customer_id: str) -> str | None:
+    """The active customer a merged one ended in (following merges), or None."""
+    for _ in range(merge_hops_max):
+        row = conn.execute(
+            sa.select(t.customers.c.status, t.customers.c.merged_into).where(
+                t.customers.c.customer_id == customer_id
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.status != "merged":
+            return customer_id if row.status in {"active", "provisional"} else None
+        customer_id = row.merged_into
+    return None
+
+
+def redirect_merged(engine: sa.Engine, now: datetime) -> int:
+    """Quarantined entries of a merged customer (a till that had not heard of the merge):
+    written again by central on the customer kept, keyed by the entry (a one-time grant by
+    its own grant key, so it is still granted once); the quarantine item is `redirected`."""
+    done = 0
+    with engine.begin() as conn:
+        rows = conn.execute(
+            sa.select(t.quarantine.c.id, t.quarantine.c.payload)
+            .where(t.quarantine.c.status == "open", t.quarantine.c.reason.like("% is merged"))
+            .order_by(t.quarantine.c.id)
+            .limit(lots_per_batch_max)
+        ).all()
+        for row in rows:
+            entry = LedgerEntry.model_validate_json(row.payload)
+            if entry.account.type != "customer":
+                continue
+            kept = _kept(conn, entry.account.customer_id)
+            if kept is None:
+                continue
+            key = entry.grant_key or f"redirect:{entry.entry_id}"
+            granted = bool(_entries.keys_taken(conn, [key]))
+            claimed = conn.execute(
+                sa.update(t.quarantine)
+                .where(t.quarantine.c.id == row.id, t.quarantine.c.status == "open")
+                .values(status="duplicate" if granted else "redirected", resolved_ms=to_ms(now))
+            ).rowcount
+            if claimed != 1 or granted:
+                continue
+            spec = entry.model_dump(
+                include={"kind", "asset", "amount", "cheque_id", "activates_at", "expires_at"}
+            )
+            spec.update(
+                account=_entries.account_of(f"customer:{kept}"),
+                grant_key=key,
+                reason=f"entry {entry.entry_id} of merged customer {entry.account.customer_id}",
+            )
+            _entries.write(conn, [spec], now)
+            done += 1
+    return done

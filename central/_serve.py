@@ -8,7 +8,7 @@ import os
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from central import _db, _directory, _jobs_cli
+from central import _csv_cli, _db, _directory, _jobs_cli
 from central._app import Settings, create_app
 from central._clock import from_ms, system_clock, to_ms
 from protocol import Store
@@ -43,6 +43,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "--message-gateway", default="log", help="confirmation codes: `log` or `file:PATH`"
     )
     _jobs_cli.add_command(commands)
+    _csv_cli.add_commands(commands)
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--db", default=DEFAULT_DB)
     code = commands.add_parser("enroll-code", help="issue a one-time enrollment code for a till")
@@ -113,4 +114,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "jobs":
         return _jobs_cli.run(engine, args)
+    if args.command in {"import", "export"}:
+        return _csv_cli.run(engine, args)
     return 2

@@ -18,7 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo.run(args.examples)
-    if args.command in {"serve", "migrate", "enroll-code", "admin-token", "jobs"}:
+    if args.command in {
+        "serve",
+        "migrate",
+        "enroll-code",
+        "admin-token",
+        "jobs",
+        "import",
+        "export",
+    }:
         return _serve.run(args)
     if args.command == "rules":
         return _rules_cli.run(args)

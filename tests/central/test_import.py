@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,20 @@ def test_a_file_with_a_wrong_header_is_refused_whole(hq: Hq) -> None:
     )
     assert response.status_code == 422
     assert response.json()["code"] == "bad_csv"
+
+
+def test_import_and_export_from_the_command_line(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from central.cli import main
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "customers.csv"
+    assert main(["import", "customers", str(examples), "--db", db_url]) == 1  # two bad phones
+    report = json.loads(capsys.readouterr().out)
+    assert (report["imported"], report["rejected_count"]) == (3, 2)
+    assert main(["import", "customers", str(examples), "--db", db_url]) == 1
+    assert json.loads(capsys.readouterr().out)["unchanged"] == 3
+    out = tmp_path / "customers.csv"
+    assert main(["export", "customers", str(out), "--db", db_url]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert [row["first_name"] for row in rows] == ["Анна", "Борис", "Дина"]

@@ -40,6 +40,20 @@ def conflicts(engine: sa.Engine) -> list[tuple[str, str]]:
     return sorted((r.kind, r.status) for r in rows)
 
 
+def recomputed(engine: sa.Engine) -> tuple[dict[str, str], list[tuple[str, int]]]:
+    """Each cheque's verdict, and the corrections central wrote (cheque, points)."""
+    with engine.connect() as conn:
+        verdicts = dict(
+            conn.execute(sa.select(t.cheques.c.cheque_id, t.cheques.c.recomputed)).all()
+        )
+        corrections = conn.execute(
+            sa.select(t.ledger.c.cheque_id, t.ledger.c.amount).where(
+                t.ledger.c.kind == "correction"
+            )
+        ).all()
+    return verdicts, [(row.cheque_id, row.amount) for row in corrections]
+
+
 def ok(response: object) -> None:
     assert response.status_code == 200, response.text  # type: ignore[attr-defined]
 
@@ -77,15 +91,7 @@ def test_recomputation_catches_points_tampered_on_the_way(hq: Hq, engine: sa.Eng
     assert outcome.items == 3
     assert outcome.lag_ms == 0
     assert run(engine, "recompute").items == 0
-    with engine.connect() as conn:
-        verdicts = dict(
-            conn.execute(sa.select(t.cheques.c.cheque_id, t.cheques.c.recomputed)).all()
-        )
-        corrections = conn.execute(
-            sa.select(t.ledger.c.cheque_id, t.ledger.c.amount).where(
-                t.ledger.c.kind == "correction"
-            )
-        ).all()
+    verdicts, corrections = recomputed(engine)
     assert verdicts == {"ch-1": "ok", "ch-2": "mismatch", "ch-3": "mismatch"}
     assert sorted(corrections) == [("ch-2", -5000), ("ch-3", -9 * honest.earn_points)]
     assert conflicts(engine) == [("recompute_mismatch", "open")] * 2
@@ -126,17 +132,9 @@ def test_recomputation_checks_a_till_s_own_refunds(hq: Hq, engine: sa.Engine) ->
         )
     )
     assert run(engine, "recompute").items == 3
-    with engine.connect() as conn:
-        verdicts = dict(
-            conn.execute(sa.select(t.cheques.c.cheque_id, t.cheques.c.recomputed)).all()
-        )
-        corrections = conn.execute(
-            sa.select(t.ledger.c.cheque_id, t.ledger.c.amount).where(
-                t.ledger.c.kind == "correction"
-            )
-        ).all()
+    verdicts, corrections = recomputed(engine)
     assert verdicts == {"ch-1": "ok", "rf-1": "ok", "rf-2": "mismatch"}
-    assert [tuple(c) for c in corrections] == [("rf-2", 3)]
+    assert corrections == [("rf-2", 3)]
     assert (
         balance(engine, "customer:c1") == quote.earn_points - first.earn_points - second.earn_points
     )
@@ -271,3 +269,24 @@ def test_jobs_report_their_state_to_hq(hq: Hq, engine: sa.Engine) -> None:
     assert by_name["recompute"]["runs"] == 0
     ran = hq.post("/admin/jobs/recompute/run")
     assert ran["ran"] is True
+
+
+def test_entries_of_a_merged_customer_reach_the_customer_kept(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("keep")
+    hq.customer("dup")
+    till = hq.enroll()
+    ok(till.push([till.entry("keep", 100, EntryKind.welcome, grant_key="welcome:keep")]))
+    hq.post("/admin/customers/merge", {"duplicate_id": "dup", "keep_id": "keep", "reason": "twin"})
+    late = [
+        till.entry("dup", 40),  # the till had not heard of the merge
+        till.entry("dup", 100, EntryKind.welcome, grant_key="welcome:keep"),
+    ]
+    pushed = till.push(late).json()["results"]
+    assert [r["outcome"] for r in pushed] == ["quarantined", "quarantined"]
+    assert run(engine, "resolve").items == 1
+    assert run(engine, "resolve").items == 0
+    assert balance(engine, "customer:keep") == 140  # the welcome bonus is still granted once
+    with engine.connect() as conn:
+        states = sorted(conn.execute(sa.select(t.quarantine.c.status)).scalars())
+    assert states == ["duplicate", "redirected"]
+    assert_ledger_consistent(engine)
