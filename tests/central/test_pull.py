@@ -35,7 +35,7 @@ def test_pull_pages_every_kind_of_change_in_order(hq: Hq) -> None:
         {
             "rule_set_id": "base-1",
             "effective_from": "2026-11-01T00:00:00Z",
-            "document": {"earn": 1},
+            "document": {"rounding": "floor"},
         },
     )
     hq.client.put("/admin/offline-limits", json={"till_points_budget_max": 500}, headers=hq.headers)
