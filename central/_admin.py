@@ -123,6 +123,8 @@ def put_customer(request: Request, body: NewCustomer) -> dict[str, str]:
                 idents.append({"type": "phone_hash", "phone_hash": hasher(e164)})
         values = body.model_dump(mode="json", exclude={"phones", "identifiers"})
         _directory.put_customer(conn, values, idents, to_ms(central.clock()))
+        if body.phones:
+            _directory.put_contact(conn, body.customer_id, normalize_phone(body.phones[0]))
     return {"customer_id": body.customer_id}
 
 

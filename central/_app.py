@@ -13,10 +13,14 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from central import _admin, _changes, _db, _directory, _errors, _push
+from central import _admin, _changes, _db, _directory, _errors, _holds, _push
+from central import _hq as _hq
+from central import _hq_conflicts as _hq_conflicts
+from central import _hq_ops as _hq_ops
 from central._clock import Clock, system_clock, to_ms
 from central._credentials import bearer
 from central._directory import Device, Refused
+from central._gateway import MessageGateway, gateway_from
 from protocol import EnrollRequest, EnrollResponse, PullResponse, PushRequest, SnapshotPage
 from protocol._sync import pull_page_changes_max
 
@@ -29,6 +33,8 @@ PUBLIC_ROUTES = frozenset({"/health", "/sync/enroll", "/openapi.json", "/docs"})
 class Settings:
     db_url: str = "sqlite:///var/central.db"
     request_bytes_max: int = request_bytes_max_default
+    message_gateway: str = "log"
+    """Where confirmation codes go: `log`, or `file:PATH` (one JSON line per message)."""
 
 
 class Central:
@@ -74,6 +80,7 @@ def create_app(
     *,
     engine: sa.Engine | None = None,
     clock: Clock = system_clock,
+    gateway: MessageGateway | None = None,
 ) -> FastAPI:
     """The ASGI app. Give `engine` to share one (tests), else one is made from settings.
     The schema must be migrated already (`kopilka-central migrate`; `serve` does it)."""
@@ -86,10 +93,12 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.central = Central(engine, clock)
+    app.state.gateway = gateway or gateway_from(settings.message_gateway)
     _errors.install(app)
     app.add_middleware(_errors.BodyLimit, limit_bytes=settings.request_bytes_max)
     _sync_routes(app)
-    _admin.install(app)
+    _holds.install(app)
+    _admin.install(app)  # with HQ's routes: _hq, _hq_ops, _hq_conflicts register on import
     return app
 
 

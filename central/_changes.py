@@ -154,28 +154,27 @@ def _iso(ms: int) -> str:
 
 
 def lots_of(conn: sa.Connection, account_keys: list[str]) -> dict[str, list[Body]]:
-    """The points lots of each account, newest last, so a till can tell pending points from
-    spendable ones (it never spends a lot before `activates_at`)."""
-    if not account_keys:
-        return {}
-    rows = conn.execute(
-        sa.select(t.lots)
-        .where(t.lots.c.account_key.in_(sorted(set(account_keys))))
-        .order_by(t.lots.c.account_key, t.lots.c.earned_ms)
-    ).all()
+    """The points lots left in each account (spending and debt folded in, as `_lots` does),
+    so a till can tell pending points from spendable ones."""
+    from central import _lots  # _lots builds on the push path, which builds on this module
+
     found: dict[str, list[Body]] = {}
-    for row in rows:
-        earned = _iso(row.earned_ms)
-        found.setdefault(row.account_key, []).append(
-            {
-                "lot_id": row.lot_id,
-                "points": row.points,
-                "earned_at": earned,
-                "activates_at": earned if row.activates_ms is None else _iso(row.activates_ms),
-                "expires_at": None if row.expires_ms is None else _iso(row.expires_ms),
-            }
-        )
-    return {key: lots[-lots_per_balance_max:] for key, lots in found.items()}
+    for key in sorted(set(account_keys)):
+        folded = _lots.fold_account(conn, key)
+        lots = [lot for lot in folded.lots.values() if lot.left > 0]
+        found[key] = [_lot_body(lot) for lot in lots[-lots_per_balance_max:]]
+    return found
+
+
+def _lot_body(lot: Any) -> Body:
+    activates = lot.activates_ms or 0
+    return {
+        "lot_id": lot.lot_id,
+        "points": lot.left,
+        "earned_at": _iso(activates),
+        "activates_at": _iso(activates),
+        "expires_at": None if lot.expires_ms is None else _iso(lot.expires_ms),
+    }
 
 
 def balance_bodies(conn: sa.Connection, balances: list[tuple[str, str, int, int]]) -> list[Body]:

@@ -359,6 +359,12 @@ def put_customer(
     _changes.append(conn, [_changes.customer_body(conn, customer_id)], now_ms)
 
 
+def put_contact(conn: sa.Connection, customer_id: str, phone_e164: str) -> None:
+    """The phone central may send messages to (confirmation codes)."""
+    conn.execute(sa.delete(t.contacts).where(t.contacts.c.customer_id == customer_id))
+    conn.execute(sa.insert(t.contacts).values(customer_id=customer_id, phone_e164=phone_e164))
+
+
 def erase_customer(conn: sa.Connection, customer_id: str, now_ms: int) -> None:
     """Remove personal data, keep the anonymised ledger, send a tombstone to every till."""
     idents = _changes.identifier_bodies(conn, customer_id)
@@ -379,6 +385,7 @@ def erase_customer(conn: sa.Connection, customer_id: str, now_ms: int) -> None:
     if done != 1:
         raise Refused(404, "unknown_customer", f"customer {customer_id!r} does not exist")
     conn.execute(sa.delete(t.identifiers).where(t.identifiers.c.customer_id == customer_id))
+    conn.execute(sa.delete(t.contacts).where(t.contacts.c.customer_id == customer_id))
     body = {"type": "erasure", "customer_id": customer_id, "identifiers": idents}
     _changes.append(conn, [body], now_ms)
 

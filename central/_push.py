@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 
-from central import _changes
+from central import _changes, _holds
 from central import _tables as t
 from central._clock import to_ms
 from central._directory import Refused
@@ -400,13 +400,16 @@ def _apply_new(
         results.append(PushResult(seq=item.seq, outcome=ItemOutcome.applied))
     reversals = _grant_reversals(conn, applied, now)
     ledger_rows += [_ledger_row(e, canonical_json(e), None, now_ms) for e in reversals]
+    lot_rows = [_lot_row(e) for e in applied if is_lot(e)]
     for table, rows in (
         (t.ledger, ledger_rows),
         (t.cheques, cheque_rows),
         (t.quarantine, quarantine_rows),
+        (t.lots, lot_rows),
     ):
         insert_many(conn, table, rows)
     balances = _move_accounts(conn, [*applied, *reversals], now_ms)
+    _holds.settle(conn, device_id, applied, _documents(new), now_ms)
     _changes.append(
         conn,
         _changes.balance_bodies(conn, [(k, a, b, n) for (k, a), (b, n) in balances.items()]),
@@ -481,6 +484,22 @@ def _quarantine_row(
     }
 
 
+def is_lot(entry: LedgerEntry) -> bool:
+    """Positive points that form a lot (with its activation and expiry times)."""
+    return entry.kind in LOT_KINDS and entry.asset == "points" and entry.amount > 0
+
+
+def _lot_row(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "lot_id": str(entry.entry_id),
+        "account_key": account_key(entry.account),
+        "points": entry.amount,
+        "earned_ms": to_ms(entry.device_time),
+        "activates_ms": None if entry.activates_at is None else to_ms(entry.activates_at),
+        "expires_ms": None if entry.expires_at is None else to_ms(entry.expires_at),
+    }
+
+
 def rebuild_lots(conn: sa.Connection, account: str) -> int:
     """Lots are derived state: rebuild one account's from its ledger entries (each positive
     points grant is a lot; spending them down is the next issue's job). Returns the count."""
@@ -493,19 +512,7 @@ def rebuild_lots(conn: sa.Connection, account: str) -> int:
             t.ledger.c.kind.in_(sorted(LOT_KINDS)),
         )
     ).scalars()
-    lots = []
-    for payload in rows:
-        entry = LedgerEntry.model_validate_json(payload)
-        lots.append(
-            {
-                "lot_id": str(entry.entry_id),
-                "account_key": account,
-                "points": entry.amount,
-                "earned_ms": to_ms(entry.device_time),
-                "activates_ms": None if entry.activates_at is None else to_ms(entry.activates_at),
-                "expires_ms": None if entry.expires_at is None else to_ms(entry.expires_at),
-            }
-        )
+    lots = [_lot_row(LedgerEntry.model_validate_json(payload)) for payload in rows]
     insert_many(conn, t.lots, lots)
     return len(lots)
 
@@ -644,3 +651,7 @@ def _move_accounts(
     if debts:
         conn.execute(sa.insert(t.debts), debts)
     return dict(sorted(after.items()))
+
+
+def _documents(items: list[_Item]) -> list[ChequeDocument]:
+    return [item.record for item in items if isinstance(item.record, ChequeDocument)]

@@ -8,18 +8,23 @@ import os
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from central import _db, _directory
+from central import _db, _directory, _jobs_cli
 from central._app import Settings, create_app
 from central._clock import from_ms, system_clock, to_ms
 from protocol import Store
 
 DEFAULT_DB = "sqlite:///var/central.db"
 DB_ENV = "KOPILKA_CENTRAL_DB"
+GATEWAY_ENV = "KOPILKA_CENTRAL_GATEWAY"
 
 
 def app_from_environment() -> FastAPI:
-    """The app of one `serve --workers N` worker process (the database is migrated already)."""
-    return create_app(Settings(db_url=os.environ[DB_ENV]))
+    """The app of one `serve --workers N` worker process (the database is migrated already;
+    the jobs run in the parent process, under their leases)."""
+    settings = Settings(
+        db_url=os.environ[DB_ENV], message_gateway=os.environ.get(GATEWAY_ENV, "log")
+    )
+    return create_app(settings)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,6 +36,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument(
         "--workers", type=int, default=1, help="processes (PostgreSQL; SQLite wants one writer)"
     )
+    serve.add_argument(
+        "--no-jobs", action="store_true", help="do not run the processing jobs in this process"
+    )
+    serve.add_argument(
+        "--message-gateway", default="log", help="confirmation codes: `log` or `file:PATH`"
+    )
+    _jobs_cli.add_command(commands)
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--db", default=DEFAULT_DB)
     code = commands.add_parser("enroll-code", help="issue a one-time enrollment code for a till")
@@ -74,19 +86,31 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         import uvicorn
 
+        scheduler = None if args.no_jobs else _jobs_cli.start_scheduler(engine)
         if args.workers > 1:
-            engine.dispose()
             os.environ[DB_ENV] = args.db
-            uvicorn.run(
-                "central._serve:app_from_environment",
-                factory=True,
-                workers=args.workers,
-                host=args.host,
-                port=args.port,
-                log_level=args.log_level,
-            )
+            os.environ[GATEWAY_ENV] = args.message_gateway
+            try:
+                uvicorn.run(
+                    "central._serve:app_from_environment",
+                    factory=True,
+                    workers=args.workers,
+                    host=args.host,
+                    port=args.port,
+                    log_level=args.log_level,
+                )
+            finally:
+                if scheduler is not None:
+                    scheduler.shutdown()
             return 0
-        app = create_app(Settings(db_url=args.db), engine=engine)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        settings = Settings(db_url=args.db, message_gateway=args.message_gateway)
+        app = create_app(settings, engine=engine)
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown()
         return 0
+    if args.command == "jobs":
+        return _jobs_cli.run(engine, args)
     return 2

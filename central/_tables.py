@@ -170,12 +170,17 @@ cheques = sa.Table(
     sa.Column("device_time_ms", sa.BigInteger, nullable=False),
     sa.Column("received_ms", sa.BigInteger, nullable=False),
     sa.Column("recomputed", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("result", sa.Text, nullable=True),
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("payload_sha256", sa.String(64), nullable=False),
     sa.UniqueConstraint("device_id", "device_epoch", "device_seq", name="uq_cheques_device_seq"),
     sa.Index("ix_cheques_cheque", "device_id", "cheque_id"),
+    sa.Index("ix_cheques_cheque_id", "cheque_id"),
+    sa.Index("ix_cheques_recomputed", "recomputed"),
 )
-"""Cheque documents as the tills evaluated them; `recomputed` is for the next issue's job."""
+"""Cheque documents as the tills evaluated them. `recomputed` is the recomputation job's
+verdict (pending, ok, mismatch, unknown_rules, foreign, reconciled, unmatched, skipped);
+`result` its JSON detail (for a reconciled foreign refund, the Refund central computed)."""
 
 quarantine = sa.Table(
     "quarantine",
@@ -190,6 +195,7 @@ quarantine = sa.Table(
     sa.Column("resolved_ms", sa.BigInteger, nullable=True),
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("payload_sha256", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="open"),
     sa.UniqueConstraint("device_id", "device_epoch", "device_seq", name="uq_quarantine_device_seq"),
 )
 """Records central acknowledged but could not apply; they hold the device's seq."""
@@ -209,11 +215,16 @@ conflicts = sa.Table(
     sa.Column("first_ms", sa.BigInteger, nullable=False),
     sa.Column("last_ms", sa.BigInteger, nullable=False),
     sa.Column("times", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="open"),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("resolved_ms", sa.BigInteger, nullable=True),
     sa.UniqueConstraint(
         "device_id", "device_epoch", "device_seq", "incoming_sha256", name="uq_conflicts_item"
     ),
 )
-"""Alarms for HQ: a known seq or id pushed again with a different payload (refused)."""
+"""Alarms for HQ: a known seq or id pushed again with a different payload (refused), an
+overspend that left a debt, a cheque whose recomputation differs. `status`: open, reviewed,
+written_off, adjusted; every action on one is in `audit_log`."""
 
 accounts = sa.Table(
     "accounts",
@@ -243,9 +254,15 @@ lots = sa.Table(
     sa.Column("earned_ms", sa.BigInteger, nullable=False),
     sa.Column("activates_ms", sa.BigInteger, nullable=True),
     sa.Column("expires_ms", sa.BigInteger, nullable=True),
+    sa.Column("activated_ms", sa.BigInteger, nullable=True),
+    sa.Column("expired_ms", sa.BigInteger, nullable=True),
     sa.Index("ix_lots_account", "account_key"),
+    sa.Index("ix_lots_activates", "activates_ms"),
+    sa.Index("ix_lots_expires", "expires_ms"),
 )
-"""Derived from the ledger: one lot per positive points entry (spending is the next issue)."""
+"""An index of lots: one row per positive points entry that may activate or expire. What is
+left of a lot is folded from the ledger (`central._lots`); `activated_ms` and `expired_ms`
+say that the jobs have written its activation and expiry entries."""
 
 debts = sa.Table(
     "debts",
@@ -256,8 +273,10 @@ debts = sa.Table(
     sa.Column("entry_id", sa.String(36), nullable=False),
     sa.Column("balance", sa.BigInteger, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("reported_ms", sa.BigInteger, nullable=True),
 )
-"""Each batch that left a balance negative: HQ sees every case."""
+"""Each batch that left a balance negative: HQ sees every case (the debts job files a
+conflict for each and sets `reported_ms`)."""
 
 rule_sets = sa.Table(
     "rule_sets",
@@ -282,3 +301,84 @@ change_log = sa.Table(
 )
 """What pull serves. One row per writing transaction: the changes numbered
 `first_seq..change_seq`, as a JSON list of changes without their `change_seq`."""
+
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", _id(), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
+    sa.Column("acquired_ms", sa.BigInteger, nullable=False),
+)
+"""Who runs a job now: taken with one atomic UPDATE where the lease has expired."""
+
+job_state = sa.Table(
+    "job_state",
+    metadata,
+    sa.Column("name", _id(), primary_key=True),
+    sa.Column("runs", sa.BigInteger, nullable=False),
+    sa.Column("last_holder", sa.String(128), nullable=True),
+    sa.Column("last_started_ms", sa.BigInteger, nullable=True),
+    sa.Column("last_finished_ms", sa.BigInteger, nullable=True),
+    sa.Column("last_ok_ms", sa.BigInteger, nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Column("items_last", sa.BigInteger, nullable=False),
+    sa.Column("items_total", sa.BigInteger, nullable=False),
+    sa.Column("lag_ms", sa.BigInteger, nullable=True),
+)
+"""What each job did last and how far behind it is: HQ watches this."""
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("hold_id", sa.String(36), primary_key=True),
+    sa.Column("device_id", _id(), nullable=False),
+    sa.Column("cheque_id", _id(), nullable=False),
+    sa.Column("customer_id", _id(), nullable=False),
+    sa.Column("account_key", sa.String(80), nullable=False),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
+    sa.Column("closed_ms", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("device_id", "cheque_id", name="uq_holds_cheque"),
+    sa.Index("ix_holds_account", "account_key", "state"),
+)
+"""Online redemption holds. `state`: held, confirmed, released, expired."""
+
+confirmation_codes = sa.Table(
+    "confirmation_codes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", _id(), nullable=False),
+    sa.Column("device_id", _id(), nullable=False),
+    sa.Column("cheque_id", _id(), nullable=False),
+    sa.Column("code_sha256", sa.String(64), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("used_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_confirmation_codes_cheque", "device_id", "cheque_id"),
+)
+"""One-time codes sent to a customer's phone for phone-only redemption; stored hashed."""
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("customer_id", _id(), sa.ForeignKey("customers.customer_id"), primary_key=True),
+    sa.Column("phone_e164", sa.String(20), nullable=False),
+)
+"""Where central may send a customer a message. Personal data: erased with the customer."""
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(128), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+"""Every HQ action that changes money or a customer: who, what, on what, when."""

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo.run(args.examples)
-    if args.command in {"serve", "migrate", "enroll-code", "admin-token"}:
+    if args.command in {"serve", "migrate", "enroll-code", "admin-token", "jobs"}:
         return _serve.run(args)
     if args.command == "rules":
         return _rules_cli.run(args)

@@ -1,0 +1,348 @@
+"""HQ's admin API for customers: search, cards, status, consent, merge, adjustments; and the
+helpers every HQ module shares (who is acting, the audit log). Every route sits under
+`/admin` behind the admin token (`central._admin`); OpenAPI at `/docs`. Rule sets, devices,
+jobs and CSV are in `_hq_ops`, conflicts and quarantine in `_hq_conflicts`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import Query, Request
+from pydantic import Field
+
+from central import _changes, _credentials, _directory, _entries, _lots
+from central import _tables as t
+from central._admin import _route
+from central._clock import to_ms
+from central._directory import Refused
+from protocol import (
+    CardIdentifier,
+    IdentifierRejected,
+    PhoneHasher,
+    WireModel,
+    normalize_phone,
+    parse_card,
+)
+from protocol._base import Id, Points
+
+search_results_max = 100
+Reason = Annotated[str, Field(min_length=3, max_length=500)]
+
+
+def _central(request: Request) -> Any:
+    return request.app.state.central
+
+
+def actor(request: Request) -> str:
+    """The label of the admin token making the call (routes run only behind `admin`)."""
+    token = _credentials.bearer(request.headers.get("authorization")) or ""
+    with _central(request).reader.connect() as conn:
+        label = conn.execute(
+            sa.select(t.admin_tokens.c.label).where(
+                t.admin_tokens.c.token_sha256 == _credentials.digest(token)
+            )
+        ).scalar_one_or_none()
+    return f"admin:{label}"
+
+
+def audit(
+    conn: sa.Connection, who: str, action: str, target: str, detail: Any, now_ms: int
+) -> None:
+    conn.execute(
+        sa.insert(t.audit_log).values(
+            actor=who,
+            action=action,
+            target=target,
+            detail=json.dumps(detail, sort_keys=True, default=str),
+            created_ms=now_ms,
+        )
+    )
+
+
+def _customer_row(conn: sa.Connection, customer_id: str) -> Any:
+    row = conn.execute(
+        sa.select(t.customers).where(t.customers.c.customer_id == customer_id)
+    ).first()
+    if row is None:
+        raise Refused(404, "unknown_customer", f"customer {customer_id!r} does not exist")
+    return row
+
+
+def _publish_customer(conn: sa.Connection, customer_id: str, now_ms: int) -> None:
+    _changes.append(conn, [_changes.customer_body(conn, customer_id)], now_ms)
+
+
+# --- customers ----------------------------------------------------------------------------
+
+
+@_route("GET", "/customers", tags=["customers"])
+def search_customers(
+    request: Request,
+    phone: Annotated[str | None, Query(max_length=32)] = None,
+    card: Annotated[str | None, Query(max_length=64)] = None,
+    name: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=search_results_max)] = 20,
+) -> list[dict[str, Any]]:
+    """Find customers by phone (any format), card number, or first-name prefix."""
+    with _central(request).reader.begin() as conn:
+        query = sa.select(t.customers.c.customer_id)
+        if phone is not None:
+            key = _directory.setting(conn, "phone_hash_key_hex") or ""
+            try:
+                digest = PhoneHasher(bytes.fromhex(key))(normalize_phone(phone))
+            except IdentifierRejected as error:
+                raise Refused(422, "bad_phone", f"phone {phone!r}: {error.reason}") from None
+            query = query.join(t.identifiers).where(
+                t.identifiers.c.kind == "phone_hash", t.identifiers.c.value == digest
+            )
+        if card is not None:
+            query = query.join(t.identifiers).where(
+                t.identifiers.c.kind == "card", t.identifiers.c.value == card
+            )
+        if name is not None:
+            query = query.where(t.customers.c.first_name.startswith(name))
+        ids = conn.execute(query.order_by(t.customers.c.customer_id).limit(limit)).scalars()
+        return [customer_view(conn, customer_id) for customer_id in ids]
+
+
+def customer_view(conn: sa.Connection, customer_id: str) -> dict[str, Any]:
+    row = _customer_row(conn, customer_id)
+    key = f"customer:{customer_id}"
+    balances = {
+        r.asset: r.balance
+        for r in conn.execute(sa.select(t.accounts).where(t.accounts.c.account_key == key))
+    }
+    return {
+        **{k: v for k, v in row._mapping.items()},
+        "identifiers": _changes.identifier_bodies(conn, customer_id),
+        "balances": balances,
+    }
+
+
+@_route("GET", "/customers/{customer_id}", tags=["customers"])
+def get_customer(request: Request, customer_id: str) -> dict[str, Any]:
+    """A customer with identifiers, balances, lots left and live holds."""
+    central = _central(request)
+    with central.reader.begin() as conn:
+        view = customer_view(conn, customer_id)
+        folded = _lots.fold_account(conn, f"customer:{customer_id}")
+        view["lots"] = [lot.__dict__ for lot in folded.lots.values() if lot.left > 0]
+        view["debt"] = folded.debt
+        view["holds"] = [
+            dict(r._mapping)
+            for r in conn.execute(
+                sa.select(t.holds).where(
+                    t.holds.c.customer_id == customer_id, t.holds.c.state == "held"
+                )
+            )
+        ]
+    return view
+
+
+class CardBody(WireModel):
+    number: Annotated[str, Field(min_length=6, max_length=64)]
+
+
+def _card(conn: sa.Connection, number: str) -> str:
+    ranges = _directory.card_ranges(conn)
+    try:
+        if not ranges:  # no ranges configured: any well-formed card number
+            return CardIdentifier(number=number.strip()).number
+        digits, _ = parse_card(number, ranges)
+    except IdentifierRejected as error:
+        raise Refused(422, "bad_card", f"card {number!r}: {error.reason}") from None
+    except ValueError:
+        raise Refused(422, "bad_card", f"card {number!r} is not a card number") from None
+    return CardIdentifier(number=digits).number
+
+
+@_route("POST", "/customers/{customer_id}/cards", tags=["customers"])
+def attach_card(request: Request, customer_id: str, body: CardBody) -> dict[str, Any]:
+    """Link a card to a customer; entries a till recorded on that card move to the customer
+    at the next run of the `resolve` job."""
+    central = _central(request)
+    now_ms = to_ms(central.clock())
+    who = actor(request)
+    with central.writing(), central.engine.begin() as conn:
+        _customer_row(conn, customer_id)
+        number = _card(conn, body.number)
+        _link(conn, customer_id, "card", number, now_ms)
+        audit(conn, who, "attach_card", customer_id, {"card": number}, now_ms)
+        _publish_customer(conn, customer_id, now_ms)
+        return customer_view(conn, customer_id)
+
+
+def _link(conn: sa.Connection, customer_id: str, kind: str, value: str, now_ms: int) -> None:
+    owner = conn.execute(
+        sa.select(t.identifiers.c.customer_id).where(
+            t.identifiers.c.kind == kind, t.identifiers.c.value == value
+        )
+    ).scalar_one_or_none()
+    if owner == customer_id:
+        return
+    if owner is not None:
+        raise Refused(409, "identifier_taken", f"{kind} belongs to customer {owner}")
+    conn.execute(
+        sa.insert(t.identifiers).values(
+            kind=kind, value=value, customer_id=customer_id, created_ms=now_ms
+        )
+    )
+
+
+class ReplaceCard(WireModel):
+    old_number: Annotated[str, Field(min_length=6, max_length=64)]
+    new_number: Annotated[str, Field(min_length=6, max_length=64)]
+    reason: Reason = "card lost"
+
+
+@_route("POST", "/customers/{customer_id}/replace-card", tags=["customers"])
+def replace_card(request: Request, customer_id: str, body: ReplaceCard) -> dict[str, Any]:
+    """The lost card stops identifying the customer; the new one does."""
+    central = _central(request)
+    now_ms = to_ms(central.clock())
+    who = actor(request)
+    with central.writing(), central.engine.begin() as conn:
+        _customer_row(conn, customer_id)
+        old = _card(conn, body.old_number)
+        new = _card(conn, body.new_number)
+        gone = conn.execute(
+            sa.delete(t.identifiers).where(
+                t.identifiers.c.kind == "card",
+                t.identifiers.c.value == old,
+                t.identifiers.c.customer_id == customer_id,
+            )
+        ).rowcount
+        if gone != 1:
+            raise Refused(404, "unknown_card", f"card {old} is not a card of {customer_id}")
+        _link(conn, customer_id, "card", new, now_ms)
+        audit(conn, who, "replace_card", customer_id, {"old": old, "new": new}, now_ms)
+        _publish_customer(conn, customer_id, now_ms)
+        return customer_view(conn, customer_id)
+
+
+class StatusBody(WireModel):
+    status: Literal["active", "blocked"]
+    reason: Reason
+
+
+@_route("POST", "/customers/{customer_id}/status", tags=["customers"])
+def set_status(request: Request, customer_id: str, body: StatusBody) -> dict[str, Any]:
+    """Block or unblock a customer (a blocked customer earns nothing new and cannot spend)."""
+    central = _central(request)
+    now_ms = to_ms(central.clock())
+    who = actor(request)
+    with central.writing(), central.engine.begin() as conn:
+        row = _customer_row(conn, customer_id)
+        if row.status not in {"active", "blocked", "provisional"}:
+            raise Refused(409, "not_changeable", f"customer {customer_id} is {row.status}")
+        conn.execute(
+            sa.update(t.customers)
+            .where(t.customers.c.customer_id == customer_id)
+            .values(status=body.status, updated_ms=now_ms)
+        )
+        audit(conn, who, f"status_{body.status}", customer_id, {"reason": body.reason}, now_ms)
+        _publish_customer(conn, customer_id, now_ms)
+        return customer_view(conn, customer_id)
+
+
+class ConsentBody(WireModel):
+    consent_marketing: bool
+    consent_data: bool
+
+
+@_route("PUT", "/customers/{customer_id}/consent", tags=["customers"])
+def set_consent(request: Request, customer_id: str, body: ConsentBody) -> dict[str, Any]:
+    central = _central(request)
+    now_ms = to_ms(central.clock())
+    who = actor(request)
+    with central.writing(), central.engine.begin() as conn:
+        _customer_row(conn, customer_id)
+        conn.execute(
+            sa.update(t.customers)
+            .where(t.customers.c.customer_id == customer_id)
+            .values(**body.model_dump(), updated_ms=now_ms)
+        )
+        audit(conn, who, "consent", customer_id, body.model_dump(), now_ms)
+        _publish_customer(conn, customer_id, now_ms)
+        return customer_view(conn, customer_id)
+
+
+class MergeBody(WireModel):
+    duplicate_id: Id
+    keep_id: Id
+    reason: Reason
+
+
+@_route("POST", "/customers/merge", tags=["customers"])
+def merge_customers(request: Request, body: MergeBody) -> dict[str, Any]:
+    """Merge a duplicate into the customer kept: its points (lot by lot), counters and
+    identifiers move; the duplicate becomes `merged` with `merged_into`."""
+    if body.duplicate_id == body.keep_id:
+        raise Refused(422, "same_customer", "a customer cannot be merged into itself")
+    central = _central(request)
+    now = central.clock()
+    now_ms = to_ms(now)
+    who = actor(request)
+    with central.writing(), central.engine.begin() as conn:
+        for customer_id in sorted([body.duplicate_id, body.keep_id]):
+            row = _customer_row(conn, customer_id)
+            if row.status in {"merged", "erased"}:
+                raise Refused(409, "not_mergeable", f"customer {customer_id} is {row.status}")
+        made = _lots.move(
+            conn,
+            f"customer:{body.duplicate_id}",
+            f"customer:{body.keep_id}",
+            now,
+            f"customer {body.duplicate_id} merged into {body.keep_id}",
+        )
+        conn.execute(
+            sa.update(t.identifiers)
+            .where(t.identifiers.c.customer_id == body.duplicate_id)
+            .values(customer_id=body.keep_id)
+        )
+        conn.execute(
+            sa.update(t.customers)
+            .where(t.customers.c.customer_id == body.duplicate_id)
+            .values(status="merged", merged_into=body.keep_id, updated_ms=now_ms)
+        )
+        detail = {"into": body.keep_id, "entries": len(made), "reason": body.reason}
+        audit(conn, who, "merge", body.duplicate_id, detail, now_ms)
+        _publish_customer(conn, body.duplicate_id, now_ms)
+        _publish_customer(conn, body.keep_id, now_ms)
+        return customer_view(conn, body.keep_id)
+
+
+class Adjustment(WireModel):
+    points: Points
+    reason: Reason
+    asset: Annotated[str, Field(max_length=64)] = "points"
+
+
+def adjust(conn: sa.Connection, account_key: str, amount: int, reason: str, now: datetime) -> str:
+    if amount == 0:
+        raise Refused(422, "zero_adjustment", "an adjustment must move something")
+    entry = {
+        "kind": "adjust",
+        "account": _entries.account_of(account_key),
+        "amount": amount,
+        "reason": reason,
+    }
+    made = _entries.write(conn, [entry], now)
+    return str(made[0].entry_id)
+
+
+@_route("POST", "/customers/{customer_id}/adjustments", tags=["customers"])
+def post_adjustment(request: Request, customer_id: str, body: Adjustment) -> dict[str, Any]:
+    """Add or take points with a reason: an `adjust` entry from central, audited."""
+    central = _central(request)
+    now = central.clock()
+    who = actor(request)
+    with central.writing(), central.engine.begin() as conn:
+        _customer_row(conn, customer_id)
+        entry_id = adjust(conn, f"customer:{customer_id}", body.points, body.reason, now)
+        detail = {"points": body.points, "reason": body.reason, "entry_id": entry_id}
+        audit(conn, who, "adjust", customer_id, detail, to_ms(now))
+    return {"customer_id": customer_id, "entry_id": entry_id}

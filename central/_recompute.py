@@ -1,0 +1,396 @@
+"""Cheques recomputed with the rule set and evaluator stamped on them, and refunds of
+cheques sold at another till reconciled with their originals.
+
+A mismatch is never a silent rewrite: it is a conflict for HQ (kind `recompute_mismatch`,
+with what the till said and what central computed) and, when the points differ, a
+`correction` entry from central's pseudo-device keyed `correct:<document id>`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from central import _directory, _entries
+from central import _tables as t
+from central._clock import to_ms
+from protocol import (
+    EVALUATOR_VERSION,
+    ChequeDocument,
+    ChequeKind,
+    EntryKind,
+    Quote,
+    RedeemRequest,
+    Refund,
+    RefundError,
+    RuleSet,
+    Store,
+    evaluate,
+    refund_quote,
+    rule_set_from_data,
+)
+
+cheques_per_batch_max = 200
+_POINT_KINDS = (EntryKind.earn.value, EntryKind.burn.value)
+
+
+def _pending(conn: sa.Connection, state: str, after_id: int) -> list[Any]:
+    return list(
+        conn.execute(
+            sa.select(t.cheques)
+            .where(t.cheques.c.recomputed == state, t.cheques.c.id > after_id)
+            .order_by(t.cheques.c.id)
+            .limit(cheques_per_batch_max)
+        ).all()
+    )
+
+
+def _claim(conn: sa.Connection, row: Any, state: str, verdict: str, result: Any = None) -> bool:
+    """Move one cheque from `state` to `verdict`; False when another run already did."""
+    values: dict[str, Any] = {"recomputed": verdict}
+    if result is not None:
+        values["result"] = json.dumps(result, sort_keys=True)
+    done = conn.execute(
+        sa.update(t.cheques)
+        .where(t.cheques.c.id == row.id, t.cheques.c.recomputed == state)
+        .values(values)
+    ).rowcount
+    return done == 1
+
+
+def alert(
+    conn: sa.Connection, kind: str, row: Any, record_id: str, detail: Any, now_ms: int
+) -> None:
+    """A conflict for HQ about a stored record (one per record and kind)."""
+    exists = conn.execute(
+        sa.select(t.conflicts.c.id).where(
+            t.conflicts.c.device_id == row.device_id,
+            t.conflicts.c.device_epoch == row.device_epoch,
+            t.conflicts.c.device_seq == row.device_seq,
+            t.conflicts.c.incoming_sha256 == row.payload_sha256,
+        )
+    ).first()
+    if exists is not None:
+        return
+    conn.execute(
+        sa.insert(t.conflicts).values(
+            kind=kind,
+            device_id=row.device_id,
+            device_epoch=row.device_epoch,
+            device_seq=row.device_seq,
+            record_id=record_id,
+            stored_sha256=row.payload_sha256,
+            incoming_sha256=row.payload_sha256,
+            incoming_payload=row.payload,
+            first_ms=now_ms,
+            last_ms=now_ms,
+            times=1,
+            status="open",
+            detail=json.dumps(detail, sort_keys=True, default=str),
+        )
+    )
+
+
+# --- recomputation ------------------------------------------------------------------------
+
+
+def recompute(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
+    """Recompute pending cheques. Returns (cheques decided, lag in ms): the lag is how long
+    the oldest cheque still pending has waited since it arrived."""
+    return _drain(engine, "pending", _recompute_one, now)
+
+
+def _drain(
+    engine: sa.Engine, state: str, one: Callable[[sa.Connection, Any, datetime], int], now: datetime
+) -> tuple[int, int | None]:
+    """Apply `one` to every cheque in `state`, a batch a transaction, each cheque under a
+    savepoint: a cheque that cannot be read or evaluated is set aside as `failed` with an
+    alert, never retried forever. Returns (decided, lag of the oldest still in `state`)."""
+    decided = 0
+    after = 0
+    while True:
+        with engine.begin() as conn:
+            rows = _pending(conn, state, after)
+            if not rows:
+                break
+            for row in rows:
+                after = row.id
+                try:
+                    with conn.begin_nested():
+                        decided += one(conn, row, now)
+                except (ValueError, KeyError, RuntimeError) as error:
+                    detail = {"error": f"{type(error).__name__}: {error}"[:500]}
+                    if _claim(conn, row, state, "failed", detail):
+                        alert(conn, "recompute_failed", row, row.document_id, detail, to_ms(now))
+                        decided += 1
+    with engine.connect() as conn:
+        oldest = conn.execute(
+            sa.select(sa.func.min(t.cheques.c.received_ms)).where(t.cheques.c.recomputed == state)
+        ).scalar()
+    return decided, 0 if oldest is None else max(to_ms(now) - int(oldest), 0)
+
+
+def _recompute_one(conn: sa.Connection, row: Any, now: datetime) -> int:
+    doc = ChequeDocument.model_validate_json(row.payload)
+    if doc.kind is ChequeKind.refund and doc.quote is None:
+        return int(_claim(conn, row, "pending", "foreign"))
+    if doc.quote is None:
+        return int(_claim(conn, row, "pending", "skipped"))
+    entries = _entries_of(conn, doc)
+    if entries is None:
+        return 0  # its entries have not all arrived yet: the lag shows it
+    rules = _rule_set(conn, doc.quote.rule_set_hash)
+    now_ms = to_ms(now)
+    if rules is None or doc.quote.evaluator_version != EVALUATOR_VERSION:
+        why = "unknown_rules" if rules is None else "other_evaluator"
+        if not _claim(conn, row, "pending", why):
+            return 0
+        stamped = {
+            "rule_set_hash": doc.quote.rule_set_hash,
+            "evaluator": doc.quote.evaluator_version,
+        }
+        alert(conn, why, row, str(doc.document_id), stamped, now_ms)
+        return 1
+    if doc.kind is ChequeKind.refund:
+        expected, found = _refund_points(conn, doc, entries)
+    else:
+        expected, found = _sale_points(conn, doc, rules, entries)
+    if expected == found:
+        return int(_claim(conn, row, "pending", "ok"))
+    delta = expected["net"] - found["net"]
+    detail: dict[str, Any] = {"expected": expected, "found": found, "correction": delta}
+    if not _claim(conn, row, "pending", "mismatch", detail):
+        return 0
+    alert(conn, "recompute_mismatch", row, str(doc.document_id), detail, now_ms)
+    if delta != 0 and doc.account is not None:
+        _entries.write(
+            conn,
+            [
+                {
+                    "kind": EntryKind.correction,
+                    "account": doc.account,
+                    "amount": delta,
+                    "cheque_id": doc.cheque_id,
+                    "grant_key": f"correct:{doc.document_id}",
+                    "reason": f"recomputation of cheque {doc.cheque_id} differs",
+                }
+            ],
+            now,
+        )
+    return 1
+
+
+def _entries_of(conn: sa.Connection, doc: ChequeDocument) -> list[Any] | None:
+    """The cheque's entries at central, or None while some are still on their way (an entry
+    central quarantined counts as arrived, and moved nothing)."""
+    ids = [str(entry_id) for entry_id in doc.entry_ids]
+    if not ids:
+        return []
+    rows = conn.execute(
+        sa.select(t.ledger.c.entry_id, t.ledger.c.kind, t.ledger.c.amount, t.ledger.c.asset).where(
+            t.ledger.c.entry_id.in_(ids)
+        )
+    ).all()
+    if len(rows) < len(ids):
+        held = conn.execute(
+            sa.select(sa.func.count()).where(
+                t.quarantine.c.record_id.in_(ids), t.quarantine.c.device_id == doc.device_id
+            )
+        ).scalar_one()
+        if len(rows) + held < len(ids):
+            return None
+    return list(rows)
+
+
+def _rule_set(conn: sa.Connection, content_hash: str) -> RuleSet | None:
+    text = conn.execute(
+        sa.select(t.rule_sets.c.document).where(t.rule_sets.c.content_hash == content_hash)
+    ).scalar_one_or_none()
+    return None if text is None else rule_set_from_data(json.loads(text))
+
+
+def quoted_at(doc: ChequeDocument, rules: RuleSet) -> datetime:
+    """When the till evaluated the cheque: its activation time less the return window when
+    it earned, otherwise the document's device time."""
+    quote = doc.quote
+    if quote is not None and quote.earn_activates_at is not None:
+        return quote.earn_activates_at - timedelta(days=rules.pending_days)
+    return doc.device_time
+
+
+def _sale_points(
+    conn: sa.Connection, doc: ChequeDocument, rules: RuleSet, entries: list[Any]
+) -> tuple[dict[str, int], dict[str, int]]:
+    quote = doc.quote
+    if quote is None:
+        raise AssertionError("a sale to recompute has a quote")
+    store = _directory.store(conn, doc.store_id) or Store(store_id=doc.store_id, name="")
+    customer = doc.customer.model_copy(
+        update={"points_balance": max(doc.customer.points_balance, quote.burn_points), "lots": ()}
+    )
+    redeem = RedeemRequest(mode="points", points=quote.burn_points)
+    again = evaluate(rules, customer, doc.basket, store, quoted_at(doc, rules), redeem)
+    points = [e for e in entries if e.asset == "points" and e.kind in _POINT_KINDS]
+    found = {
+        "earn": sum(e.amount for e in points if e.kind == EntryKind.earn.value),
+        "burn": -sum(e.amount for e in points if e.kind == EntryKind.burn.value),
+        "quote_earn": quote.earn_points,
+        "quote_burn": quote.burn_points,
+        "quote_discount": quote.discount,
+    }
+    expected = {
+        "earn": again.earn_points,
+        "burn": again.burn_points,
+        "quote_earn": again.earn_points,
+        "quote_burn": again.burn_points,
+        "quote_discount": again.discount,
+    }
+    if doc.account is None:  # anonymous: no entries, only the quote to check
+        found["earn"] = expected["earn"]
+        found["burn"] = expected["burn"]
+    expected["net"] = expected["earn"] - expected["burn"]
+    found["net"] = found["earn"] - found["burn"]
+    return expected, found
+
+
+def _earlier_refunds(conn: sa.Connection, doc: ChequeDocument, before_id: int) -> list[Refund]:
+    rows = conn.execute(
+        sa.select(t.cheques.c.payload, t.cheques.c.result, t.cheques.c.recomputed)
+        .where(t.cheques.c.kind == "refund", t.cheques.c.id < before_id)
+        .where(t.cheques.c.recomputed.in_(["ok", "mismatch", "reconciled", "pending"]))
+        .order_by(t.cheques.c.id)
+    ).all()
+    earlier = []
+    for row in rows:
+        other = ChequeDocument.model_validate_json(row.payload)
+        if other.original_cheque_id != doc.original_cheque_id:
+            continue
+        if other.refund is not None:
+            earlier.append(other.refund)
+        elif row.recomputed == "reconciled" and row.result:
+            earlier.append(Refund.model_validate_json(row.result))
+    return earlier
+
+
+def _refund_points(
+    conn: sa.Connection, doc: ChequeDocument, entries: list[Any]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """An own-till refund: what the till reversed against what the quote says it should."""
+    if doc.quote is None or doc.refund is None:
+        raise AssertionError("an own-till refund carries the original quote and its refund")
+    row_id = conn.execute(
+        sa.select(t.cheques.c.id).where(t.cheques.c.document_id == str(doc.document_id))
+    ).scalar_one()
+    returned = {line.line_id: line.quantity_milli for line in doc.returned}
+    try:
+        again = refund_quote(doc.quote, doc.basket, returned, _earlier_refunds(conn, doc, row_id))
+        expected = {"earn_reversed": again.earn_points, "burn_returned": again.burn_points}
+    except RefundError:
+        expected = {"earn_reversed": 0, "burn_returned": 0}
+    points = [e.amount for e in entries if e.asset == "points" and e.kind == "refund_reversal"]
+    found = {
+        "earn_reversed": -sum(a for a in points if a < 0),
+        "burn_returned": sum(a for a in points if a > 0),
+    }
+    expected["net"] = expected["burn_returned"] - expected["earn_reversed"]
+    found["net"] = found["burn_returned"] - found["earn_reversed"]
+    return expected, found
+
+
+# --- refunds of cheques sold elsewhere ----------------------------------------------------
+
+
+def reconcile_refunds(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
+    """Refunds of cheques sold at another till: find the original, compute what the refund
+    reverses from its quote, and write those entries from central. A refund whose original
+    has not arrived waits (the lag shows the oldest one)."""
+    return _drain(engine, "foreign", _reconcile_one, now)
+
+
+def _original(conn: sa.Connection, doc: ChequeDocument) -> ChequeDocument | None:
+    query = sa.select(t.cheques.c.payload).where(
+        t.cheques.c.cheque_id == doc.original_cheque_id, t.cheques.c.kind == "sale"
+    )
+    if doc.original_device_id is not None:
+        query = query.where(t.cheques.c.device_id == doc.original_device_id)
+    payloads = conn.execute(query.order_by(t.cheques.c.id)).scalars().all()
+    sales = [ChequeDocument.model_validate_json(p) for p in payloads]
+    paid = [s for s in sales if s.quote is not None and s.state.value != "voided"]
+    return paid[-1] if paid else None
+
+
+def _reconcile_one(conn: sa.Connection, row: Any, now: datetime) -> int:
+    doc = ChequeDocument.model_validate_json(row.payload)
+    original = _original(conn, doc)
+    if original is None or original.quote is None:
+        return 0
+    returned = {line.line_id: line.quantity_milli for line in doc.returned}
+    try:
+        refund = refund_quote(
+            original.quote, original.basket, returned, _earlier_refunds(conn, doc, row.id)
+        )
+    except RefundError as error:
+        if not _claim(conn, row, "foreign", "unmatched", {"error": str(error)}):
+            return 0
+        detail = {"original_cheque_id": doc.original_cheque_id, "error": str(error)}
+        alert(conn, "refund_unmatched", row, str(doc.document_id), detail, to_ms(now))
+        return 1
+    if not _claim(conn, row, "foreign", "reconciled", refund.model_dump(mode="json")):
+        return 0
+    account = original.account
+    if account is not None:
+        _entries.write(conn, _refund_specs(doc, original.quote, refund, account), now)
+    return 1
+
+
+def _refund_specs(
+    doc: ChequeDocument, quote: Quote, refund: Refund, account: Any
+) -> list[dict[str, Any]]:
+    key = f"refund:{doc.document_id}"
+    common = {"account": account, "cheque_id": doc.cheque_id}
+    specs: list[dict[str, Any]] = []
+    if refund.earn_points:
+        specs.append(
+            {
+                **common,
+                "kind": EntryKind.refund_reversal,
+                "amount": -refund.earn_points,
+                "activates_at": quote.earn_activates_at,
+                "grant_key": f"{key}:earn",
+            }
+        )
+    if refund.burn_points:
+        specs.append(
+            {
+                **common,
+                "kind": EntryKind.refund_reversal,
+                "amount": refund.burn_points,
+                "grant_key": f"{key}:burn",
+            }
+        )
+    for index, change in enumerate(refund.counter_changes):
+        if change.delta:
+            specs.append(
+                {
+                    **common,
+                    "kind": EntryKind.counter,
+                    "asset": change.counter,
+                    "amount": change.delta,
+                    "grant_key": f"{key}:c{index}",
+                }
+            )
+    if refund.rolling_spend_reversed:
+        specs.append(
+            {
+                **common,
+                "kind": EntryKind.counter,
+                "asset": "rolling_spend",
+                "amount": -refund.rolling_spend_reversed,
+                "grant_key": f"{key}:spend",
+            }
+        )
+    return specs

@@ -1,0 +1,166 @@
+"""HQ's admin API: customers, adjustments, rule sets, sync health, conflicts and quarantine
+with audited actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from central import _jobs
+from central import _tables as t
+from protocol import EntryKind
+
+from .checks import assert_ledger_consistent
+from .sales import RULES_TOML
+from .tills import NOW, Hq
+
+
+def get(hq: Hq, path: str, **params: Any) -> Any:
+    response = hq.client.get(path, params=params, headers=hq.headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def toml(hq: Hq, path: str, text: str, **params: Any) -> Any:
+    headers = {**hq.headers, "content-type": "text/plain"}
+    return hq.client.post(path, content=text.encode(), params=params, headers=headers)
+
+
+def test_customers_search_cards_block_consent_and_adjust(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1", first_name="Анна", phones=["+7 916 123-45-67"])
+    hq.customer("c2", first_name="Борис")
+    assert [c["customer_id"] for c in get(hq, "/admin/customers", phone="8 916 123 45 67")] == [
+        "c1"
+    ]
+    assert [c["customer_id"] for c in get(hq, "/admin/customers", name="Бор")] == ["c2"]
+    hq.post("/admin/customers/c1/cards", {"number": "2770000000017"})
+    assert [c["customer_id"] for c in get(hq, "/admin/customers", card="2770000000017")] == ["c1"]
+    taken = hq.client.post(
+        "/admin/customers/c2/cards", json={"number": "2770000000017"}, headers=hq.headers
+    )
+    assert taken.json()["code"] == "identifier_taken"
+    replaced = hq.post(
+        "/admin/customers/c1/replace-card",
+        {"old_number": "2770000000017", "new_number": "2770000000024", "reason": "lost"},
+    )
+    assert {"type": "card", "number": "2770000000024"} in replaced["identifiers"]
+    assert get(hq, "/admin/customers", card="2770000000017") == []
+    blocked = hq.post("/admin/customers/c2/status", {"status": "blocked", "reason": "fraud check"})
+    assert blocked["status"] == "blocked"
+    consent = hq.client.put(
+        "/admin/customers/c1/consent",
+        json={"consent_marketing": True, "consent_data": True},
+        headers=hq.headers,
+    )
+    assert consent.json()["consent_marketing"] is True
+    hq.post("/admin/customers/c1/adjustments", {"points": 250, "reason": "goodwill"})
+    assert get(hq, "/admin/customers/c1")["balances"] == {"points": 250}
+    actions = [row["action"] for row in get(hq, "/admin/audit")]
+    assert actions == ["adjust", "consent", "status_blocked", "replace_card", "attach_card"]
+    assert all(row["actor"] == "admin:tests" for row in get(hq, "/admin/audit"))
+    assert_ledger_consistent(engine)
+
+
+def test_merge_moves_points_identifiers_and_counters(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("keep")
+    hq.customer("dup", phones=["+79031234567"])
+    till = hq.enroll()
+    items = [till.entry("dup", 40), till.entry("dup", 2, EntryKind.counter, asset="purchases")]
+    assert till.push(items).status_code == 200
+    merged = hq.post(
+        "/admin/customers/merge", {"duplicate_id": "dup", "keep_id": "keep", "reason": "same man"}
+    )
+    assert merged["balances"] == {"points": 40, "purchases": 2}
+    assert [i["type"] for i in merged["identifiers"]] == ["phone_hash"]
+    dup = get(hq, "/admin/customers/dup")
+    assert (dup["status"], dup["merged_into"], dup["balances"]) == (
+        "merged",
+        "keep",
+        {"points": 0, "purchases": 0},
+    )
+    assert_ledger_consistent(engine)
+
+
+def test_erasure_removes_contacts_and_sends_a_tombstone(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1", phones=["+79161234567"])
+    till = hq.enroll()
+    hq.post("/admin/customers/c1/erase")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.contacts)).scalar() == 0
+    kinds = [change["type"] for change in till.pull(0).json()["changes"]]
+    assert kinds[-1] == "erasure"
+
+
+def test_rule_sets_validate_diff_and_publish_into_the_pull_stream(hq: Hq) -> None:
+    till = hq.enroll()
+    bad = toml(hq, "/admin/rule-sets/validate", RULES_TOML.replace("pending_days = 14", "x = 1"))
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "invalid_rule_set"
+    valid = toml(hq, "/admin/rule-sets/validate", RULES_TOML).json()
+    assert valid["rule_set_id"] == "base-2026"
+    first_diff = toml(hq, "/admin/rule-sets/diff", RULES_TOML).json()
+    assert first_diff["current"] is None
+    published = toml(
+        hq, "/admin/rule-sets/publish", RULES_TOML, effective_from="2026-11-01T00:00:00+03:00"
+    )
+    assert published.status_code == 200, published.text
+    same = toml(hq, "/admin/rule-sets/diff", RULES_TOML).json()
+    assert same["current"] == "base-2026"
+    next_version = RULES_TOML.replace('"base-2026"', '"base-2027"').replace(
+        "pending_days = 14", "pending_days = 7"
+    )
+    changed = toml(hq, "/admin/rule-sets/diff", next_version).json()
+    assert changed["same"] is False
+    assert '- "pending_days": 14,' in "\n".join(changed["diff"])
+    assert '+ "pending_days": 7,' in "\n".join(changed["diff"])
+    changes = till.pull(0).json()["changes"]
+    rule_sets = [c for c in changes if c["type"] == "rule_set"]
+    assert [(c["rule_set_id"], c["effective_from"]) for c in rule_sets] == [
+        ("base-2026", "2026-11-01T00:00:00+03:00")
+    ]
+    assert rule_sets[0]["content_hash"] == published.json()["content_hash"]
+
+
+def test_device_health_reports_seen_acked_lag_and_skew(hq: Hq) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    assert till.push([till.entry("c1", 5), till.entry("c1", 5)]).status_code == 200
+    [health] = get(hq, "/admin/devices/health")
+    assert health["acked_seq"] == 2
+    assert health["last_seen_ago_s"] == 0
+    assert health["outbox_lag_ms"] == 0
+    assert health["clock_skew_ms"] == 0
+    assert get(hq, "/admin/offline-limits")["offline_window_days"] == 30
+    assert [s["store_id"] for s in get(hq, "/admin/stores")] == ["s1"]
+
+
+def test_conflicts_and_quarantine_actions_are_audited(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    one, two = hq.enroll("s1"), hq.enroll("s2")
+    assert one.push([one.entry("c1", 10)]).status_code == 200
+    assert two.push([two.entry("c1", -50, EntryKind.burn)]).status_code == 200
+    _jobs.run(engine, _jobs.BY_NAME["debts"], NOW, "t")
+    [overspend] = get(hq, "/admin/conflicts/open")
+    done = hq.post(
+        f"/admin/conflicts/{overspend['id']}/action", {"action": "write_off", "note": "bad luck"}
+    )
+    assert done["status"] == "written_off"
+    assert get(hq, "/admin/customers/c1")["balances"] == {"points": 0}
+    again = hq.client.post(
+        f"/admin/conflicts/{overspend['id']}/action",
+        json={"action": "review", "note": "again"},
+        headers=hq.headers,
+    )
+    assert again.status_code == 409
+    assert one.push([one.entry("nobody", 30)]).status_code == 200  # quarantined
+    [held] = get(hq, "/admin/quarantine")
+    hq.post(
+        f"/admin/quarantine/{held['id']}/action",
+        {"action": "adjust", "note": "typo in id", "customer_id": "c1", "points": 30},
+    )
+    assert get(hq, "/admin/quarantine") == []
+    assert get(hq, "/admin/customers/c1")["balances"] == {"points": 30}
+    actions = [row["action"] for row in get(hq, "/admin/audit")]
+    assert actions == ["quarantine_adjust", "conflict_write_off"]
+    assert_ledger_consistent(engine)

@@ -1,0 +1,142 @@
+"""CSV import of a customer base: streamed, every bad row reported by line with its reason,
+nothing half-imported, a second run changes nothing; CSV export of what central holds."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from central import _csvio, make_engine, migrate
+from central import _tables as t
+
+from .checks import assert_ledger_consistent
+from .tills import NOW, Hq
+
+HEADER = "customer_id,first_name,phone,card,birthday,consent_marketing,consent_data,points\n"
+BAD = {
+    # row index (0-based, data rows) -> (the row, the start of the reason)
+    7: ("c-bad-phone,Ива,12345,,,1,1,10", "phone"),
+    1_234: ("c-0000001,Дубль,,,,0,1,5", "customer c-0000001 appears twice"),
+    40_000: ("c-bad-points,Пётр,,,,0,1,12a", "points must be"),
+    77_777: ("c-bad-date,Анна,,,1990-13-01,0,1,0", "birthday"),
+    99_998: ("c-card-twice,Олег,,2770000000017,,0,1,0", "card is used by an earlier row"),
+}
+
+
+def _good(index: int) -> str:
+    card = "2770000000017" if index == 3 else f"99{index:011d}"
+    phone = f"+7916{index:07d}" if index % 4 == 1 else ""
+    return f"c-{index:07d},Имя {index},{phone},{card},,{index % 2},1,{index % 500}"
+
+
+def write_base(path: Path, rows: int) -> dict[int, str]:
+    """`rows` data rows (bad ones among them); returns the bad rows' file line numbers."""
+    bad_lines = {}
+    with path.open("w", encoding="utf-8") as out:
+        out.write(HEADER)
+        for index in range(rows):
+            if index in BAD:
+                out.write(BAD[index][0] + "\n")
+                bad_lines[index + 2] = BAD[index][1]
+            else:
+                out.write(_good(index) + "\n")
+    return bad_lines
+
+
+def _counts(engine: sa.Engine) -> tuple[int, ...]:
+    with engine.connect() as conn:
+        return tuple(
+            conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            for table in (t.customers, t.identifiers, t.ledger, t.change_log, t.contacts)
+        )
+
+
+def _import(engine: sa.Engine, path: Path) -> _csvio.Report:
+    with path.open(encoding="utf-8", newline="") as lines:
+        return _csvio.import_customers(engine, lines, NOW)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # about 40 s of CPU; a loaded machine stretches it
+def test_import_of_100k_customers_reports_exactly_the_bad_rows_and_reruns_clean(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/central.db")
+    migrate(engine)
+    rows = 100_000
+    source = tmp_path / "base.csv"
+    bad_lines = write_base(source, rows)
+    first = _import(engine, source)
+    assert first.rows == rows
+    assert {r["line"]: r["reason"] for r in first.rejected}.keys() == bad_lines.keys()
+    for rejected in first.rejected:
+        assert bad_lines[rejected["line"]] in rejected["reason"], rejected
+    assert first.imported == rows - len(BAD)
+    paying = sum(1 for i in range(rows) if i not in BAD and i % 500)
+    assert first.entries == paying
+    after_first = _counts(engine)
+    assert after_first[0] == rows - len(BAD)
+    second = _import(engine, source)
+    assert (second.imported, second.entries, second.unchanged) == (0, 0, rows - len(BAD))
+    assert [r["line"] for r in second.rejected] == [r["line"] for r in first.rejected]
+    assert _counts(engine) == after_first
+    balances = assert_ledger_consistent(engine)
+    assert balances[("customer:c-0000499", "points")] == 499
+    engine.dispose()
+
+
+def test_import_and_export_through_the_admin_api(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c-0000002", first_name="Другая")  # present with other data: rejected
+    source = HEADER + "\n".join(_good(i) for i in range(1, 40)) + "\nc-x,Bad,,,,maybe,1,1\n"
+    headers = {**hq.headers, "content-type": "text/csv"}
+    first = hq.client.post("/admin/import/customers", content=source.encode(), headers=headers)
+    assert first.status_code == 200, first.text
+    report = first.json()
+    assert [(r["line"], r["customer_id"]) for r in report["rejected"]] == [
+        (3, "c-0000002"),
+        (41, "c-x"),
+    ]
+    assert report["imported"] == 38
+    again = hq.client.post("/admin/import/customers", content=source.encode(), headers=headers)
+    assert again.json()["imported"] == 0
+    assert again.json()["unchanged"] == 38
+    history = "customer_id,purchase_id,purchased_at,total_kopecks\nc-0000001,p1,2025-01-02,150000\n"
+    history += "c-0000001,p2,2025-02-02,50000\nnobody,p3,2025-02-02,1\n"
+    for expected_imported in (2, 0):
+        done = hq.client.post("/admin/import/history", content=history.encode(), headers=headers)
+        assert done.json()["imported"] == expected_imported
+        assert [r["line"] for r in done.json()["rejected"]] == [4]
+    exported = hq.client.get("/admin/export/customers.csv", headers=hq.headers)
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    by_id = {row["customer_id"]: row for row in rows}
+    assert len(rows) == 39
+    assert by_id["c-0000005"]["points"] == "5"
+    assert by_id["c-0000005"]["card"] == "9900000000005"
+    balances = list(
+        csv.DictReader(
+            io.StringIO(hq.client.get("/admin/export/balances.csv", headers=hq.headers).text)
+        )
+    )
+    spend = [
+        b
+        for b in balances
+        if b["account_key"] == "customer:c-0000001" and b["asset"] == "rolling_spend"
+    ]
+    assert spend[0]["balance"] == "200000"
+    ledger = hq.client.get("/admin/export/ledger.csv", headers=hq.headers).text.splitlines()
+    assert len(ledger) == 1 + 38 + 4  # header, opening balances, history counters
+    assert_ledger_consistent(engine)
+
+
+def test_a_file_with_a_wrong_header_is_refused_whole(hq: Hq) -> None:
+    response = hq.client.post(
+        "/admin/import/customers",
+        content=b"id,name\n1,x\n",
+        headers={**hq.headers, "content-type": "text/csv"},
+    )
+    assert response.status_code == 422
+    assert response.json()["code"] == "bad_csv"

@@ -1,0 +1,273 @@
+"""Each processing job on SQLite and PostgreSQL, driven by an injected clock: it does its
+work, a second run changes nothing, and the ledger still folds to every balance."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from central import _jobs, _lots
+from central import _tables as t
+from protocol import CardIdentifier, EntryKind, refund_quote
+
+from .checks import assert_ledger_consistent
+from .conftest import FakeClock
+from .sales import BASKET, foreign_refund, own_refund, publish_rules, quote_for, sale
+from .tills import NOW, Hq
+
+
+def run(engine: sa.Engine, name: str, now: datetime = NOW) -> _jobs.Outcome:
+    outcome = _jobs.run(engine, _jobs.BY_NAME[name], now, "test-holder")
+    assert (outcome.ran, outcome.error) == (True, None), outcome
+    return outcome
+
+
+def balance(engine: sa.Engine, key: str, asset: str = "points") -> int:
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(t.accounts.c.balance).where(
+                t.accounts.c.account_key == key, t.accounts.c.asset == asset
+            )
+        ).scalar_one_or_none()
+    return int(found or 0)
+
+
+def conflicts(engine: sa.Engine) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.conflicts.c.kind, t.conflicts.c.status)).all()
+    return sorted((r.kind, r.status) for r in rows)
+
+
+def ok(response: object) -> None:
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+
+
+def test_overspend_becomes_a_recorded_debt_and_a_conflict(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    one, two = hq.enroll("s1"), hq.enroll("s2")
+    ok(one.push([one.entry("c1", 100)]))
+    ok(one.push([one.entry("c1", -80, EntryKind.burn)]))
+    ok(two.push([two.entry("c1", -80, EntryKind.burn)]))  # spent offline at the same time
+    assert balance(engine, "customer:c1") == -60
+    assert run(engine, "debts").items == 1
+    assert run(engine, "debts").items == 0
+    assert conflicts(engine) == [("overspend", "open")]
+    with engine.connect() as conn:
+        detail = json.loads(conn.execute(sa.select(t.conflicts.c.detail)).scalar_one())
+    assert detail["balance"] == -60
+    assert detail["account_key"] == "customer:c1"
+    ok(one.push([one.entry("c1", 100)]))  # later accruals pay the debt first
+    assert balance(engine, "customer:c1") == 40
+    assert_ledger_consistent(engine)
+
+
+def test_recomputation_catches_points_tampered_on_the_way(hq: Hq, engine: sa.Engine) -> None:
+    publish_rules(hq)
+    hq.customer("c1")
+    till = hq.enroll()
+    honest = quote_for("c1")
+    assert honest.earn_points > 0
+    ok(till.push(sale(till, "c1", "ch-1", honest)))
+    forged = honest.model_copy(update={"earn_points": honest.earn_points + 5000})
+    ok(till.push(sale(till, "c1", "ch-2", forged)))
+    ok(till.push(sale(till, "c1", "ch-3", honest, earn_entry=honest.earn_points * 10)))
+    outcome = run(engine, "recompute", NOW + timedelta(minutes=5))
+    assert outcome.items == 3
+    assert outcome.lag_ms == 0
+    assert run(engine, "recompute").items == 0
+    with engine.connect() as conn:
+        verdicts = dict(
+            conn.execute(sa.select(t.cheques.c.cheque_id, t.cheques.c.recomputed)).all()
+        )
+        corrections = conn.execute(
+            sa.select(t.ledger.c.cheque_id, t.ledger.c.amount).where(
+                t.ledger.c.kind == "correction"
+            )
+        ).all()
+    assert verdicts == {"ch-1": "ok", "ch-2": "mismatch", "ch-3": "mismatch"}
+    assert sorted(corrections) == [("ch-2", -5000), ("ch-3", -9 * honest.earn_points)]
+    assert conflicts(engine) == [("recompute_mismatch", "open")] * 2
+    assert balance(engine, "customer:c1") == 3 * honest.earn_points
+    assert_ledger_consistent(engine)
+
+
+def test_recomputation_waits_for_entries_and_reports_its_lag(hq: Hq, engine: sa.Engine) -> None:
+    publish_rules(hq)
+    hq.customer("c1")
+    till = hq.enroll()
+    document, earn = sale(till, "c1", "ch-1", quote_for("c1"), document_first=True)
+    ok(till.push([document]))
+    later = NOW + timedelta(minutes=3)
+    waiting = run(engine, "recompute", later)
+    assert (waiting.items, waiting.lag_ms) == (0, 180_000)
+    ok(till.push([earn]))
+    done = run(engine, "recompute", later)
+    assert (done.items, done.lag_ms) == (1, 0)
+    assert conflicts(engine) == []
+
+
+def test_recomputation_checks_a_till_s_own_refunds(hq: Hq, engine: sa.Engine) -> None:
+    publish_rules(hq)
+    hq.customer("c1")
+    till = hq.enroll()
+    quote = quote_for("c1")
+    line = next(line for line in quote.lines if line.earn_points > 1)
+    ok(till.push(sale(till, "c1", "ch-1", quote)))
+    other = next(o for o in quote.lines if o.line_id != line.line_id and o.earn_points > 1)
+    first = refund_quote(quote, BASKET, {line.line_id: 1000})
+    second = refund_quote(quote, BASKET, {other.line_id: 500}, [first])
+    ok(till.push(own_refund(till, "c1", "rf-1", "ch-1", quote, {line.line_id: 1000})))
+    over = second.earn_points + 3  # the till took back 3 points too many
+    ok(
+        till.push(
+            own_refund(till, "c1", "rf-2", "ch-1", quote, {other.line_id: 500}, over, [first])
+        )
+    )
+    assert run(engine, "recompute").items == 3
+    with engine.connect() as conn:
+        verdicts = dict(
+            conn.execute(sa.select(t.cheques.c.cheque_id, t.cheques.c.recomputed)).all()
+        )
+        corrections = conn.execute(
+            sa.select(t.ledger.c.cheque_id, t.ledger.c.amount).where(
+                t.ledger.c.kind == "correction"
+            )
+        ).all()
+    assert verdicts == {"ch-1": "ok", "rf-1": "ok", "rf-2": "mismatch"}
+    assert [tuple(c) for c in corrections] == [("rf-2", 3)]
+    assert (
+        balance(engine, "customer:c1") == quote.earn_points - first.earn_points - second.earn_points
+    )
+    assert_ledger_consistent(engine)
+
+
+def test_recomputation_flags_a_cheque_with_unknown_rules(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    ok(till.push(sale(till, "c1", "ch-1", quote_for("c1"))))  # rules never published
+    assert run(engine, "recompute").items == 1
+    assert conflicts(engine) == [("unknown_rules", "open")]
+
+
+def test_grant_made_by_two_offline_tills_is_granted_once(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    one, two = hq.enroll("s1"), hq.enroll("s2")
+    offline_one = [one.entry("c1", 200, EntryKind.welcome, grant_key="welcome:c1")]
+    offline_two = [two.entry("c1", 200, EntryKind.welcome, grant_key="welcome:c1")]
+    ok(two.push(offline_two))
+    ok(one.push(offline_one))
+    ok(one.push(offline_one))  # a replay changes nothing
+    assert balance(engine, "customer:c1") == 200
+    with engine.connect() as conn:
+        kinds = sorted(conn.execute(sa.select(t.ledger.c.kind)).scalars())
+    assert kinds == ["grant_reversal", "welcome", "welcome"]
+    assert_ledger_consistent(engine)
+
+
+def test_entries_on_an_unknown_card_move_to_its_customer(
+    hq: Hq, engine: sa.Engine, clock: FakeClock
+) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    card = CardIdentifier(number="2770000000017")
+    expires = NOW + timedelta(days=365)
+    ok(till.push([till.entry("", 120, account=card, expires_at=expires)]))
+    ok(till.push([till.entry("", 30, account=card)]))
+    assert run(engine, "resolve").items == 0  # nobody's card yet
+    hq.post("/admin/customers/c1/cards", {"number": "2770000000017"})
+    assert run(engine, "resolve").items == 1
+    assert run(engine, "resolve").items == 0
+    assert balance(engine, "card:2770000000017") == 0
+    assert balance(engine, "customer:c1") == 150
+    with engine.connect() as conn:
+        lots = _lots.fold_account(conn, "customer:c1").lots.values()
+    assert sorted((lot.left, lot.expires_ms is not None) for lot in lots) == [
+        (30, False),
+        (120, True),
+    ]
+    assert_ledger_consistent(engine)
+
+
+def test_pending_points_activate_after_the_return_window(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    ok(till.push([till.entry("c1", 70, activates_at=NOW + timedelta(days=14))]))
+    assert run(engine, "activate", NOW + timedelta(days=13)).items == 0
+    assert run(engine, "activate", NOW + timedelta(days=14)).items == 1
+    assert run(engine, "activate", NOW + timedelta(days=15)).items == 0
+    with engine.connect() as conn:
+        marks = conn.execute(
+            sa.select(t.ledger.c.kind, t.ledger.c.amount).where(t.ledger.c.device_id == "central")
+        ).all()
+        spendable = _lots.fold_account(conn, "customer:c1").spendable
+        early = spendable(int((NOW + timedelta(days=13)).timestamp() * 1000))
+        late = spendable(int((NOW + timedelta(days=14)).timestamp() * 1000))
+    assert [tuple(m) for m in marks] == [("activate", 0)]
+    assert (early, late) == (0, 70)
+    assert_ledger_consistent(engine)
+
+
+def test_lots_expire_only_after_expiry_plus_the_offline_window(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    hq.client.put(
+        "/admin/offline-limits", json={"offline_window_days": 30}, headers=hq.headers
+    ).raise_for_status()
+    till = hq.enroll()
+    soon, later = NOW + timedelta(days=10), NOW + timedelta(days=100)
+    ok(till.push([till.entry("c1", 100, expires_at=soon), till.entry("c1", 50, expires_at=later)]))
+    ok(till.push([till.entry("c1", -60, EntryKind.burn)]))  # takes the lot expiring first
+    assert run(engine, "expire", soon + timedelta(days=29)).items == 0
+    outcome = run(engine, "expire", soon + timedelta(days=30))
+    assert outcome.items == 1
+    assert balance(engine, "customer:c1") == 50  # the 40 left of the first lot expired
+    assert run(engine, "expire", soon + timedelta(days=31)).items == 0
+    ok(till.push([till.entry("c1", -10, EntryKind.burn)]))
+    assert run(engine, "expire", later + timedelta(days=30)).items == 1
+    assert balance(engine, "customer:c1") == 0
+    with engine.connect() as conn:
+        expired = conn.execute(
+            sa.select(t.ledger.c.amount).where(t.ledger.c.kind == "expire").order_by(t.ledger.c.id)
+        ).scalars()
+        assert list(expired) == [-40, -40]
+    assert_ledger_consistent(engine)
+
+
+def test_refund_of_a_cheque_sold_elsewhere_is_reconciled(hq: Hq, engine: sa.Engine) -> None:
+    publish_rules(hq)
+    hq.customer("c1")
+    seller, refunder = hq.enroll("s1"), hq.enroll("s2")
+    quote = quote_for("c1")
+    line = quote.lines[0]
+    assert line.earn_points > 0
+    refund = foreign_refund(refunder, "rf-1", "ch-1", {line.line_id: 1000})
+    ok(refunder.push([refund]))
+    assert run(engine, "recompute").items == 1  # routed to the refunds job
+    waiting = run(engine, "refunds", NOW + timedelta(minutes=2))
+    assert waiting.items == 0
+    assert waiting.lag_ms == 120_000
+    ok(seller.push(sale(seller, "c1", "ch-1", quote)))
+    run(engine, "recompute")
+    assert run(engine, "refunds").items == 1
+    assert run(engine, "refunds").items == 0
+    with engine.connect() as conn:
+        reversed_ = conn.execute(
+            sa.select(t.ledger.c.amount).where(t.ledger.c.kind == "refund_reversal")
+        ).scalars()
+        assert sum(reversed_) < 0
+    earned_once = quote.earn_points
+    assert 0 < balance(engine, "customer:c1") < earned_once
+    assert_ledger_consistent(engine)
+
+
+def test_jobs_report_their_state_to_hq(hq: Hq, engine: sa.Engine) -> None:
+    run(engine, "debts")
+    states = hq.client.get("/admin/jobs", headers=hq.headers).json()
+    by_name = {state["name"]: state for state in states}
+    assert set(by_name) == set(_jobs.BY_NAME)
+    assert by_name["debts"]["runs"] == 1
+    assert by_name["debts"]["last_error"] is None
+    assert by_name["recompute"]["runs"] == 0
+    ran = hq.post("/admin/jobs/recompute/run")
+    assert ran["ran"] is True
