@@ -87,7 +87,9 @@ def check_ledger(central_db: Path) -> dict[str, int]:
     nonzero_stored = {k: v for k, v in stored.items() if v}
     assert nonzero_stored == nonzero_folded, "a balance differs from the fold of its entries"
     assert sum(stored.values()) == sum(folded.values()), "the accounts do not sum to the ledger"
-    debts = {(key, asset) for key, asset in _rows(central_db, "SELECT account_key, asset FROM debts")}
+    debts = {
+        (key, asset) for key, asset in _rows(central_db, "SELECT account_key, asset FROM debts")
+    }
     for (key, asset), balance in stored.items():
         if balance < 0:
             assert (key, asset) in debts, f"{key} {asset} = {balance} without a recorded debt"
