@@ -214,9 +214,9 @@ def _central_last_change(db: Path) -> int:
 
 
 def _changes_since(db: Path, cursor: int) -> int:
-    with closing(sqlite3.connect(db)) as conn:
-        sql = "SELECT COUNT(*) FROM change_log WHERE change_seq > ?"
-        return int(conn.execute(sql, [cursor]).fetchone()[0])
+    """Change records after `cursor`: one `change_seq` each (a change-log row holds the
+    changes of one transaction, `first_seq..change_seq`)."""
+    return _central_last_change(db) - cursor
 
 
 def _catch_up(agent: Agent, central_db: Path, customers: list[str]) -> tuple[float, list[float]]:
