@@ -35,7 +35,9 @@ from agent._runtime import CHAIN_FILE, PHONE_KEY_FILE
 from agent._sales import Till
 from agent._store import set_meta
 from protocol import (
+    BalanceChange,
     Change,
+    CustomerState,
     EnrollRequest,
     EnrollResponse,
     HoldRequest,
@@ -325,8 +327,7 @@ class SyncClient:
         started_s: float,
     ) -> None:
         with self.till.store.write() as db:
-            for change in changes:
-                apply_change(db, change)
+            apply_changes(db, changes)
             if cursor is not None:
                 set_meta(db, "pull_cursor", str(cursor))
             set_meta(db, "last_pull_at", utc_iso(self.clock.wall()))
@@ -374,23 +375,45 @@ def apply_change(db: sqlite_utils.Database, change: Change) -> None:
         _apply_balance(db, change)
 
 
+def apply_changes(db: sqlite_utils.Database, changes: tuple[Change, ...]) -> None:
+    """A page of changes, in order. A run of balance changes is applied per customer with one
+    read and one write of the cached state (a page often moves one customer many times)."""
+    run: dict[str, list[BalanceChange]] = {}
+    for change in changes:
+        if change.type == "balance":
+            if change.account.type == "customer":
+                run.setdefault(change.account.customer_id, []).append(change)
+            continue
+        _apply_balances(db, run)
+        run = {}
+        apply_change(db, change)
+    _apply_balances(db, run)
+
+
 def _apply_balance(db: sqlite_utils.Database, change: Change) -> None:
     assert change.type == "balance"
-    if change.account.type != "customer":
-        return
-    cached = get_customer(db, change.account.customer_id)
-    if cached is None:
-        return
-    state = cached.state
+    if change.account.type == "customer":
+        _apply_balances(db, {change.account.customer_id: [change]})
+
+
+def _apply_balances(db: sqlite_utils.Database, run: dict[str, list[BalanceChange]]) -> None:
+    for customer_id, changes in run.items():
+        cached = get_customer(db, customer_id)
+        if cached is None:
+            continue
+        state = cached.state
+        for change in changes:
+            state = _with_balance(state, change)
+        db.execute(
+            "UPDATE customers SET state = ?, change_seq = ? WHERE customer_id = ?",
+            [state.model_dump_json(), changes[-1].change_seq, customer_id],
+        )
+
+
+def _with_balance(state: CustomerState, change: BalanceChange) -> CustomerState:
     if change.asset == "points":
-        update = {"points_balance": change.balance, "lots": change.lots}
-        state = state.model_copy(update=update)
-    elif change.asset == "rolling_spend":
-        state = state.model_copy(update={"rolling_spend": max(change.balance, 0)})
-    else:
-        counters = {**state.counters, change.asset: max(change.balance, 0)}
-        state = state.model_copy(update={"counters": counters})
-    db.execute(
-        "UPDATE customers SET state = ?, change_seq = ? WHERE customer_id = ?",
-        [state.model_dump_json(), change.change_seq, change.account.customer_id],
-    )
+        return state.model_copy(update={"points_balance": change.balance, "lots": change.lots})
+    if change.asset == "rolling_spend":
+        return state.model_copy(update={"rolling_spend": max(change.balance, 0)})
+    counters = {**state.counters, change.asset: max(change.balance, 0)}
+    return state.model_copy(update={"counters": counters})

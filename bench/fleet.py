@@ -1,0 +1,335 @@
+"""A fleet against one central: simulated tills at the protocol level plus two real agents.
+
+    .venv/bin/python bench/fleet.py --quick    # under a minute
+    .venv/bin/python bench/fleet.py            # 200 tills, 100,000 entries, 5,000 cheques
+
+A real `kopilka-central serve` process on an SQLite file; `tills` simulated tills enrolled
+with HQ codes that push ledger entries (protocol models, canonical JSON, as a till stores
+them) from worker threads in batches, each till going offline for some rounds and pushing its
+backlog when it comes back; and two real `kopilka-agent run` processes. Agent B is cut off
+(a partitioning proxy) for the "week": it sells `cheques` cheques while the simulated fleet
+makes the week's chain-wide changes. Then the link returns and the bench times B's catch-up
+(outbox empty and pull cursor at central's last change), sampling B's POS API (`/v1/quote`)
+meanwhile against the same samples taken while B was idle. Lost, duplicated and mismatched
+are counted from the load generator's own log of acknowledgements (and B's outbox) against
+central's SQLite ledger. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agent._demo import setup_central  # noqa: E402
+from agent._fleet import Agent, Central  # noqa: E402
+from protocol import (  # noqa: E402
+    CustomerAccount,
+    EntryKind,
+    LedgerEntry,
+    PushItem,
+    PushRequest,
+    UUIDv7Generator,
+    canonical_json,
+    sha256_hex,
+)
+from tests.faultproxy import FaultProxy  # noqa: E402
+
+batch_entries_max = 500
+push_workers = 8
+rounds = 5
+offline_chance = 0.3
+quote_samples_idle = 300
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class SimTill:
+    device_id: str
+    epoch: int
+    secret: str
+    pending: list[PushItem] = field(default_factory=list)
+    next_seq: int = 1
+
+    def make(self, ids: UUIDv7Generator, customer: str, amount: int) -> None:
+        entry = LedgerEntry(
+            entry_id=str(ids()),
+            device_id=self.device_id,
+            device_epoch=self.epoch,
+            device_seq=self.next_seq,
+            kind=EntryKind.earn,
+            account=CustomerAccount(customer_id=customer),
+            amount=amount,
+            device_time=NOW,
+        )
+        payload = canonical_json(entry)
+        self.pending.append(
+            PushItem(
+                seq=self.next_seq, payload=payload.decode(), payload_sha256=sha256_hex(payload)
+            )
+        )
+        self.next_seq += 1
+
+
+@dataclass
+class AckLog:
+    """What central acknowledged, as the load generator saw it: (device, epoch, seq) → hash."""
+
+    acked: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, till: SimTill, items: list[PushItem], through: int) -> None:
+        with self.lock:
+            for item in items:
+                if item.seq <= through:
+                    self.acked[(till.device_id, till.epoch, item.seq)] = item.payload_sha256
+
+
+def _enroll_sims(central: Central, count: int) -> list[SimTill]:
+    tills = []
+    with httpx.Client(base_url=central.url, timeout=30) as client:
+        for _ in range(count):
+            code = central.call("POST", "/stores/msk-1/enrollment-codes")["code"]
+            answer = client.post("/sync/enroll", json={"code": code, "hostname": "sim"})
+            answer.raise_for_status()
+            body = answer.json()
+            tills.append(SimTill(body["device_id"], body["device_epoch"], body["secret"]))
+    return tills
+
+
+def _push_backlog(client: httpx.Client, till: SimTill, log: AckLog) -> int:
+    """Everything the till holds, in bounded batches; retried on a transport error."""
+    pushed = 0
+    while till.pending:
+        batch = till.pending[:batch_entries_max]
+        body = PushRequest(
+            device_id=till.device_id,
+            device_epoch=till.epoch,
+            items=tuple(batch),
+            device_time=NOW,
+        ).model_dump_json()
+        for attempt in range(5):
+            try:
+                answer = client.post(
+                    "/sync/push",
+                    content=body,
+                    headers={
+                        "Authorization": f"Bearer {till.secret}",
+                        "content-type": "application/json",
+                    },
+                )
+                break
+            except httpx.TransportError:
+                time.sleep(0.2 * (attempt + 1))
+        else:
+            raise RuntimeError(f"{till.device_id}: central unreachable")
+        if answer.status_code != 200:
+            raise RuntimeError(f"{till.device_id}: push {answer.status_code} {answer.text[:300]}")
+        through = int(answer.json()["acked_through"])
+        log.record(till, batch, through)
+        till.pending = [item for item in till.pending if item.seq > through]
+        pushed += len([item for item in batch if item.seq <= through])
+    return pushed
+
+
+def _fleet_load(
+    central: Central, tills: list[SimTill], customers: list[str], entries: int, log: AckLog
+) -> tuple[int, float]:
+    """Rounds of sales; in each round a till is offline with some chance and keeps its
+    backlog; the last round brings every till back. Entries pushed and the seconds taken."""
+    rng = random.Random(7)
+    ids = UUIDv7Generator()
+    per_round = entries // rounds
+    pushed = 0
+    started = time.perf_counter()
+    with httpx.Client(
+        base_url=central.url,
+        timeout=60,
+        limits=httpx.Limits(max_connections=push_workers),
+    ) as client:
+        for number in range(rounds):
+            for _ in range(per_round):
+                rng.choice(tills).make(ids, rng.choice(customers), rng.randint(1, 500))
+            last = number == rounds - 1
+            online = [t for t in tills if t.pending and (last or rng.random() > offline_chance)]
+            with ThreadPoolExecutor(push_workers) as pool:
+                pushed += sum(pool.map(lambda t: _push_backlog(client, t, log), online))
+    return pushed, time.perf_counter() - started
+
+
+def _quote_body(customer: str) -> dict[str, Any]:
+    line = {
+        "line_id": "1",
+        "sku": "sku-1",
+        "category": "grocery",
+        "quantity_milli": 1000,
+        "unit_price": 15000,
+        "total": 15000,
+    }
+    return {"customer": {"type": "customer", "value": customer}, "basket": {"lines": [line]}}
+
+
+def _quote_ms(agent: Agent, customer: str) -> float:
+    started = time.perf_counter()
+    agent.call("/v1/quote", _quote_body(customer))
+    return (time.perf_counter() - started) * 1000
+
+
+def _p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def _sell(agent: Agent, cheques: int, customers: list[str], prefix: str) -> None:
+    rng = random.Random(11)
+    for number in range(cheques):
+        cheque = f"{prefix}-{number}"
+        body = {"cheque_id": cheque, **_quote_body(rng.choice(customers))}
+        agent.call("/v1/reserve", body)
+        agent.call("/v1/confirm", {"cheque_id": cheque, "fiscal_document": f"FD-{number}"})
+
+
+def _central_last_change(db: Path) -> int:
+    with closing(sqlite3.connect(db)) as conn:
+        return int(
+            conn.execute("SELECT COALESCE(MAX(change_seq), 0) FROM change_log").fetchone()[0]
+        )
+
+
+def _changes_since(db: Path, cursor: int) -> int:
+    """Change records after `cursor`: one `change_seq` each (a change-log row holds the
+    changes of one transaction, `first_seq..change_seq`)."""
+    return _central_last_change(db) - cursor
+
+
+def _catch_up(agent: Agent, central_db: Path, customers: list[str]) -> tuple[float, list[float]]:
+    """Seconds until the outbox is empty and the cursor has reached central's last change,
+    with POS latency samples taken all along."""
+    target = _central_last_change(central_db)
+    samples: list[float] = []
+    started = time.perf_counter()
+    deadline = started + 600
+    checked = 0.0
+    while time.perf_counter() < deadline:
+        samples.append(_quote_ms(agent, random.choice(customers)))
+        now = time.perf_counter()
+        if now - checked >= 0.05:
+            checked = now
+            status = agent.status()
+            if status["outbox_depth"] == 0 and status["pull_cursor"] >= target:
+                return time.perf_counter() - started, samples
+    raise RuntimeError(f"{agent.name} did not catch up: {agent.status()}")
+
+
+def _audit(central_db: Path, log: AckLog, agent: Agent) -> dict[str, int]:
+    """Acknowledged records against central's ledger: lost, duplicated, mismatched."""
+    acked = dict(log.acked)
+    with closing(sqlite3.connect(agent.data_dir / "till.db")) as conn:
+        device_id = conn.execute("SELECT value FROM meta WHERE key = 'device_id'").fetchone()[0]
+        rows = conn.execute(
+            "SELECT epoch, seq, payload_sha256 FROM outbox WHERE state != 'local'"
+        ).fetchall()
+    for epoch, seq, digest in rows:
+        acked[(device_id, epoch, seq)] = digest
+    stored: dict[tuple[str, int, int], list[str]] = defaultdict(list)
+    with closing(sqlite3.connect(central_db)) as conn:
+        for table in ("ledger", "cheques", "quarantine"):
+            sql = f"SELECT device_id, device_epoch, device_seq, payload_sha256 FROM {table}"
+            for device, epoch, seq, digest in conn.execute(sql):
+                stored[(device, epoch, seq)].append(digest)
+        ids = conn.execute("SELECT COUNT(*) - COUNT(DISTINCT entry_id) FROM ledger").fetchone()[0]
+    lost = sum(1 for key in acked if key not in stored)
+    duplicated = sum(len(found) - 1 for found in stored.values() if len(found) > 1) + int(ids)
+    mismatched = sum(
+        1 for key, digest in acked.items() if key in stored and digest not in stored[key]
+    )
+    return {"acked": len(acked), "lost": lost, "duplicated": duplicated, "mismatched": mismatched}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
+    args = parser.parse_args(argv)
+    tills_count = 200
+    entries = 8_000 if args.quick else 100_000
+    cheques = 200 if args.quick else 5_000
+    customers_count = 500 if args.quick else 2_000
+    workdir = Path(tempfile.mkdtemp(prefix="kopilka-fleet-"))
+    central = Central(workdir / "central").start()
+    central_db = workdir / "central" / "central.db"
+    proxy: FaultProxy | None = None
+    agents: list[Agent] = []
+    try:
+        code = setup_central(central)
+        customers = [f"c-{number}" for number in range(customers_count)]
+        for customer in customers:
+            central.call("POST", "/customers", {"customer_id": customer, "consent_data": True})
+        sims = _enroll_sims(central, tills_count)
+        proxy = FaultProxy(central.port)
+        second = central.call("POST", "/stores/msk-1/enrollment-codes")["code"]
+        agent_a = Agent(workdir, "agent-a", central.url, code).start()
+        agent_b = Agent(workdir, "agent-b", proxy.url, second).start()
+        agents = [agent_a, agent_b]
+        for agent in agents:
+            agent.wait_synced(timeout_s=120)
+        cursor_before = int(agent_b.status()["pull_cursor"])
+        proxy.partitioned = True  # agent B's week without a network begins
+        print(f"fleet: agent B offline; selling {cheques} cheques there", flush=True)
+        seller = threading.Thread(target=_sell, args=(agent_b, cheques, customers, "B"))
+        seller.start()
+        _sell(agent_a, 50, customers, "A")
+        log = AckLog()
+        pushed, seconds = _fleet_load(central, sims, customers, entries, log)
+        print(f"fleet: {pushed} entries from {tills_count} tills in {seconds:.1f} s", flush=True)
+        seller.join()
+        idle = [_quote_ms(agent_b, random.choice(customers)) for _ in range(quote_samples_idle)]
+        week_changes = _changes_since(central_db, cursor_before)
+        print(f"fleet: agent B back with {week_changes} changes to pull", flush=True)
+        proxy.partitioned = False
+        catchup_s, busy = _catch_up(agent_b, central_db, customers)
+        agent_a.wait_synced(timeout_s=120)
+        audit = _audit(central_db, log, agent_b)
+        result = {
+            "tills": tills_count + len(agents),
+            "entries": pushed,
+            "entries_per_s": round(pushed / seconds),
+            "catchup_7d_s": round(catchup_s, 2),
+            "catchup_cheques": cheques,
+            "catchup_changes": week_changes,
+            "pos_p99_idle_ms": round(_p99(idle), 2),
+            "pos_p99_catchup_ms": round(_p99(busy), 2),
+            "pos_p99_ratio": round(_p99(busy) / _p99(idle), 2),
+            "acked": audit["acked"],
+            "lost": audit["lost"],
+            "duplicated": audit["duplicated"],
+            "mismatched": audit["mismatched"],
+        }
+    finally:
+        for agent in agents:
+            agent.close()
+        if proxy is not None:
+            proxy.close()
+        central.close()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
