@@ -153,27 +153,43 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
+day_ms = 86_400_000
+
+
 def lots_of(conn: sa.Connection, account_keys: list[str]) -> dict[str, list[Body]]:
-    """The points lots left in each account (spending and debt folded in, as `_lots` does),
-    so a till can tell pending points from spendable ones."""
+    """What a till needs of each account's lots to keep pending points unspendable: the
+    points left (spending and debt folded in, as `_lots` does), grouped by the day they
+    become usable and the day they stop. Activation is rounded up and expiry down to a UTC
+    day, so a till may wait a few hours longer than central but never spends early or late,
+    and an account with hundreds of lots travels as a handful."""
     from central import _lots  # _lots builds on the push path, which builds on this module
 
     found: dict[str, list[Body]] = {}
     for key in sorted(set(account_keys)):
         folded = _lots.fold_account(conn, key)
-        lots = [lot for lot in folded.lots.values() if lot.left > 0]
-        found[key] = [_lot_body(lot) for lot in lots[-lots_per_balance_max:]]
+        groups: dict[tuple[int, int | None], int] = {}
+        for lot in folded.lots.values():
+            if lot.left > 0:
+                usable = -(-(lot.activates_ms or 0) // day_ms) * day_ms
+                ends = None if lot.expires_ms is None else lot.expires_ms // day_ms * day_ms
+                groups[(usable, ends)] = groups.get((usable, ends), 0) + lot.left
+        bodies = [
+            _lot_body(usable, ends, left)
+            for (usable, ends), left in sorted(
+                groups.items(), key=lambda item: (item[0][0], item[0][1] or 0)
+            )
+        ]
+        found[key] = bodies[-lots_per_balance_max:]
     return found
 
 
-def _lot_body(lot: Any) -> Body:
-    activates = lot.activates_ms or 0
+def _lot_body(usable_ms: int, ends_ms: int | None, points: int) -> Body:
     return {
-        "lot_id": lot.lot_id,
-        "points": lot.left,
-        "earned_at": _iso(activates),
-        "activates_at": _iso(activates),
-        "expires_at": None if lot.expires_ms is None else _iso(lot.expires_ms),
+        "lot_id": f"d{usable_ms // day_ms}-{'never' if ends_ms is None else ends_ms // day_ms}",
+        "points": points,
+        "earned_at": _iso(usable_ms),
+        "activates_at": _iso(usable_ms),
+        "expires_at": None if ends_ms is None else _iso(ends_ms),
     }
 
 

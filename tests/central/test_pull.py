@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from central import _changes
-from protocol import PullResponse, SnapshotPage, SnapshotRequired
+from protocol import EntryKind, PullResponse, SnapshotPage, SnapshotRequired
 
 from .tills import Hq, Till
 
@@ -108,3 +108,29 @@ def test_pull_limits_are_validated(hq: Hq) -> None:
     assert "limit" in response.json()["message"]
     assert datetime.now(UTC)  # server_time comes from the injected clock, see below
     assert till.pull(0).json()["server_time"].startswith("2026-11-25T09:00:00")
+
+
+def test_balance_changes_carry_lots_grouped_by_day_never_usable_early(hq: Hq) -> None:
+    hq.customer("c9")
+    till = hq.enroll()
+    noon = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    evening = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
+    items = [
+        till.entry("c9", 100, activates_at=noon, expires_at=noon + timedelta(days=365)),
+        till.entry("c9", 50, activates_at=evening, expires_at=evening + timedelta(days=365)),
+        till.entry("c9", 30),  # active at once, never expires
+        till.entry("c9", -40, EntryKind.burn),
+    ]
+    assert till.push(items).status_code == 200
+    changes, _ = _pull_all(till, limit=100)
+    balance = [c for c in changes if c.type == "balance" and c.asset == "points"][-1]
+    assert balance.balance == 140
+    lots = {(lot.activates_at, lot.expires_at): lot.points for lot in balance.lots}
+    # the burn took the lot that expires first; the two pending lots of one day are one group,
+    # usable from the next midnight (never earlier than central), unusable from their last one
+    next_midnight = datetime(2026, 12, 2, tzinfo=UTC)
+    assert lots == {
+        (datetime(1970, 1, 1, tzinfo=UTC), None): 30,
+        (next_midnight, datetime(2027, 12, 1, tzinfo=UTC)): 110,
+    }
+    assert sum(lots.values()) == balance.balance
