@@ -139,6 +139,11 @@ def depth(db: sqlite_utils.Database) -> int:
     return int(db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'local'").fetchone()[0])
 
 
+UNKNOWN_WATERMARK = 2**62
+"""The change seq of an acknowledgement that did not say it (a gap taken as an ack): the
+records keep counting in the balance view until the next complete pull settles it."""
+
+
 def acknowledge(
     db: sqlite_utils.Database, epoch: int, through_seq: int, change_seq: int | None
 ) -> None:
@@ -146,7 +151,15 @@ def acknowledge(
     db.execute(
         "UPDATE outbox SET state = 'acknowledged', ack_change_seq = ? "
         "WHERE epoch = ? AND seq <= ? AND state = 'local'",
-        [change_seq, epoch, through_seq],
+        [UNKNOWN_WATERMARK if change_seq is None else change_seq, epoch, through_seq],
+    )
+
+
+def settle_watermarks(db: sqlite_utils.Database, cursor: int) -> None:
+    """A pull that started after those acknowledgements has reached `cursor`: it saw them."""
+    db.execute(
+        "UPDATE outbox SET ack_change_seq = ? WHERE state = 'acknowledged' AND ack_change_seq = ?",
+        [cursor, UNKNOWN_WATERMARK],
     )
 
 

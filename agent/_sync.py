@@ -296,6 +296,8 @@ class SyncClient:
             self._apply(page.changes, page.next_cursor, page.server_time, started_s)
             report.pulled += len(page.changes)
             if not page.more:
+                with self.till.store.write() as db:
+                    _outbox.settle_watermarks(db, page.next_cursor)
                 return
 
     def snapshot(self, report: SyncReport) -> None:

@@ -95,6 +95,15 @@ class BalanceMachine(RuleBasedStateMachine):
             _outbox.acknowledge(db, self.till.seat.epoch, 10**9, self.change_seq)
 
     @rule()
+    def acknowledge_after_a_lost_reply(self) -> None:
+        """Central answered a retried push with "gap": it had them, but said no change seq."""
+        pushed = self._entries_total("state = 'local'")
+        self.change_seq += 1
+        self.central_balance += pushed
+        with self.till.store.write() as db:
+            _outbox.acknowledge(db, self.till.seat.epoch, 10**9, None)
+
+    @rule()
     def pull(self) -> None:
         """The till reads central's balance as of the last acknowledged change."""
         with self.till.store.write() as db:
@@ -103,6 +112,7 @@ class BalanceMachine(RuleBasedStateMachine):
             state = cached.state.model_copy(update={"points_balance": self.central_balance})
             put_customer(db, state, (CardIdentifier(number=CARD),), "", self.change_seq)
             set_meta(db, "pull_cursor", str(self.change_seq))
+            _outbox.settle_watermarks(db, self.change_seq)  # as SyncClient.pull_all does
 
     @invariant()
     def view_is_opening_plus_every_entry(self) -> None:
