@@ -6,7 +6,6 @@ customer); read by the sale path. Phones are kept as keyed hashes, never as numb
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -108,14 +107,6 @@ def put_rule_set(
     )
 
 
-def rule_set_documents(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
-    """(content_hash, effective_from ISO, document) of every rule set the till holds."""
-    rows = db.execute(
-        "SELECT content_hash, effective_from, document FROM rule_sets ORDER BY effective_from"
-    ).fetchall()
-    return [(row[0], row[1], row[2]) for row in rows]
-
-
 def offline_limits(db: sqlite_utils.Database) -> OfflineLimits:
     row = db.execute("SELECT value FROM meta WHERE key = 'offline_limits'").fetchone()
     return OfflineLimits.model_validate_json(row[0]) if row else OfflineLimits()
@@ -134,7 +125,3 @@ def utc_iso(moment: datetime) -> str:
 
 def customer_count(db: sqlite_utils.Database) -> int:
     return int(db.execute("SELECT COUNT(*) FROM customers").fetchone()[0])
-
-
-def dump_json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 import sqlite_utils
 
@@ -26,12 +25,6 @@ from protocol import (
 )
 
 outbox_page_records_max = 500
-
-
-class OutboxState(StrEnum):
-    local = "local"
-    acknowledged = "acknowledged"
-    quarantined = "quarantined"
 
 
 @dataclass(frozen=True)
