@@ -156,12 +156,13 @@ def _iso(ms: int) -> str:
 day_ms = 86_400_000
 
 
-def lots_of(conn: sa.Connection, account_keys: list[str]) -> dict[str, list[Body]]:
+def lots_of(conn: sa.Connection, account_keys: list[str], now_ms: int) -> dict[str, list[Body]]:
     """What a till needs of each account's lots to keep pending points unspendable: the
     points left (spending and debt folded in, as `_lots` does), grouped by the day they
     become usable and the day they stop. Activation is rounded up and expiry down to a UTC
     day, so a till may wait a few hours longer than central but never spends early or late,
-    and an account with hundreds of lots travels as a handful."""
+    and an account with hundreds of lots travels as a handful. Lots usable already (at
+    `now_ms`) are usable at once: only future activation is rounded."""
     from central import _lots  # _lots builds on the push path, which builds on this module
 
     found: dict[str, list[Body]] = {}
@@ -170,7 +171,8 @@ def lots_of(conn: sa.Connection, account_keys: list[str]) -> dict[str, list[Body
         groups: dict[tuple[int, int | None], int] = {}
         for lot in folded.lots.values():
             if lot.left > 0:
-                usable = -(-(lot.activates_ms or 0) // day_ms) * day_ms
+                activates = lot.activates_ms or 0
+                usable = 0 if activates <= now_ms else -(-activates // day_ms) * day_ms
                 ends = None if lot.expires_ms is None else lot.expires_ms // day_ms * day_ms
                 groups[(usable, ends)] = groups.get((usable, ends), 0) + lot.left
         bodies = [
@@ -193,9 +195,11 @@ def _lot_body(usable_ms: int, ends_ms: int | None, points: int) -> Body:
     }
 
 
-def balance_bodies(conn: sa.Connection, balances: list[tuple[str, str, int, int]]) -> list[Body]:
+def balance_bodies(
+    conn: sa.Connection, balances: list[tuple[str, str, int, int]], now_ms: int
+) -> list[Body]:
     """Balance changes for (account, asset, balance, entries), points ones with their lots."""
-    lots = lots_of(conn, [key for key, asset, _, _ in balances if asset == "points"])
+    lots = lots_of(conn, [key for key, asset, _, _ in balances if asset == "points"], now_ms)
     return [
         balance_body(key, asset, balance, entries, lots.get(key) if asset == "points" else None)
         for key, asset, balance, entries in balances
@@ -267,7 +271,9 @@ def snapshot(
     index = _SECTIONS.index(section)
     while index < len(_SECTIONS) and len(bodies) < limit:
         section = _SECTIONS[index]
-        found, last_key = _section(conn, section, after, limit - len(bodies), limits)
+        found, last_key = _section(
+            conn, section, after, limit - len(bodies), limits, int(server_time.timestamp() * 1000)
+        )
         bodies.extend(found)
         if last_key is not None and len(bodies) >= limit:
             next_page = f"{as_of}|{section}|{last_key}"
@@ -281,7 +287,12 @@ def snapshot(
 
 
 def _section(
-    conn: sa.Connection, section: str, after: str, limit: int, limits: OfflineLimits
+    conn: sa.Connection,
+    section: str,
+    after: str,
+    limit: int,
+    limits: OfflineLimits,
+    now_ms: int,
 ) -> tuple[list[Body], str | None]:
     if section == "offline_limits":
         return ([limits_body(limits)] if after == "" else []), None
@@ -314,6 +325,7 @@ def _section(
         .order_by(t.accounts.c.account_key, t.accounts.c.asset)
         .limit(limit)
     ).all()
-    bodies = balance_bodies(conn, [(r.account_key, r.asset, r.balance, r.entries) for r in rows])
+    rows_in = [(r.account_key, r.asset, r.balance, r.entries) for r in rows]
+    bodies = balance_bodies(conn, rows_in, now_ms)
     last = f"{rows[-1].account_key}\t{rows[-1].asset}" if rows else None
     return bodies, last

@@ -412,7 +412,9 @@ def _apply_new(
     _holds.settle(conn, device_id, applied, _documents(new), now_ms)
     _changes.append(
         conn,
-        _changes.balance_bodies(conn, [(k, a, b, n) for (k, a), (b, n) in balances.items()]),
+        _changes.balance_bodies(
+            conn, [(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms
+        ),
         now_ms,
     )
     return results
