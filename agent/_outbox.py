@@ -16,10 +16,10 @@ import sqlite_utils
 from agent._cache import utc_iso
 from agent._store import TillStore, set_meta
 from protocol import (
-    AccountRef,
     ChequeDocument,
     LedgerEntry,
     SignupRecord,
+    account_key,
     canonical_json,
     sha256_hex,
 )
@@ -52,19 +52,8 @@ def ensure_seat(store: TillStore) -> DeviceSeat:
     return DeviceSeat(seat["device_id"], int(seat["device_epoch"]))
 
 
-def account_key(record: LedgerEntry | ChequeDocument) -> str | None:
-    return None if record.account is None else key_of(record.account)
-
-
-def key_of(account: AccountRef) -> str:
-    """The till's index key of an account: `customer:<id>`, `card:<number>`…"""
-    if account.type == "customer":
-        return f"customer:{account.customer_id}"
-    if account.type == "card":
-        return f"card:{account.number}"
-    if account.type == "phone_hash":
-        return f"phone_hash:{account.phone_hash}"
-    return f"qr:{account.token}"
+def record_key(record: LedgerEntry | ChequeDocument) -> str | None:
+    return None if record.account is None else account_key(record.account)
 
 
 Record = LedgerEntry | ChequeDocument | SignupRecord
@@ -78,9 +67,9 @@ def append(db: sqlite_utils.Database, record: Record, offline: bool) -> None:
     if isinstance(record, LedgerEntry):
         record_id, asset, amount = str(record.entry_id), record.asset, record.amount
         activates_at = _iso(record.activates_at)
-        key, kind = account_key(record), str(record.kind)
+        key, kind = record_key(record), str(record.kind)
     elif isinstance(record, ChequeDocument):
-        record_id, key, kind = str(record.document_id), account_key(record), str(record.kind)
+        record_id, key, kind = str(record.document_id), record_key(record), str(record.kind)
     else:
         record_id = str(record.signup_id)
     db.execute(

@@ -62,6 +62,7 @@ from protocol import (
     RuleSet,
     Store,
     UUIDv7Generator,
+    account_key,
     content_hash,
     evaluate,
     line_total_of,
@@ -244,7 +245,7 @@ class Till:
         allowance = offline_allowance(
             offline_limits(db),
             min(asked, available),
-            offline_spent(db, _outbox.key_of(resolved.account)),
+            offline_spent(db, account_key(resolved.account)),
             self.data_age_s(db),
             resolved.phone_only,
         )
@@ -277,7 +278,7 @@ class Till:
                 request.cheque_id,
                 str(ChequeState.reserved),
                 request_hash,
-                None if resolved is None else _outbox.key_of(resolved.account),
+                None if resolved is None else account_key(resolved.account),
                 str(response.hold_mode),
                 response.points_held,
                 utc_iso(now),
@@ -548,15 +549,13 @@ class Till:
         cached = None
         if account.type == "customer":
             cached = get_customer(db, account.customer_id)
-        return balance_view(db, _outbox.key_of(account), cached, self.clock.wall())
+        return balance_view(db, account_key(account), cached, self.clock.wall())
 
     def _resolve(self, db: sqlite_utils.Database, given: IdentifierInput | None) -> Resolved | None:
         return None if given is None else resolve(db, self.settings.identity, given)
 
     def _view(self, db: sqlite_utils.Database, resolved: Resolved) -> BalanceView:
-        return balance_view(
-            db, _outbox.key_of(resolved.account), resolved.customer, self.clock.wall()
-        )
+        return balance_view(db, account_key(resolved.account), resolved.customer, self.clock.wall())
 
     def data_age_s(self, db: sqlite_utils.Database) -> float | None:
         """Seconds since the last successful pull by the boot clock; None when unknown."""

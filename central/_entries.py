@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from central import _changes, _push
 from central import _tables as t
 from central._clock import to_ms
-from protocol import AccountRef, LedgerEntry, canonical_json
+from protocol import AccountRef, LedgerEntry, account_key, canonical_json
 
 _account = TypeAdapter(AccountRef)
 
@@ -28,7 +28,7 @@ def account_of(account_key: str) -> AccountRef:
 
 def key_of(account: dict[str, Any]) -> str:
     """The `account_key` of an account as JSON (`{"type": "card", "number": ...}`)."""
-    return _push.account_key(_account.validate_python(account))
+    return account_key(_account.validate_python(account))
 
 
 def write(conn: sa.Connection, specs: list[dict[str, Any]], now: datetime) -> list[LedgerEntry]:
@@ -76,7 +76,7 @@ def _fresh_accounts(
         return None
     sums: dict[tuple[str, str], list[int]] = {}
     for entry in entries:
-        key = (_push.account_key(entry.account), entry.asset)
+        key = (account_key(entry.account), entry.asset)
         total = sums.setdefault(key, [0, 0])
         total[0] += entry.amount
         total[1] += 1

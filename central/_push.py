@@ -33,6 +33,7 @@ from protocol import (
     PushResponse,
     PushResult,
     SignupRecord,
+    account_key,
     canonical_json,
     new_entry_id,
     sha256_hex,
@@ -46,16 +47,6 @@ LOT_KINDS = frozenset(
     {EntryKind.earn, EntryKind.welcome, EntryKind.birthday, EntryKind.referral, EntryKind.import_}
 )
 APPLICABLE_STATUSES = frozenset({"active", "provisional"})
-
-
-def account_key(account: Any) -> str:
-    if account.type == "customer":
-        return f"customer:{account.customer_id}"
-    if account.type == "card":
-        return f"card:{account.number}"
-    if account.type == "phone_hash":
-        return f"phone_hash:{account.phone_hash}"
-    return f"qr:{account.token}"
 
 
 @dataclass

@@ -42,6 +42,7 @@ from protocol._ledger import (
     ReturnedLine,
     RuleSetRef,
     SignupRecord,
+    account_key,
 )
 from protocol._refund import Refund, RefundError, RefundLine, refund_quote
 from protocol._rules import (
@@ -152,6 +153,7 @@ __all__ = [
     "Store",
     "UUIDv7Generator",
     "WireModel",
+    "account_key",
     "canonical_json",
     "content_hash",
     "describe_validation",

@@ -65,6 +65,18 @@ AccountRef = Annotated[
 """Whose account an entry moves: a known customer, or an identifier central resolves later."""
 
 
+def account_key(account: AccountRef) -> str:
+    """The one text form of an account, as both ends index it: `customer:<id>`,
+    `card:<number>`, `phone_hash:<hash>`, `qr:<token>`."""
+    if account.type == "customer":
+        return f"customer:{account.customer_id}"
+    if account.type == "card":
+        return f"card:{account.number}"
+    if account.type == "phone_hash":
+        return f"phone_hash:{account.phone_hash}"
+    return f"qr:{account.token}"
+
+
 class EntryKind(StrEnum):
     earn = "earn"
     burn = "burn"
