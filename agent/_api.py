@@ -8,14 +8,18 @@ is: 401 token, 404 unknown cheque, 409 a changed request under a used id, 413 to
 from __future__ import annotations
 
 import hmac
+import inspect
 import sqlite3
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -147,6 +151,54 @@ class TokenGuard:
         await refuse(send, error.status, error.code, error.message)
 
 
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def _body_model(endpoint: Callable[..., Any]) -> type[BaseModel] | None:
+    """The model of an endpoint whose one parameter is `body: SomeModel`, else None."""
+    hints = typing.get_type_hints(endpoint)
+    parameters = list(inspect.signature(endpoint).parameters)
+    model = hints.get("body")
+    if parameters != ["body"] or not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    return model
+
+
+def parse_body(model: type[BaseModel], raw: bytes) -> BaseModel:
+    """`raw` as `model`, by pydantic's own JSON parser (no dict in between); a refusal names
+    each field under `body.`, as FastAPI's would."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        located = [{**item, "loc": ("body", *item["loc"])} for item in error.errors()]
+        raise RequestValidationError(located) from None
+
+
+class LeanRoute(APIRoute):
+    """A route whose endpoint takes one `body` model and returns a model: the body is parsed
+    straight from its bytes and the answer serialised once, without FastAPI's dependency
+    machinery and second validation of the answer (a third of a small request's cost). The
+    OpenAPI description is FastAPI's, from the same signature. The token is checked by
+    `TokenGuard` before any route runs; routes of another shape are served as usual."""
+
+    def get_route_handler(self) -> Handler:
+        model = _body_model(self.endpoint)
+        if model is None:
+            return super().get_route_handler()
+        endpoint = self.endpoint
+        inline = inspect.iscoroutinefunction(endpoint)
+
+        async def handle(request: Request) -> Response:
+            body = parse_body(model, await request.body())
+            if inline:
+                answer = await endpoint(body)
+            else:
+                answer = await run_in_threadpool(endpoint, body)
+            return Response(answer.model_dump_json(), media_type="application/json")
+
+        return handle
+
+
 def _sale_routes(router: APIRouter, till: Till) -> None:
     # identify and quote only read (WAL readers never wait for a writer) and take well under
     # a millisecond: they run on the event loop, not through the thread pool, whose hand-over
@@ -205,7 +257,9 @@ def create_app(
     _install_errors(app)
     app.add_middleware(BodyLimit, limit_bytes=request_body_bytes_max)
     app.add_middleware(TokenGuard, token=token)
-    router = APIRouter(prefix="/v1", dependencies=[Depends(_token_check(token))])
+    router = APIRouter(
+        prefix="/v1", dependencies=[Depends(_token_check(token))], route_class=LeanRoute
+    )
     _sale_routes(router, till)
 
     @router.get("/status")

@@ -277,4 +277,7 @@ def test_status_and_health(agent: AgentProcess, client: httpx.Client) -> None:
     assert ok(httpx.get(f"{agent.url}/health")) == {"status": "ok"}
     assert httpx.get(f"{agent.url}/docs").status_code == 200
     spec = ok(httpx.get(f"{agent.url}/openapi.json"))
-    assert "/v1/reserve" in spec["paths"]
+    reserve = spec["paths"]["/v1/reserve"]["post"]
+    body_schema = reserve["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema == {"$ref": "#/components/schemas/ReserveRequest"}
+    assert {"authorization", "x-kopilka-token"} <= {p["name"] for p in reserve["parameters"]}
