@@ -11,7 +11,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from protocol import Basket, ChequeState, Quote, RedeemRequest, WireModel
+from protocol import (
+    AccountRef,
+    Basket,
+    ChequeState,
+    CustomerState,
+    Quote,
+    RedeemRequest,
+    WireModel,
+)
 from protocol._base import Id, NonNegKopecks, NonNegPoints, Points, QuantityMilli, Text
 
 raw_identifier_chars_max = 200
@@ -106,6 +114,16 @@ class ReserveResponse(WireModel):
     """Why fewer points were spent than asked, in words for the cashier."""
     receipt: ReceiptLines | None = None
     """For the fiscal receipt, printed before confirm: the balance as it will be after it."""
+
+
+class Reservation(WireModel):
+    """What the till keeps of a reserved cheque (the `cheques.reservation` column): read back
+    with one parse when the cheque is confirmed, voided, expired or refunded."""
+
+    request: ReserveRequest
+    response: ReserveResponse
+    account: AccountRef | None
+    customer: CustomerState | None
 
 
 class ConfirmRequest(WireModel):

@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 import sqlite_utils
-from pydantic import TypeAdapter
 
 from agent import _outbox
 from agent._allowance import Allowance, data_age_s, offline_allowance
@@ -34,6 +33,7 @@ from agent._models import (
     QuoteRequest,
     RefundRequest,
     RefundResponse,
+    Reservation,
     ReserveRequest,
     ReserveResponse,
     SignupRequest,
@@ -263,14 +263,14 @@ class Till:
     ) -> None:
         now = self.clock.wall()
         ttl_s = offline_limits(db).reservation_ttl_s
-        reservation = {
-            "request": json.loads(request.model_dump_json()),
-            "response": json.loads(response.model_dump_json()),
-            "account": None if resolved is None else resolved.account.model_dump(mode="json"),
-            "customer": None
+        reservation = Reservation(
+            request=request,
+            response=response,
+            account=None if resolved is None else resolved.account,
+            customer=None
             if resolved is None or resolved.customer is None
-            else resolved.customer.state.model_dump(mode="json"),
-        }
+            else resolved.customer.state,
+        )
         db.execute(
             "INSERT INTO cheques(cheque_id, state, request_hash, account_key, hold_mode,"
             " points_held, reserved_at, expires_at, reservation) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -283,7 +283,7 @@ class Till:
                 response.points_held,
                 utc_iso(now),
                 utc_iso(now + timedelta(seconds=ttl_s)),
-                json.dumps(reservation, sort_keys=True),
+                reservation.model_dump_json(),
             ],
         )
 
@@ -311,9 +311,9 @@ class Till:
     def _apply_confirm(
         self, db: sqlite_utils.Database, row: dict[str, Any], request: ConfirmRequest, late: bool
     ) -> tuple[ConfirmResponse, LoyaltySlip | None]:
-        reservation = json.loads(row["reservation"])
-        quote = ReserveResponse.model_validate(reservation["response"]).quote
-        account = _account_of(reservation)
+        reservation = Reservation.model_validate_json(row["reservation"])
+        quote = reservation.response.quote
+        account = reservation.account
         offline = row["hold_mode"] == HoldMode.offline
         entries = append_entries(
             self, db, account, sale_movements(quote), quote, request.cheque_id, offline
@@ -380,7 +380,7 @@ class Till:
     def _finish_unpaid(
         self, db: sqlite_utils.Database, row: dict[str, Any], state: ChequeState
     ) -> None:
-        reservation = json.loads(row["reservation"])
+        reservation = Reservation.model_validate_json(row["reservation"])
         document = self._sale_document(db, reservation, state, None, [])
         _outbox.append(db, document, offline=row["hold_mode"] == HoldMode.offline)
         db.execute(
@@ -414,9 +414,9 @@ class Till:
     ) -> RefundResponse:
         if row["state"] not in _PAID:
             raise Conflict("cheque_not_paid", f"cheque {request.cheque_id} was never paid")
-        reservation = json.loads(row["reservation"])
-        sale = ReserveRequest.model_validate(reservation["request"])
-        quote = ReserveResponse.model_validate(reservation["response"]).quote
+        reservation = Reservation.model_validate_json(row["reservation"])
+        sale = reservation.request
+        quote = reservation.response.quote
         earlier = [Refund.model_validate(item) for item in json.loads(row["refunds"])]
         returned = {line.line_id: line.quantity_milli for line in request.lines}
         if len(returned) != len(request.lines):
@@ -425,7 +425,7 @@ class Till:
             refund = refund_quote(quote, sale.basket, returned, earlier)
         except RefundError as error:
             raise TillError("refund_invalid", str(error)) from error
-        account = _account_of(reservation)
+        account = reservation.account
         entries = append_entries(
             self, db, account, refund_movements(refund, quote), refund, request.refund_id, False
         )
@@ -509,22 +509,22 @@ class Till:
     def _sale_document(
         self,
         db: sqlite_utils.Database,
-        reservation: dict[str, Any],
+        reservation: Reservation,
         state: ChequeState,
         fiscal_document: str | None,
         entries: list[LedgerEntry],
     ) -> ChequeDocument:
-        request = ReserveRequest.model_validate(reservation["request"])
+        request = reservation.request
         return self._document(
             db,
             cheque_id=request.cheque_id,
             kind=ChequeKind.sale,
             state=state,
-            account=_account_of(reservation),
+            account=reservation.account,
             customer=_customer_of(reservation),
             basket=request.basket,
             redeem=request.redeem,
-            quote=ReserveResponse.model_validate(reservation["response"]).quote,
+            quote=reservation.response.quote,
             fiscal_document=fiscal_document,
             entry_ids=tuple(entry.entry_id for entry in entries),
         )
@@ -620,7 +620,7 @@ def _stored_reservation(
             "cheque_id_reused",
             f"cheque {cheque_id} was already reserved with different contents; use a new cheque id",
         )
-    return ReserveResponse.model_validate(json.loads(row[1])["response"])
+    return Reservation.model_validate_json(row[1]).response
 
 
 def _stored_confirmation(row: dict[str, Any], request: ConfirmRequest) -> ConfirmResponse:
@@ -633,17 +633,8 @@ def _stored_confirmation(row: dict[str, Any], request: ConfirmRequest) -> Confir
     return ConfirmResponse.model_validate_json(row["finished_response"])
 
 
-_ACCOUNT = TypeAdapter[AccountRef](AccountRef)
-
-
-def _account_of(reservation: dict[str, Any]) -> AccountRef | None:
-    data = reservation["account"]
-    return None if data is None else _ACCOUNT.validate_python(data)
-
-
-def _customer_of(reservation: dict[str, Any]) -> CustomerState:
-    data = reservation["customer"]
-    return CustomerState() if data is None else CustomerState.model_validate(data)
+def _customer_of(reservation: Reservation) -> CustomerState:
+    return reservation.customer or CustomerState()
 
 
 __all__ = ["CentralHold", "Till", "TillError", "TillSettings"]

@@ -7,6 +7,7 @@ so its length is the number of columns it takes.
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from dataclasses import dataclass
 from enum import Enum
@@ -146,8 +147,15 @@ class _Normaliser:
         self.codepage = codepage
 
     def __call__(self, text: str) -> str:
-        parts = text.split(_NBSP)
-        return _NBSP.join(" ".join(normalize_text(p, self.codepage).split()) for p in parts)
+        return _normalised(text, self.codepage)
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalised(text: str, codepage: str) -> str:
+    """`text` printable on `codepage`, white space collapsed, NBSPs kept (cached: labels and
+    messages repeat on every slip and for every paper width)."""
+    parts = text.split(_NBSP)
+    return _NBSP.join(" ".join(normalize_text(p, codepage).split()) for p in parts)
 
 
 def _pair(label: str, value: str, columns: int, *, bold: bool) -> list[Block]:
@@ -164,6 +172,8 @@ def _wrapped(text: str, columns: int, align: Align) -> list[Block]:
 
 
 def _wrap(text: str, columns: int) -> list[str]:
+    if 0 < len(text) <= columns:
+        return [_spaces(text)]  # normalised text has single spaces and no edges to drop
     lines = textwrap.wrap(text, columns, break_long_words=True, break_on_hyphens=False)
     return [_spaces(line) for line in lines] or [""]
 

@@ -18,15 +18,23 @@ class FloatInPayloadError(TypeError):
     """A float reached canonical JSON; money and points are integers everywhere."""
 
 
+_LEAVES = frozenset({str, int, bool, type(None)})
+
+
 def _reject_floats(value: Any) -> None:
-    if isinstance(value, float):
-        raise FloatInPayloadError(f"float {value!r} in a canonical payload")
-    if isinstance(value, dict):
-        for item in value.values():
-            _reject_floats(item)
-    elif isinstance(value, list):
-        for item in value:
-            _reject_floats(item)
+    """Walk plain JSON data (a loop, not recursion: documents have hundreds of nodes)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in _LEAVES:
+            continue
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, float):
+            raise FloatInPayloadError(f"float {item!r} in a canonical payload")
 
 
 def canonical_json(value: BaseModel | dict[str, Any] | list[Any]) -> bytes:
