@@ -23,6 +23,7 @@ from agent._config import AgentSettings
 from agent._devices import Devices
 from agent._runtime import build_till, enrolled_settings
 from agent._sales import Till
+from protocol import freeze_startup_heap
 
 if TYPE_CHECKING:
     from agent._sync import SyncClient
@@ -189,6 +190,7 @@ class AgentService:
     def serve(self) -> None:
         """Run until stopped (SIGTERM/SIGINT); the POS API listens on loopback only."""
         self.start_background()
+        freeze_startup_heap()
         try:
             uvicorn.run(
                 self.app,

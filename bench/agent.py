@@ -55,7 +55,7 @@ from agent._models import (  # noqa: E402
 from agent._rulebook import install_rule_set  # noqa: E402
 from agent._runtime import build_till  # noqa: E402
 from agent._sales import Till  # noqa: E402
-from protocol import Basket, PhoneHasher, RedeemRequest  # noqa: E402
+from protocol import Basket, PhoneHasher, RedeemRequest, freeze_startup_heap  # noqa: E402
 
 BASKET_LINES = 10
 """A typical grocery cheque; `bench/evaluator.py` times the 30-line one alone."""
@@ -256,6 +256,7 @@ def main(argv: list[str]) -> int:
         config = prepare(data_dir, count)
         load_s = time.monotonic() - began
         till = build_till(load_settings(config))
+        freeze_startup_heap()  # as the agent does before it serves
         local = in_process(till, count, runs, data_dir)
         till.store.close()
         agent = AgentProcess(config)

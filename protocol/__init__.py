@@ -14,7 +14,13 @@ from protocol._evaluator import (
     evaluate,
     spendable_points,
 )
-from protocol._http import BodyLimit, describe_validation, error_body, refuse
+from protocol._http import (
+    BodyLimit,
+    describe_validation,
+    error_body,
+    freeze_startup_heap,
+    refuse,
+)
 from protocol._identifiers import (
     CardRange,
     IdentifierRejected,
@@ -161,6 +167,7 @@ __all__ = [
     "effective_tier",
     "error_body",
     "evaluate",
+    "freeze_startup_heap",
     "line_total_of",
     "new_entry_id",
     "new_qr_token",

@@ -6,6 +6,7 @@ importing the other or a web framework leaking into `protocol`.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
@@ -90,3 +91,12 @@ async def refuse(send: Send, status: int, code: str, message: str) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def freeze_startup_heap() -> None:
+    """Take what start-up made (modules, validators, schemas, phone metadata: some 80,000
+    objects) out of the garbage collector's sight. A full collection walked all of them: 25 to
+    75 ms, landing inside whichever request happened to trigger it. Call once, just before
+    serving; objects made later are collected as usual."""
+    gc.collect()
+    gc.freeze()
