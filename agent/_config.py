@@ -57,6 +57,8 @@ class AgentSettings(BaseSettings):
     sync_batch_entries_max: Annotated[int, Field(ge=1, le=500)] = 500
     request_body_bytes_max: Annotated[int, Field(ge=1024, le=4 * 1024 * 1024)] = 256 * 1024
     expiry_check_interval_s: PositiveSeconds = 30.0
+    wal_checkpoint_interval_s: PositiveSeconds = 2.0
+    """How often the database's write-ahead log is copied into the file, off the sale path."""
     session_ttl_s: PositiveSeconds = 300.0
     """How long a customer identified by the till's own device stays the till's session."""
     devices: DevicesConfig = DevicesConfig()

@@ -176,6 +176,14 @@ class AgentService:
             max_instances=1,
             coalesce=True,
         )
+        self.scheduler.add_job(
+            self.till.store.checkpoint,
+            "interval",
+            seconds=self.settings.wal_checkpoint_interval_s,
+            id="wal-checkpoint",
+            max_instances=1,
+            coalesce=True,
+        )
         self.scheduler.start()
 
     def _expire(self) -> None:

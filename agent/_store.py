@@ -19,6 +19,11 @@ import sqlite_utils
 
 busy_timeout_ms = 5000
 write_retries_max = 20
+wal_autocheckpoint_pages = 10_000
+"""A commit checkpoints by itself only past this (40 MB of WAL). Below it, checkpoints run in
+the background (`TillStore.checkpoint`, a scheduled job of the agent): a commit that copied the
+default 1,000 pages into the database file took ten times longer, and one sale in forty paid
+it."""
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -118,6 +123,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute(f"PRAGMA wal_autocheckpoint={wal_autocheckpoint_pages}")
     return conn
 
 
@@ -236,6 +242,12 @@ class TillStore:
             raise
         if self._commit_hook is not None:
             self._commit_hook("after")
+
+    def checkpoint(self) -> int:
+        """Copy committed pages from the WAL into the database file without waiting for, or
+        blocking, readers and writers (`PASSIVE`); returns the WAL frames not yet copied."""
+        _, frames, copied = self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return max(int(frames) - int(copied), 0)
 
     def meta(self, key: str, default: str | None = None) -> str | None:
         row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -13,6 +13,7 @@ identify by phone p99; then the agent's RSS. The last line of output is one JSON
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import platform
@@ -20,8 +21,9 @@ import random
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +238,24 @@ def over_http(agent: AgentProcess, count: int, runs: int) -> dict[str, list[int]
         }
 
 
+@contextlib.contextmanager
+def checkpointing(till: Till, interval_s: float) -> Iterator[None]:
+    """The agent's background WAL checkpoint job, for the in-process measurements."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval_s):
+            till.store.checkpoint()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -255,9 +275,11 @@ def main(argv: list[str]) -> int:
         began = time.monotonic()
         config = prepare(data_dir, count)
         load_s = time.monotonic() - began
-        till = build_till(load_settings(config))
+        settings = load_settings(config)
+        till = build_till(settings)
         freeze_startup_heap()  # as the agent does before it serves
-        local = in_process(till, count, runs, data_dir)
+        with checkpointing(till, settings.wal_checkpoint_interval_s):
+            local = in_process(till, count, runs, data_dir)
         till.store.close()
         agent = AgentProcess(config)
         try:

@@ -64,3 +64,29 @@ def test_concurrent_writers_never_see_locked(tmp_path: Path) -> None:
         thread.join()
     assert errors == []
     assert store.meta("n") == "800"
+
+
+def test_sales_do_not_checkpoint_the_background_job_does(tmp_path: Path) -> None:
+    """Commits leave copying the WAL into the database file to `checkpoint`, which keeps
+    writers and readers going, and leaves nothing of the log behind."""
+    store = TillStore(tmp_path / "till.db")
+    page = "x" * 3000
+    with store.write() as db:
+        db.execute("CREATE TABLE filler (n INTEGER PRIMARY KEY, body TEXT)")
+    before = (tmp_path / "till.db").stat().st_size
+    for n in range(1_500):  # past SQLite's default of 1,000 pages per automatic checkpoint
+        with store.write() as db:
+            db.execute("INSERT INTO filler (n, body) VALUES (?, ?)", [n, page])
+    assert (tmp_path / "till.db").stat().st_size == before, "a commit copied the log"
+    reader = sqlite3.connect(tmp_path / "till.db")
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT COUNT(*) FROM filler").fetchone()[0] == 1_500
+    with store.write() as db:  # a writer is not held up by a reader's snapshot
+        db.execute("INSERT INTO filler (n, body) VALUES (?, ?)", [1_500, page])
+    assert store.checkpoint() > 0, "the open snapshot keeps the newest frames in the log"
+    reader.rollback()
+    reader.close()
+    assert store.checkpoint() == 0
+    assert (tmp_path / "till.db").stat().st_size > before + 1_500 * 3000
+    with sqlite3.connect(tmp_path / "till.db") as raw:
+        assert raw.execute("SELECT COUNT(*) FROM filler").fetchone()[0] == 1_501
