@@ -115,5 +115,22 @@ def append_entries(
             **movement,
         )
         _outbox.append(db, entry, offline=offline)
+        if grant and account.type == "customer":
+            _remember_grant(db, str(movement["grant_key"]), account.customer_id)
         entries.append(entry)
     return entries
+
+
+def _remember_grant(db: sqlite_utils.Database, grant_key: str, customer_id: str) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO grants_given(grant_key, customer_id) VALUES (?, ?)",
+        [grant_key, customer_id],
+    )
+
+
+def grants_given(db: sqlite_utils.Database, customer_id: str) -> set[str]:
+    """The one-time grant keys this till gave in sales of `customer_id`."""
+    rows = db.execute(
+        "SELECT grant_key FROM grants_given WHERE customer_id = ?", [customer_id]
+    ).fetchall()
+    return {row[0] for row in rows}

@@ -20,7 +20,7 @@ from agent._allowance import Allowance, data_age_s, offline_allowance
 from agent._balances import balance_view, offline_spent
 from agent._cache import get_customer, offline_limits, utc_iso
 from agent._clock import Clock
-from agent._entries import append_entries, refund_movements, sale_movements
+from agent._entries import append_entries, grants_given, refund_movements, sale_movements
 from agent._errors import Conflict, HoldRefused, NotFound, TillError
 from agent._identify import IdentityRules, Resolved, resolve
 from agent._models import (
@@ -211,7 +211,7 @@ class Till:
         view = None
         if state is None and resolved is not None and resolved.customer is not None:
             view = self._view(db, resolved)
-            state = resolved.customer.state.model_copy(update={"points_balance": view.balance})
+            state = _as_seen_here(db, resolved.customer.state, view)
         assert state is not None
         allowed = self._allowed(db, resolved, redeem, view, hold)
         capped = RedeemRequest(mode="points", points=allowed.points)
@@ -631,6 +631,18 @@ def _stored_confirmation(row: dict[str, Any], request: ConfirmRequest) -> Confir
             f"{row['fiscal_document']}",
         )
     return ConfirmResponse.model_validate_json(row["finished_response"])
+
+
+def _as_seen_here(
+    db: sqlite_utils.Database, cached: CustomerState, view: BalanceView
+) -> CustomerState:
+    """Central's last word on the customer plus what this till did since: the balance of
+    the view, and the one-time grants this till gave (central's state may not have them)."""
+    given = grants_given(db, cached.customer_id) if cached.customer_id else set()
+    update: dict[str, Any] = {"points_balance": view.balance}
+    if not given <= set(cached.grants_received):
+        update["grants_received"] = tuple(sorted(given | set(cached.grants_received)))
+    return cached.model_copy(update=update)
 
 
 def _customer_of(reservation: Reservation) -> CustomerState:

@@ -109,6 +109,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX cheques_held ON cheques(account_key, hold_mode, points_held)
         WHERE state = 'reserved';
     """,
+    # 4: one-time grants (welcome, birthday, referral) this till gave, by the customer whose
+    # sale earned them: the next sale must not offer them again before central's state has them
+    """
+    CREATE TABLE grants_given (
+        grant_key TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL
+    );
+    CREATE INDEX grants_given_by_customer ON grants_given(customer_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

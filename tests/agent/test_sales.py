@@ -111,6 +111,22 @@ def test_reserve_and_confirm_write_entries_and_document_in_seq_order(till: Till)
     assert view.pending == reserved.quote.earn_points + granted  # the 14-day return window
 
 
+def test_a_one_time_grant_is_given_once_even_before_central_knows(till: Till) -> None:
+    """The welcome bonus of the first sale is not offered again by the next one, by card or
+    by phone, while the till has not synced: central would only reverse the second."""
+    first = till.reserve(ReserveRequest(cheque_id="g-1", customer=CARD_INPUT, basket=basket(9000)))
+    assert [grant.grant_key for grant in first.quote.grants] == ["welcome:c-1"]
+    again = till.quote(QuoteRequest(customer=CARD_INPUT, basket=basket(9000)))
+    assert [grant.grant_key for grant in again.grants] == ["welcome:c-1"], "not given until paid"
+    till.confirm(ConfirmRequest(cheque_id="g-1", fiscal_document="FD-g-1"))
+    for customer in (CARD_INPUT, IdentifierInput(type="phone", value=PHONE)):
+        later = till.quote(QuoteRequest(customer=customer, basket=basket(9000)))
+        assert later.grants == ()
+        assert later.earn_points == first.quote.earn_points
+    grants = [r for r in outbox(till) if r["kind"] == "welcome"]
+    assert len(grants) == 1
+
+
 def test_same_request_same_answer_changed_payload_refused(till: Till) -> None:
     request = ReserveRequest(cheque_id="pos-2", customer=CARD_INPUT, basket=basket(5000))
     first = till.reserve(request)
