@@ -253,6 +253,7 @@ def serve(workdir: Path) -> None:
         for till in (till_a, till_b):
             _say(f"{till.name}:   {till.url}/docs   (POS token: {till.token})")
         _say(f"scanner of till-a: write a card number and CR to {scanner.path}")
+        _say(f"codes central texts to customers' phones land in {central.messages}")
         _say("Ctrl-C stops everything.")
         try:
             while True:

@@ -97,9 +97,20 @@ class Central:
             text=True,
         )
         self.admin_token = token.stdout.strip().splitlines()[-1]
+        self.messages = workdir / "messages.jsonl"
+        """Where central's confirmation codes go (one JSON line each), standing in for SMS."""
         self.process = Process(
             "central",
-            _cli("central.cli", "serve", "--db", self.db_url, "--port", str(self.port)),
+            _cli(
+                "central.cli",
+                "serve",
+                "--db",
+                self.db_url,
+                "--port",
+                str(self.port),
+                "--message-gateway",
+                f"file:{self.messages}",
+            ),
             self.url,
             workdir / "central.log",
         )

@@ -135,9 +135,11 @@ def _check_code(
     conn: sa.Connection, device: Device, asked: HoldRequest, now: datetime, gateway: MessageGateway
 ) -> Refused | None:
     now_ms = to_ms(now)
+    # A code belongs to the customer at this till, not to one cheque: the till cannot ask
+    # again under the cheque id it used to ask for the code (a till never reuses a cheque id
+    # for different contents), so the POS reserves again under a new one with the code.
     key = (
         t.confirmation_codes.c.device_id == device.device_id,
-        t.confirmation_codes.c.cheque_id == asked.cheque_id,
         t.confirmation_codes.c.customer_id == asked.customer_id,
         t.confirmation_codes.c.used_ms.is_(None),
         t.confirmation_codes.c.expires_ms > now_ms,

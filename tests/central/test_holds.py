@@ -110,11 +110,12 @@ def test_phone_only_redemption_needs_the_code_sent_to_the_phone(
         wrong = "000000" if code != "000000" else "111111"
         refused = hold(till, "c1", "ch-1", 200, phone_only=True, confirmation_code=wrong)
         assert refused.json()["code"] == "bad_confirmation_code"
-        held = hold(till, "c1", "ch-1", 200, phone_only=True, confirmation_code=code)
+        # the till asks again under a new cheque id: the code is the customer's at this till
+        held = hold(till, "c1", "ch-2", 200, phone_only=True, confirmation_code=code)
         assert held.status_code == 200, held.text
         assert held.json()["points"] == 200
         clock.advance(1)
-        used = hold(till, "c1", "ch-2", 10, phone_only=True, confirmation_code=code)
+        used = hold(till, "c1", "ch-3", 10, phone_only=True, confirmation_code=code)
         assert used.json()["code"] == "bad_confirmation_code"  # a code works once
         assert len(gateway.messages()) == 1
 
