@@ -120,10 +120,3 @@ def test_the_installed_command_runs(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "bad.toml: effective_from: is required" in done.stderr
     assert "Traceback" not in done.stderr
-
-
-def test_demo_quotes_the_example_basket(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["demo"], capsys)
-    assert code == 0, err
-    assert "Quote of examples/basket.json with rule set base-2026" in out
-    assert "refund of line 1" in out
