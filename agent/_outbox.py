@@ -52,6 +52,16 @@ def ensure_seat(store: TillStore) -> DeviceSeat:
     return DeviceSeat(seat["device_id"], int(seat["device_epoch"]))
 
 
+def begin_epoch(store: TillStore, seat: DeviceSeat, epoch: int) -> DeviceSeat:
+    """From now on number records in `epoch` (central gave it to this restored till); records
+    already made keep their numbers and are still pushed under their own epoch."""
+    if epoch <= seat.epoch:
+        raise ValueError(f"epoch {epoch} is not after this till's epoch {seat.epoch}")
+    with store.write() as db:
+        set_meta(db, "device_epoch", str(epoch))
+    return DeviceSeat(seat.device_id, epoch)
+
+
 def record_key(record: LedgerEntry | ChequeDocument) -> str | None:
     return None if record.account is None else account_key(record.account)
 

@@ -96,24 +96,28 @@ def enroll(
     code: str,
     transport: httpx.BaseTransport | None = None,
     timeout_s: float = 10.0,
+    restored: bool = False,
 ) -> EnrollResponse:
-    """Exchange HQ's one-time code for this till's credential; keeps the till's own id."""
+    """Exchange HQ's one-time code for this till's credential; keeps the till's own id.
+
+    `restored`: the till's database came back from a backup (or the till was reinstalled over
+    its old data), so central may hold records this copy never made under the same seqs.
+    Central gives the device its next epoch, and the till numbers every new record in it."""
     request = EnrollRequest(
         code=code,
         hostname=os.uname().nodename,
-        device_id=till.seat.device_id,
-        device_epoch=till.seat.epoch,
+        previous_device_id=till.seat.device_id if restored else None,
+        device_id=None if restored else till.seat.device_id,
+        device_epoch=None if restored else till.seat.epoch,
     )
     with httpx.Client(base_url=central_url, transport=transport, timeout=timeout_s) as client:
         answer = client.post("/sync/enroll", content=request.model_dump_json(), headers=_JSON)
     if answer.status_code != 200:
         raise SyncError(f"enrollment refused: {_reason(answer)}")
     enrolled = EnrollResponse.model_validate_json(answer.content)
-    if (enrolled.device_id, enrolled.device_epoch) != (till.seat.device_id, till.seat.epoch):
-        raise SyncError(
-            f"central gave id {enrolled.device_id}/{enrolled.device_epoch}, but this till "
-            f"already writes as {till.seat.device_id}/{till.seat.epoch}"
-        )
+    _check_identity(till, enrolled, restored)
+    if restored:
+        till.seat = _outbox.begin_epoch(till.store, till.seat, enrolled.device_epoch)
     credential = Credential(central_url, enrolled.device_id, enrolled.device_epoch, enrolled.secret)
     _write_private(data_dir / CREDENTIAL_FILE, json.dumps(credential.__dict__))
     _write_private(data_dir / PHONE_KEY_FILE, enrolled.phone_hash_key_hex)
@@ -125,13 +129,32 @@ def enroll(
     return enrolled
 
 
-def enroll_cli(settings: AgentSettings, central_url: str, code: str) -> int:
+def _check_identity(till: Till, enrolled: EnrollResponse, restored: bool) -> None:
+    """A till never renumbers records it made: central must answer with this till's id and
+    epoch, or, for a restored till, its id and a later epoch."""
+    same_id = enrolled.device_id == till.seat.device_id
+    if restored and same_id and enrolled.device_epoch > till.seat.epoch:
+        return
+    if not restored and same_id and enrolled.device_epoch == till.seat.epoch:
+        return
+    raise SyncError(
+        f"central gave id {enrolled.device_id}/{enrolled.device_epoch}, but this till "
+        f"writes as {till.seat.device_id}/{till.seat.epoch}"
+    )
+
+
+def enroll_cli(settings: AgentSettings, central_url: str, code: str, restored: bool = False) -> int:
     from agent._runtime import build_till
 
     till = build_till(settings)
     try:
         enrolled = enroll(
-            till, settings.data_dir, central_url, code, timeout_s=settings.http_timeout_s
+            till,
+            settings.data_dir,
+            central_url,
+            code,
+            timeout_s=settings.http_timeout_s,
+            restored=restored,
         )
     except (SyncError, httpx.HTTPError) as error:
         print(f"kopilka-agent: {error}")

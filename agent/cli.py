@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     enroll = add("enroll", help="obtain this till's credential from central")
     enroll.add_argument("--central", required=True, help="central's URL")
     enroll.add_argument("--code", required=True, help="enrollment code from HQ")
+    enroll.add_argument(
+        "--restored",
+        action="store_true",
+        help="the data folder came back from a backup: continue in a new epoch",
+    )
     return parser
 
 
@@ -86,7 +91,7 @@ def _command(args: argparse.Namespace, settings: AgentSettings) -> int:
     if args.command == "enroll":
         from agent._sync import enroll_cli
 
-        return enroll_cli(settings, args.central, args.code)
+        return enroll_cli(settings, args.central, args.code, restored=args.restored)
     return 2
 
 
