@@ -14,7 +14,6 @@ the quote is also in an explanation item naming the rule that produced it.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from protocol._allocation import (
     allocate,
@@ -33,12 +32,26 @@ from protocol._compiled import (
     zone,
 )
 from protocol._grants import one_time_grants, receipt_messages
+from protocol._quote import (
+    counter_change,
+    fiscal_line,
+    fits,
+    full_quote,
+    grant_award,
+    grant_item,
+    quote_line,
+    receipt_message,
+    rule_item,
+)
 from protocol._rules import Rounding, RuleSet
 from protocol._sale import (
     Basket,
     BasketLine,
+    CounterChange,
     CustomerState,
     CustomerStatus,
+    ExplanationItem,
+    FiscalLine,
     Quote,
     RedeemRequest,
     Store,
@@ -137,8 +150,8 @@ class _Cheque:
         self.paid = list(self.paid0)
         self.burn_points = [0] * count
         self.earn = [0] * count
-        self.explanation: list[dict[str, Any]] = []
-        self.counters: list[dict[str, Any]] = []
+        self.explanation: list[ExplanationItem] = []
+        self.counters: list[CounterChange] = []
         favourites = customer.favourite_categories[: comp.rule_set.favourites_max]
         self.favourites = frozenset(favourites)
         self.known = customer.customer_id is not None and customer.status in EARNING
@@ -170,23 +183,18 @@ class _Cheque:
             ]
         if lines:
             self.explanation.append(
-                {
-                    "rule_id": rule_id,
-                    "kind": kind,
-                    "points": sum(points) if points else 0,
-                    "kopecks": sum(kopecks) if kopecks else 0,
-                    "lines": lines,
-                }
+                rule_item(
+                    rule_id,
+                    kind,
+                    sum(points) if points else 0,
+                    sum(kopecks) if kopecks else 0,
+                    tuple(lines),
+                )
             )
 
     def counter(self, name: str, delta: int, rule_id: str, line: int | None) -> None:
         self.counters.append(
-            {
-                "counter": name,
-                "delta": delta,
-                "rule_id": rule_id,
-                "line_id": None if line is None else self.ids[line],
-            }
+            counter_change(name, delta, rule_id, None if line is None else self.ids[line])
         )
 
     def room(self, i: int) -> int:
@@ -413,39 +421,17 @@ def _facts(
 
 def _fiscal(
     line_id: str, quantity_milli: int, price: int, full: int, paid: int, floor: int
-) -> list[dict[str, Any]]:
+) -> tuple[FiscalLine, ...]:
     """The fiscal lines of one line: whole-kopeck unit prices, split where needed."""
     if paid == full:  # nothing taken off: printed as rung up
-        return [
-            {
-                "line_id": line_id,
-                "quantity_milli": quantity_milli,
-                "unit_price": price,
-                "total": paid,
-                "discount": 0,
-            }
-        ]
+        return (fiscal_line(line_id, quantity_milli, price, paid, 0),)
     parts = fiscal_parts(quantity_milli, paid, floor)
     if len(parts) == 1:
-        return [
-            {
-                "line_id": line_id,
-                "quantity_milli": quantity_milli,
-                "unit_price": parts[0][1],
-                "total": paid,
-                "discount": full - paid,
-            }
-        ]
-    return [
-        {
-            "line_id": line_id,
-            "quantity_milli": quantity,
-            "unit_price": unit_price,
-            "total": total,
-            "discount": quantity // 1000 * price - total,
-        }
+        return (fiscal_line(line_id, quantity_milli, parts[0][1], paid, full - paid),)
+    return tuple(
+        fiscal_line(line_id, quantity, unit_price, total, quantity // 1000 * price - total)
         for quantity, unit_price, total in parts
-    ]
+    )
 
 
 def evaluate(
@@ -479,15 +465,17 @@ def evaluate(
     if grants and rule_set.expiry_days:
         for grant in grants:
             grant["expires_at"] = now + timedelta(days=rule_set.expiry_days)
-    cheque.explanation.extend(granted)
-    lines = [
-        {
-            "line_id": line_id,
-            "earn_points": earn,
-            "discount": paid0 - paid_now,
-            "burn_points": burn,
-            "fiscal": _fiscal(line_id, quantity, price, full, paid_now, floor),
-        }
+    cheque.explanation.extend(
+        grant_item(item["rule_id"], item["kind"], item["points"]) for item in granted
+    )
+    lines = tuple(
+        quote_line(
+            line_id,
+            earn,
+            paid0 - paid_now,
+            burn,
+            _fiscal(line_id, quantity, price, full, paid_now, floor),
+        )
         for line_id, earn, paid0, paid_now, burn, quantity, price, full, floor in zip(
             cheque.ids,
             cheque.earn,
@@ -500,33 +488,39 @@ def evaluate(
             cheque.floors,
             strict=True,
         )
-    ]
+    )
     days = timedelta(days=1)
     pending = rule_set.pending_days * days
     expiry = rule_set.expiry_days * days
-    return Quote.model_validate(
-        {
-            "rule_set_id": rule_set.rule_set_id,
-            "rule_set_hash": comp.content_hash,
-            "evaluator_version": EVALUATOR_VERSION,
-            "currency": basket.currency,
-            "lines": lines,
-            "total": total,
-            "discount": total - paid,
-            "payable": paid,
-            "earn_points": earned,
-            "burn_points": burned,
-            "tier": facts.tier,
-            "redeem_requested": requested,
-            "redeem_limited_by": limited,
-            "earn_activates_at": now + pending if earned else None,
-            "earn_expires_at": now + expiry if earned and rule_set.expiry_days else None,
-            "counter_changes": cheque.counters,
-            "rolling_spend_delta": paid if cheque.known else 0,
-            "grants": grants,
-            "messages": receipt_messages(
+    built = full_quote(
+        rule_set_id=rule_set.rule_set_id,
+        rule_set_hash=comp.content_hash,
+        evaluator_version=EVALUATOR_VERSION,
+        currency=basket.currency,
+        lines=lines,
+        total=total,
+        discount=total - paid,
+        payable=paid,
+        earn_points=earned,
+        burn_points=burned,
+        tier=facts.tier,
+        redeem_requested=requested,
+        redeem_limited_by=limited,
+        earn_activates_at=now + pending if earned else None,
+        earn_expires_at=now + expiry if earned and rule_set.expiry_days else None,
+        counter_changes=tuple(cheque.counters),
+        rolling_spend_delta=paid if cheque.known else 0,
+        grants=tuple(grant_award(grant) for grant in grants),
+        messages=tuple(
+            receipt_message(message)
+            for message in receipt_messages(
                 rule_set, customer, cheque.known, earned, burned, facts.tier
-            ),
-            "explanation": cheque.explanation,
-        }
+            )
+        ),
+        explanation=tuple(cheque.explanation),
     )
+    checked = (cheque.earn, cheque.burn_points, cheque.paid0, cheque.paid)
+    if not fits(total, earned, burned, len(cheque.counters), grants, checked):
+        # beyond the wire contract's bounds: validation raises as it always did
+        return Quote.model_validate(built.model_dump())
+    return built
