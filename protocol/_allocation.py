@@ -30,6 +30,9 @@ def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
     left = total - sum(shares)
     if left:
         remainders = [remainder for _, remainder in pairs]
+        if left == 1:  # the first of the largest
+            shares[remainders.index(max(remainders))] += 1
+            return shares
         # a stable sort: equal remainders keep line order, so ties go to the earlier line
         order = sorted(range(len(weights)), key=remainders.__getitem__, reverse=True)
         for index in order[:left]:
@@ -42,13 +45,13 @@ def capped_shares(total: int, weights: Sequence[int], caps: Sequence[int]) -> li
     rest is spread again over the others. Adds up to `min(total, caps of weighted lines)`."""
     shares = [0] * len(weights)
     active = [i for i, weight in enumerate(weights) if weight > 0 and caps[i] > 0]
-    left = min(total, sum(caps[i] for i in active))
+    left = min(total, sum([caps[i] for i in active]))
     while left > 0 and active:
         part = largest_remainder(left, [weights[i] for i in active])
-        capped = {i for k, i in enumerate(active) if part[k] >= caps[i]}
+        capped = {i for i, share in zip(active, part, strict=True) if share >= caps[i]}
         if not capped:
-            for k, i in enumerate(active):
-                shares[i] = part[k]
+            for i, share in zip(active, part, strict=True):
+                shares[i] = share
             break
         for i in capped:
             shares[i] = caps[i]
@@ -92,12 +95,14 @@ def allocate(
     count = len(weights)
     if floor_totals is None:
         floor_totals = [floor_total(q, f) for q, f in zip(quantities_milli, floors, strict=True)]
-    caps = [max(0, paid[i] - floor_totals[i]) if weights[i] else 0 for i in range(count)]
+    caps = [
+        (cost - least if cost > least else 0) if weight else 0
+        for weight, cost, least in zip(weights, paid, floor_totals, strict=True)
+    ]
     shares = capped_shares(total, weights, caps)
     left = 0
-    for i in range(count):
-        quantity = quantities_milli[i]
-        if shares[i] and quantity > UNIT_MILLI and quantity % UNIT_MILLI:
+    for i, quantity in enumerate(quantities_milli):
+        if quantity > UNIT_MILLI and quantity % UNIT_MILLI and shares[i]:
             reachable = reachable_discount(paid[i], quantity, floors[i], shares[i])
             left += shares[i] - reachable
             shares[i] = reachable

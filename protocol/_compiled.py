@@ -122,6 +122,8 @@ class Compiled:
     floor_filters: tuple[tuple[LineFilter, int, int], ...]
     tiers: tuple[tuple[str, int], ...]
     signatures: dict[Signature, LineMatch]
+    first_every_nth: Rule | None
+    """The first every-Nth rule, which counts the customer's purchases."""
 
     def line_match(self, sku: str, category: str | None, labels: tuple[str, ...]) -> LineMatch:
         key = (sku, category, labels)
@@ -292,6 +294,10 @@ def compiled(rule_set: RuleSet) -> Compiled:
         ),
         tiers=tuple((tier.id, tier.min_rolling_spend) for tier in rule_set.tiers),
         signatures={},
+        first_every_nth=None,
+    )
+    result.first_every_nth = next(
+        (rule for rule in result.rewards if rule.kind == "every_nth"), None
     )
     if len(_cache) >= compiled_cache_max:
         _cache.clear()

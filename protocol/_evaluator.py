@@ -13,7 +13,9 @@ the quote is also in an explanation item naming the rule that produced it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter, sub
 
 from protocol._allocation import (
     allocate,
@@ -46,7 +48,6 @@ from protocol._quote import (
 from protocol._rules import Rounding, RuleSet
 from protocol._sale import (
     Basket,
-    BasketLine,
     CounterChange,
     CustomerState,
     CustomerStatus,
@@ -108,11 +109,24 @@ def _round(exact: int, rounding: Rounding) -> int:
     return exact // POINT_EXACT
 
 
-def _floor_unit(line: BasketLine, match: LineMatch) -> int:
-    floor = line.min_unit_price or 0
+def _floor_unit(unit_price: int, min_unit_price: int | None, match: LineMatch) -> int:
+    floor = min_unit_price or 0
     for price, share in match.floors:
-        floor = max(floor, price, -(-line.unit_price * share // BASIS_POINTS))
-    return min(floor, line.unit_price)
+        floor = max(floor, price, -(-unit_price * share // BASIS_POINTS))
+    return min(floor, unit_price)
+
+
+_LINE_FIELDS = attrgetter(
+    "line_id",
+    "sku",
+    "category",
+    "labels",
+    "quantity_milli",
+    "unit_price",
+    "total",
+    "pos_discount",
+    "min_unit_price",
+)
 
 
 class _Cheque:
@@ -121,32 +135,33 @@ class _Cheque:
     def __init__(
         self, comp: Compiled, customer: CustomerState, basket: Basket, facts: ChequeFacts
     ) -> None:
-        lines = basket.lines
         self.comp = comp
         self.customer = customer
         self.facts = facts
-        self.count = count = len(lines)
-        self.ids = [line.line_id for line in lines]
-        self.categories = [line.category for line in lines]
-        self.quantity = [line.quantity_milli for line in lines]
-        self.price = [line.unit_price for line in lines]
-        self.full = [line.total for line in lines]
-        self.paid0 = [line.total - line.pos_discount for line in lines]
-        self.matches = [comp.line_match(line.sku, line.category, line.labels) for line in lines]
-        self.floors = [
-            _floor_unit(line, m) if m.floors or line.min_unit_price else 0
-            for line, m in zip(lines, self.matches, strict=True)
-        ]
-        self.floor_totals = [
-            floor_total(q, f) if f else 0 for q, f in zip(self.quantity, self.floors, strict=True)
-        ]
-        self.earn_members: list[list[int]] = [[] for _ in comp.earn]
-        self.reward_members: list[list[int]] = [[] for _ in comp.rewards]
-        for i, match in enumerate(self.matches):
+        self.count = count = len(basket.lines)
+        columns = zip(*map(_LINE_FIELDS, basket.lines), strict=True)
+        ids, skus, categories, labels, quantity, price, full, pos_discount, minimum = columns
+        self.ids: tuple[str, ...] = ids
+        self.categories: tuple[str | None, ...] = categories
+        self.quantity: tuple[int, ...] = quantity
+        self.price: tuple[int, ...] = price
+        self.full: tuple[int, ...] = full
+        self.paid0: list[int] = list(map(sub, full, pos_discount))
+        self.matches = matches = list(map(comp.line_match, skus, categories, labels))
+        self.floors = floors = [0] * count
+        self.floor_totals = floor_totals = [0] * count
+        earn_members: list[list[int]] = [[] for _ in comp.earn]
+        reward_members: list[list[int]] = [[] for _ in comp.rewards]
+        for i, match in enumerate(matches):
+            if match.floors or minimum[i]:
+                floor = floors[i] = _floor_unit(price[i], minimum[i], match)
+                floor_totals[i] = floor_total(quantity[i], floor) if floor else 0
             for index in match.earn:
-                self.earn_members[index].append(i)
+                earn_members[index].append(i)
             for index in match.rewards:
-                self.reward_members[index].append(i)
+                reward_members[index].append(i)
+        self.earn_members = earn_members
+        self.reward_members = reward_members
         self.paid = list(self.paid0)
         self.burn_points = [0] * count
         self.earn = [0] * count
@@ -156,12 +171,16 @@ class _Cheque:
         self.favourites = frozenset(favourites)
         self.known = customer.customer_id is not None and customer.status in EARNING
 
-    def members(self, rule: Rule, candidates: list[int], taken: list[bool]) -> list[int]:
+    def members(self, rule: Rule, candidates: list[int], taken: set[int]) -> list[int]:
+        """The `candidates` lines `rule` reads: not `taken` by an earlier stop rule, and of
+        a favourite category when the rule is about favourites."""
         if rule.favourites:
             favourites = self.favourites
             categories = self.categories
-            return [i for i in candidates if not taken[i] and categories[i] in favourites]
-        return [i for i in candidates if not taken[i]]
+            return [i for i in candidates if i not in taken and categories[i] in favourites]
+        if taken and not taken.isdisjoint(candidates):
+            return [i for i in candidates if i not in taken]
+        return candidates
 
     def explain(
         self,
@@ -203,32 +222,33 @@ class _Cheque:
     # --- rewards ----------------------------------------------------------------------
 
     def rewards(self) -> None:
-        taken = [False] * self.count
+        taken: set[int] = set()
         paid = self.paid
+        facts = self.facts
         for index, rule in enumerate(self.comp.rewards):
             candidates = self.reward_members[index]
-            if not candidates or (rule.conditional and not cheque_applies(rule, self.facts)):
+            if not candidates or (rule.conditional and not cheque_applies(rule, facts)):
                 continue
             members = self.members(rule, candidates, taken)
             if not members:
                 continue
-            amount = sum(paid[i] for i in members)
+            amount = sum([paid[i] for i in members])
             if amount < rule.min_amount:
                 continue
             if rule.min_quantity_milli and (
-                sum(self.quantity[i] for i in members) < rule.min_quantity_milli
+                sum([self.quantity[i] for i in members]) < rule.min_quantity_milli
             ):
                 continue
             shares = self.reward_shares(rule, members, amount)
             if shares is None:
                 continue
-            for k, i in enumerate(members):
-                paid[i] -= shares[k]
-                if rule.stop:
-                    taken[i] = True
+            for i, share in zip(members, shares, strict=True):
+                paid[i] -= share
+            if rule.stop:
+                taken.update(members)
             self.explain(rule.id, rule.kind, members, None, shares)
-        if self.known and any(rule.kind == "every_nth" for rule in self.comp.rewards):
-            first = next(rule for rule in self.comp.rewards if rule.kind == "every_nth")
+        first = self.comp.first_every_nth
+        if self.known and first is not None:
             self.counter(PURCHASES, 1, first.id, None)
 
     def reward_shares(self, rule: Rule, members: list[int], amount: int) -> list[int] | None:
@@ -350,20 +370,18 @@ class _Cheque:
         facts = self.facts
         quantity = self.quantity
         earn = self.earn
+        ids = self.ids
+        explanation = self.explanation
         base = [0] * self.count
-        taken = [False] * self.count
-        any_taken = False
+        taken: set[int] = set()
         for index, rule in enumerate(self.comp.earn):
             candidates = self.earn_members[index]
             if not candidates or (rule.conditional and not cheque_applies(rule, facts)):
                 continue
-            if any_taken or rule.favourites:
-                members = self.members(rule, candidates, taken)
-                if not members:
-                    continue
-            else:
-                members = candidates
-            money = self.full if rule.full_price else self.paid
+            members = self.members(rule, candidates, taken)
+            if not members:
+                continue
+            money: Sequence[int] = self.full if rule.full_price else self.paid
             if rule.min_amount and sum([money[i] for i in members]) < rule.min_amount:
                 continue
             if rule.min_quantity_milli and (
@@ -391,15 +409,17 @@ class _Cheque:
                         base[i] += weight
                 points = _round(sum(weights), rounding)
             if rule.stop:
-                any_taken = True
-                for i in members:
-                    taken[i] = True
+                taken.update(members)
             if not points:
                 continue
-            shares = largest_remainder(points, weights)
-            for i, share in zip(members, shares, strict=True):
-                earn[i] += share
-            self.explain(rule.id, kind, members, shares, None)
+            lines = []
+            for i, share in zip(members, largest_remainder(points, weights), strict=True):
+                if share:
+                    earn[i] += share
+                    lines.append((ids[i], share, 0))
+            if lines:
+                given = sum([share for _, share, _ in lines])
+                explanation.append(rule_item(rule.id, kind, given, 0, tuple(lines)))
 
 
 def _facts(
