@@ -25,11 +25,14 @@ def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
         return [0] * len(weights)
     if len(weights) == 1:
         return [total]
-    pairs = [divmod(total * weight, weight_sum) for weight in weights]
-    shares = [share for share, _ in pairs]
+    shares = []
+    remainders = []
+    for weight in weights:  # a plain loop: most calls share among two or three lines
+        share, remainder = divmod(total * weight, weight_sum)
+        shares.append(share)
+        remainders.append(remainder)
     left = total - sum(shares)
     if left:
-        remainders = [remainder for _, remainder in pairs]
         if left == 1:  # the first of the largest
             shares[remainders.index(max(remainders))] += 1
             return shares

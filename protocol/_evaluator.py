@@ -103,12 +103,6 @@ def effective_tier(rule_set: RuleSet, customer: CustomerState) -> str | None:
     return ranks[reached] if reached >= 0 else None
 
 
-def _round(exact: int, rounding: Rounding) -> int:
-    if rounding is Rounding.half_up:
-        return (exact + POINT_EXACT // 2) // POINT_EXACT
-    return exact // POINT_EXACT
-
-
 def _floor_unit(unit_price: int, min_unit_price: int | None, match: LineMatch) -> int:
     floor = min_unit_price or 0
     for price, share in match.floors:
@@ -366,7 +360,8 @@ class _Cheque:
     # --- earning ----------------------------------------------------------------------
 
     def earn_points(self) -> None:
-        rounding = self.comp.rule_set.rounding
+        # exact points to whole ones: `floor` adds nothing, `half_up` half a point first
+        half = POINT_EXACT // 2 if self.comp.rule_set.rounding is Rounding.half_up else 0
         facts = self.facts
         quantity = self.quantity
         earn = self.earn
@@ -407,7 +402,7 @@ class _Cheque:
                 if kind != "multiplier":
                     for i, weight in zip(members, weights, strict=True):
                         base[i] += weight
-                points = _round(sum(weights), rounding)
+                points = (sum(weights) + half) // POINT_EXACT
             if rule.stop:
                 taken.update(members)
             if not points:
@@ -448,9 +443,10 @@ def _fiscal(
     parts = fiscal_parts(quantity_milli, paid, floor)
     if len(parts) == 1:
         return (fiscal_line(line_id, quantity_milli, parts[0][1], paid, full - paid),)
-    return tuple(
-        fiscal_line(line_id, quantity, unit_price, total, quantity // 1000 * price - total)
-        for quantity, unit_price, total in parts
+    (fewer, low, low_total), (more, high, high_total) = parts
+    return (
+        fiscal_line(line_id, fewer, low, low_total, fewer // 1000 * price - low_total),
+        fiscal_line(line_id, more, high, high_total, more // 1000 * price - high_total),
     )
 
 

@@ -78,11 +78,18 @@ def _built(cls: type[_Model], values: dict[str, Any]) -> _Model:
     return model
 
 
+_FISCAL_LINE = _fields[FiscalLine]
+_QUOTE_LINE = _fields[QuoteLine]
+_ITEM = _fields[ExplanationItem]
+# The three below are most of a quote's models: `_built` written out, one call fewer each.
+
+
 def fiscal_line(
     line_id: str, quantity_milli: int, unit_price: int, total: int, discount: int
 ) -> FiscalLine:
-    return _built(
-        FiscalLine,
+    model = _new(FiscalLine)
+    _set_dict(
+        model,
         {
             "line_id": line_id,
             "quantity_milli": quantity_milli,
@@ -91,6 +98,10 @@ def fiscal_line(
             "discount": discount,
         },
     )
+    _set_fields_set(model, set(_FISCAL_LINE))
+    _set_extra(model, None)
+    _set_private(model, None)
+    return model
 
 
 def quote_line(
@@ -100,8 +111,9 @@ def quote_line(
     burn_points: int,
     fiscal: tuple[FiscalLine, ...],
 ) -> QuoteLine:
-    return _built(
-        QuoteLine,
+    model = _new(QuoteLine)
+    _set_dict(
+        model,
         {
             "line_id": line_id,
             "earn_points": earn_points,
@@ -110,6 +122,10 @@ def quote_line(
             "fiscal": fiscal,
         },
     )
+    _set_fields_set(model, set(_QUOTE_LINE))
+    _set_extra(model, None)
+    _set_private(model, None)
+    return model
 
 
 def rule_item(
@@ -120,8 +136,9 @@ def rule_item(
     lines: tuple[tuple[str, int, int], ...],
 ) -> ExplanationItem:
     """What one rule gave, line by line."""
-    return _built(
-        ExplanationItem,
+    model = _new(ExplanationItem)
+    _set_dict(
+        model,
         {
             "rule_id": rule_id,
             "kind": kind,
@@ -131,6 +148,10 @@ def rule_item(
             "text": "",
         },
     )
+    _set_fields_set(model, set(_ITEM))
+    _set_extra(model, None)
+    _set_private(model, None)
+    return model
 
 
 def grant_item(rule_id: str, kind: str, points: int) -> ExplanationItem:
