@@ -50,7 +50,8 @@ def capped_shares(total: int, weights: Sequence[int], caps: Sequence[int]) -> li
     active = [i for i, weight in enumerate(weights) if weight > 0 and caps[i] > 0]
     left = min(total, sum([caps[i] for i in active]))
     while left > 0 and active:
-        part = largest_remainder(left, [weights[i] for i in active])
+        everyone = len(active) == len(weights)
+        part = largest_remainder(left, weights if everyone else [weights[i] for i in active])
         capped = {i for i, share in zip(active, part, strict=True) if share >= caps[i]}
         if not capped:
             for i, share in zip(active, part, strict=True):

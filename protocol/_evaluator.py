@@ -144,8 +144,9 @@ class _Cheque:
         self.matches = matches = list(map(comp.line_match, skus, categories, labels))
         self.floors = floors = [0] * count
         self.floor_totals = floor_totals = [0] * count
-        earn_members: list[list[int]] = [[] for _ in comp.earn]
-        reward_members: list[list[int]] = [[] for _ in comp.rewards]
+        # the lines of each rule group, in line order; shared by the group's rules: read only
+        earn_members: list[list[int]] = [[] for _ in comp.earn_filters]
+        reward_members: list[list[int]] = [[] for _ in comp.reward_filters]
         for i, match in enumerate(matches):
             if match.floors or minimum[i]:
                 floor = floors[i] = _floor_unit(price[i], minimum[i], match)
@@ -219,8 +220,9 @@ class _Cheque:
         taken: set[int] = set()
         paid = self.paid
         facts = self.facts
+        groups = self.comp.reward_group
         for index, rule in enumerate(self.comp.rewards):
-            candidates = self.reward_members[index]
+            candidates = self.reward_members[groups[index]]
             if not candidates or (rule.conditional and not cheque_applies(rule, facts)):
                 continue
             members = self.members(rule, candidates, taken)
@@ -264,6 +266,11 @@ class _Cheque:
         return self.stamps(rule, members)
 
     def spread(self, total: int, members: list[int]) -> list[int]:
+        if len(members) == self.count:  # every line, in order: no need to gather them
+            paid_now = self.paid
+            return allocate(
+                total, paid_now, paid_now, self.quantity, self.floors, self.floor_totals
+            )
         paid = [self.paid[i] for i in members]
         return allocate(
             total,
@@ -328,8 +335,9 @@ class _Cheque:
         paid = self.paid
         matches = self.matches
         members = [i for i in range(self.count) if paid[i] and matches[i].redeemable]
-        room = sum(max(0, paid[i] - self.floor_totals[i]) for i in members)
-        eligible = sum(paid[i] for i in members)
+        floor_totals = self.floor_totals
+        room = sum([paid[i] - floor_totals[i] for i in members if paid[i] > floor_totals[i]])
+        eligible = sum([paid[i] for i in members])
         payable = sum(paid)
         limits = (
             (available, "active points"),
@@ -369,8 +377,9 @@ class _Cheque:
         explanation = self.explanation
         base = [0] * self.count
         taken: set[int] = set()
+        groups = self.comp.earn_group
         for index, rule in enumerate(self.comp.earn):
-            candidates = self.earn_members[index]
+            candidates = self.earn_members[groups[index]]
             if not candidates or (rule.conditional and not cheque_applies(rule, facts)):
                 continue
             members = self.members(rule, candidates, taken)
@@ -437,9 +446,8 @@ def _facts(
 def _fiscal(
     line_id: str, quantity_milli: int, price: int, full: int, paid: int, floor: int
 ) -> tuple[FiscalLine, ...]:
-    """The fiscal lines of one line: whole-kopeck unit prices, split where needed."""
-    if paid == full:  # nothing taken off: printed as rung up
-        return (fiscal_line(line_id, quantity_milli, price, paid, 0),)
+    """The fiscal lines of a line that costs `paid` instead of `full`: whole-kopeck unit
+    prices, split where needed."""
     parts = fiscal_parts(quantity_milli, paid, floor)
     if len(parts) == 1:
         return (fiscal_line(line_id, quantity_milli, parts[0][1], paid, full - paid),)
@@ -484,27 +492,25 @@ def evaluate(
     cheque.explanation.extend(
         grant_item(item["rule_id"], item["kind"], item["points"]) for item in granted
     )
-    lines = tuple(
-        quote_line(
-            line_id,
-            earn,
-            paid0 - paid_now,
-            burn,
-            _fiscal(line_id, quantity, price, full, paid_now, floor),
-        )
-        for line_id, earn, paid0, paid_now, burn, quantity, price, full, floor in zip(
-            cheque.ids,
-            cheque.earn,
-            cheque.paid0,
-            cheque.paid,
-            cheque.burn_points,
-            cheque.quantity,
-            cheque.price,
-            cheque.full,
-            cheque.floors,
-            strict=True,
-        )
-    )
+    quote_lines = []
+    for line_id, earn, paid0, paid_now, burn, quantity, price, full, floor in zip(
+        cheque.ids,
+        cheque.earn,
+        cheque.paid0,
+        cheque.paid,
+        cheque.burn_points,
+        cheque.quantity,
+        cheque.price,
+        cheque.full,
+        cheque.floors,
+        strict=True,
+    ):
+        fiscal: tuple[FiscalLine, ...]
+        if paid_now == full:  # nothing taken off: printed as rung up
+            fiscal = (fiscal_line(line_id, quantity, price, paid_now, 0),)
+        else:
+            fiscal = _fiscal(line_id, quantity, price, full, paid_now, floor)
+        quote_lines.append(quote_line(line_id, earn, paid0 - paid_now, burn, fiscal))
     days = timedelta(days=1)
     pending = rule_set.pending_days * days
     expiry = rule_set.expiry_days * days
@@ -513,7 +519,7 @@ def evaluate(
         rule_set_hash=comp.content_hash,
         evaluator_version=EVALUATOR_VERSION,
         currency=basket.currency,
-        lines=lines,
+        lines=tuple(quote_lines),
         total=total,
         discount=total - paid,
         payable=paid,
