@@ -54,6 +54,8 @@ def capped_shares(total: int, weights: Sequence[int], caps: Sequence[int]) -> li
         part = largest_remainder(left, weights if everyone else [weights[i] for i in active])
         capped = {i for i, share in zip(active, part, strict=True) if share >= caps[i]}
         if not capped:
+            if everyone:
+                return part
             for i, share in zip(active, part, strict=True):
                 shares[i] = share
             break

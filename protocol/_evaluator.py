@@ -378,14 +378,20 @@ class _Cheque:
         base = [0] * self.count
         taken: set[int] = set()
         groups = self.comp.earn_group
+        group_members = self.earn_members
+        full = self.full
+        paid = self.paid
         for index, rule in enumerate(self.comp.earn):
-            candidates = self.earn_members[groups[index]]
+            candidates = group_members[groups[index]]
             if not candidates or (rule.conditional and not cheque_applies(rule, facts)):
                 continue
-            members = self.members(rule, candidates, taken)
-            if not members:
-                continue
-            money: Sequence[int] = self.full if rule.full_price else self.paid
+            if taken or rule.favourites:
+                members = self.members(rule, candidates, taken)
+                if not members:
+                    continue
+            else:
+                members = candidates
+            money: Sequence[int] = full if rule.full_price else paid
             if rule.min_amount and sum([money[i] for i in members]) < rule.min_amount:
                 continue
             if rule.min_quantity_milli and (
@@ -398,31 +404,31 @@ class _Cheque:
                 weights = [money[i] for i in members]
                 if not any(weights):
                     weights = [quantity[i] for i in members]
-            else:
-                if kind == "per_money":
-                    factor = rule.points * rule.exact_factor
-                    weights = [money[i] * factor for i in members]
-                elif kind == "per_unit":
-                    factor = rule.points * rule.exact_factor
-                    weights = [quantity[i] * factor for i in members]
-                else:
-                    extra = rule.multiplier_extra_permille
-                    weights = [base[i] * extra // 1000 for i in members]
-                if kind != "multiplier":
-                    for i, weight in zip(members, weights, strict=True):
-                        base[i] += weight
+            elif kind == "multiplier":
+                extra = rule.multiplier_extra_permille
+                weights = [base[i] * extra // 1000 for i in members]
+                points = (sum(weights) + half) // POINT_EXACT
+            else:  # per money or per unit: the base later multipliers multiply
+                factor = rule.points * rule.exact_factor
+                amounts = money if kind == "per_money" else quantity
+                weights = []
+                for i in members:
+                    weight = amounts[i] * factor
+                    weights.append(weight)
+                    base[i] += weight
                 points = (sum(weights) + half) // POINT_EXACT
             if rule.stop:
                 taken.update(members)
             if not points:
                 continue
             lines = []
+            given = 0
             for i, share in zip(members, largest_remainder(points, weights), strict=True):
                 if share:
                     earn[i] += share
+                    given += share
                     lines.append((ids[i], share, 0))
             if lines:
-                given = sum([share for _, share, _ in lines])
                 explanation.append(rule_item(rule.id, kind, given, 0, tuple(lines)))
 
 
