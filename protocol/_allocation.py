@@ -11,6 +11,7 @@ the other lines.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import sub
 
 from protocol._sale import line_total_of
 
@@ -46,6 +47,11 @@ def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
 def capped_shares(total: int, weights: Sequence[int], caps: Sequence[int]) -> list[int]:
     """Largest remainder where no share exceeds its cap: capped lines take their cap and the
     rest is spread again over the others. Adds up to `min(total, caps of weighted lines)`."""
+    if weights and min(weights) > 0 and min(caps) > 0 and total > 0:
+        # every line takes a share: when none reaches its cap, one pass is all it takes
+        part = largest_remainder(min(total, sum(caps)), weights)
+        if max(map(sub, part, caps)) < 0:
+            return part
     shares = [0] * len(weights)
     active = [i for i, weight in enumerate(weights) if weight > 0 and caps[i] > 0]
     left = min(total, sum([caps[i] for i in active]))
