@@ -7,8 +7,9 @@ Order of work, each step reading the money the previous ones left:
    price (`basis = "full"`);
 4. one-time grants and receipt messages (`_grants`), fiscal lines.
 
-Models are read at the boundary; the loops run on lists of ints. Every point and kopeck in
-the quote is also in an explanation item naming the rule that produced it.
+Models are read at the boundary; the loops run on lists of ints, and the `Quote` is built
+from them without validating it again (`_quote`). Every point and kopeck in the quote is
+also in an explanation item naming the rule that produced it.
 """
 
 from __future__ import annotations
