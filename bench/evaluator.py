@@ -5,13 +5,15 @@
 
 Beside it, in the same run, the cost of only parsing the same basket from JSON with the
 protocol models, as a yardstick. The last line of output is one JSON object: wall-clock
-percentiles (`eval_p50_ms`, `eval_p99_ms`, `parse_p99_ms`), and the evaluator's own CPU
-time per run (`eval_cpu_*`), which a busy machine's preemptions do not inflate.
+percentiles (`eval_p50_ms`, `eval_p99_ms`, `parse_p99_ms`), the evaluator's own CPU time
+per run (`eval_cpu_*`), which a busy machine's preemptions do not inflate, and how many
+times the garbage collector ran during the timed runs (`gc_collections`, per generation).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -166,6 +168,7 @@ def main(argv: list[str]) -> int:
     cpu_evals: list[int] = []
     clock = time.perf_counter_ns
     cpu = time.thread_time_ns
+    collections = [generation["collections"] for generation in gc.get_stats()]
     for _ in range(runs):
         cpu_start = cpu()
         start = clock()
@@ -176,6 +179,10 @@ def main(argv: list[str]) -> int:
         end = clock()
         evals.append(middle - start)
         parses.append(end - middle)
+    collections = [
+        generation["collections"] - before
+        for generation, before in zip(gc.get_stats(), collections, strict=True)
+    ]
     evals.sort()
     parses.sort()
     cpu_evals.sort()
@@ -192,6 +199,7 @@ def main(argv: list[str]) -> int:
         "earn_points": quote.earn_points,
         "burn_points": quote.burn_points,
         "explanation_items": len(quote.explanation),
+        "gc_collections": collections,
         "python": platform.python_version(),
         "load_1m": round(os.getloadavg()[0], 2),
     }

@@ -11,6 +11,7 @@ the other lines.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import sub
 
 from protocol._sale import line_total_of
 
@@ -25,11 +26,17 @@ def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
         return [0] * len(weights)
     if len(weights) == 1:
         return [total]
-    pairs = [divmod(total * weight, weight_sum) for weight in weights]
-    shares = [share for share, _ in pairs]
+    shares = []
+    remainders = []
+    for weight in weights:  # a plain loop: most calls share among two or three lines
+        share, remainder = divmod(total * weight, weight_sum)
+        shares.append(share)
+        remainders.append(remainder)
     left = total - sum(shares)
     if left:
-        remainders = [remainder for _, remainder in pairs]
+        if left == 1:  # the first of the largest
+            shares[remainders.index(max(remainders))] += 1
+            return shares
         # a stable sort: equal remainders keep line order, so ties go to the earlier line
         order = sorted(range(len(weights)), key=remainders.__getitem__, reverse=True)
         for index in order[:left]:
@@ -40,15 +47,23 @@ def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
 def capped_shares(total: int, weights: Sequence[int], caps: Sequence[int]) -> list[int]:
     """Largest remainder where no share exceeds its cap: capped lines take their cap and the
     rest is spread again over the others. Adds up to `min(total, caps of weighted lines)`."""
+    if weights and min(weights) > 0 and min(caps) > 0 and total > 0:
+        # every line takes a share: when none reaches its cap, one pass is all it takes
+        part = largest_remainder(min(total, sum(caps)), weights)
+        if max(map(sub, part, caps)) < 0:
+            return part
     shares = [0] * len(weights)
     active = [i for i, weight in enumerate(weights) if weight > 0 and caps[i] > 0]
-    left = min(total, sum(caps[i] for i in active))
+    left = min(total, sum([caps[i] for i in active]))
     while left > 0 and active:
-        part = largest_remainder(left, [weights[i] for i in active])
-        capped = {i for k, i in enumerate(active) if part[k] >= caps[i]}
+        everyone = len(active) == len(weights)
+        part = largest_remainder(left, weights if everyone else [weights[i] for i in active])
+        capped = {i for i, share in zip(active, part, strict=True) if share >= caps[i]}
         if not capped:
-            for k, i in enumerate(active):
-                shares[i] = part[k]
+            if everyone:
+                return part
+            for i, share in zip(active, part, strict=True):
+                shares[i] = share
             break
         for i in capped:
             shares[i] = caps[i]
@@ -92,12 +107,14 @@ def allocate(
     count = len(weights)
     if floor_totals is None:
         floor_totals = [floor_total(q, f) for q, f in zip(quantities_milli, floors, strict=True)]
-    caps = [max(0, paid[i] - floor_totals[i]) if weights[i] else 0 for i in range(count)]
+    caps = [
+        (cost - least if cost > least else 0) if weight else 0
+        for weight, cost, least in zip(weights, paid, floor_totals, strict=True)
+    ]
     shares = capped_shares(total, weights, caps)
     left = 0
-    for i in range(count):
-        quantity = quantities_milli[i]
-        if shares[i] and quantity > UNIT_MILLI and quantity % UNIT_MILLI:
+    for i, quantity in enumerate(quantities_milli):
+        if quantity > UNIT_MILLI and quantity % UNIT_MILLI and shares[i]:
             reachable = reachable_discount(paid[i], quantity, floors[i], shares[i])
             left += shares[i] - reachable
             shares[i] = reachable

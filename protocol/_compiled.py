@@ -2,7 +2,8 @@
 
 Models are for the boundary; here every rule becomes a slotted record of ints, strings and
 frozensets, rules are put in evaluation order (priority, then id), and which rules a line
-matches is memoised per line signature (sku, category, labels).
+matches is memoised per line signature (sku, category, labels). Rules with the same line
+conditions share one filter (a "group"): a line is matched, and listed, once per group.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ class LineFilter:
 
 @dataclass(frozen=True, slots=True)
 class LineMatch:
-    """Which rules a line of this signature matches (indices into each section)."""
+    """Which rule groups a line of this signature matches (indices into `earn_filters` and
+    `reward_filters`; `earn_group` and `reward_group` say which group each rule is in)."""
 
     earn: tuple[int, ...]
     rewards: tuple[int, ...]
@@ -116,12 +118,18 @@ class Compiled:
     content_hash: str
     earn: tuple[Rule, ...]
     earn_filters: tuple[LineFilter, ...]
+    """The distinct line conditions of the earn rules, one per group."""
+    earn_group: tuple[int, ...]
+    """The group of each earn rule: an index into `earn_filters`."""
     rewards: tuple[Rule, ...]
     reward_filters: tuple[LineFilter, ...]
+    reward_group: tuple[int, ...]
     redeem_filter: LineFilter
     floor_filters: tuple[tuple[LineFilter, int, int], ...]
     tiers: tuple[tuple[str, int], ...]
     signatures: dict[Signature, LineMatch]
+    first_every_nth: Rule | None
+    """The first every-Nth rule, which counts the customer's purchases."""
 
     def line_match(self, sku: str, category: str | None, labels: tuple[str, ...]) -> LineMatch:
         key = (sku, category, labels)
@@ -242,6 +250,13 @@ def _ordered(rules: tuple[RuleBase, ...]) -> list[RuleBase]:
     return sorted(rules, key=lambda rule: (-rule.priority, rule.id))
 
 
+def _grouped(rules: list[RuleBase]) -> tuple[tuple[LineFilter, ...], tuple[int, ...]]:
+    """The distinct line conditions of `rules`, and the index of each rule's among them."""
+    distinct: dict[LineFilter, int] = {}
+    group = tuple(distinct.setdefault(_filter(rule), len(distinct)) for rule in rules)
+    return tuple(distinct), group
+
+
 _cache: dict[str, Compiled] = {}
 _by_object: dict[int, Compiled] = {}
 
@@ -259,14 +274,18 @@ def compiled(rule_set: RuleSet) -> Compiled:
         return found
     earn = _ordered(rule_set.earn)
     rewards = _ordered(rule_set.rewards)
+    earn_filters, earn_group = _grouped(earn)
+    reward_filters, reward_group = _grouped(rewards)
     redemption = rule_set.redemption
     result = Compiled(
         rule_set=rule_set,
         content_hash=key,
         earn=tuple(_rule(rule) for rule in earn),
-        earn_filters=tuple(_filter(rule) for rule in earn),
+        earn_filters=earn_filters,
+        earn_group=earn_group,
         rewards=tuple(_rule(rule) for rule in rewards),
-        reward_filters=tuple(_filter(rule) for rule in rewards),
+        reward_filters=reward_filters,
+        reward_group=reward_group,
         redeem_filter=LineFilter(
             frozenset(redemption.exclude_skus),
             frozenset(),
@@ -292,6 +311,10 @@ def compiled(rule_set: RuleSet) -> Compiled:
         ),
         tiers=tuple((tier.id, tier.min_rolling_spend) for tier in rule_set.tiers),
         signatures={},
+        first_every_nth=None,
+    )
+    result.first_every_nth = next(
+        (rule for rule in result.rewards if rule.kind == "every_nth"), None
     )
     if len(_cache) >= compiled_cache_max:
         _cache.clear()

@@ -321,7 +321,15 @@ def test_partial_refunds_add_up_to_the_full_refund(
         refund_quote(quote, basket, {basket.lines[0].line_id: 1}, refunds)
 
 
-INTEGER_MODULES = ("_allocation", "_compiled", "_evaluator", "_grants", "_refund", "_rules")
+INTEGER_MODULES = (
+    "_allocation",
+    "_compiled",
+    "_evaluator",
+    "_grants",
+    "_quote",
+    "_refund",
+    "_rules",
+)
 
 
 @pytest.mark.parametrize("module", INTEGER_MODULES)
