@@ -19,7 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
+from central import _lot_state
 from central import _tables as t
+from central._lot_state import Folded
 from protocol import Change, OfflineLimits, PullResponse, SnapshotPage, SnapshotRequired
 from protocol._sync import pull_page_changes_max
 
@@ -156,18 +158,15 @@ def _iso(ms: int) -> str:
 day_ms = 86_400_000
 
 
-def lots_of(conn: sa.Connection, account_keys: list[str], now_ms: int) -> dict[str, list[Body]]:
+def lots_of(states: Mapping[str, Folded], now_ms: int) -> dict[str, list[Body]]:
     """What a till needs of each account's lots to keep pending points unspendable: the
-    points left (spending and debt folded in, as `_lots` does), grouped by the day they
+    points left (spending and debt folded in, as `_lot_state` does), grouped by the day they
     become usable and the day they stop. Activation is rounded up and expiry down to a UTC
     day, so a till may wait a few hours longer than central but never spends early or late,
     and an account with hundreds of lots travels as a handful. Lots usable already (at
     `now_ms`) are usable at once: only future activation is rounded."""
-    from central import _lots  # _lots builds on the push path, which builds on this module
-
     found: dict[str, list[Body]] = {}
-    for key in sorted(set(account_keys)):
-        folded = _lots.fold_account(conn, key)
+    for key, folded in sorted(states.items()):
         groups: dict[tuple[int, int | None], int] = {}
         for lot in folded.lots.values():
             if lot.left > 0:
@@ -196,10 +195,17 @@ def _lot_body(usable_ms: int, ends_ms: int | None, points: int) -> Body:
 
 
 def balance_bodies(
-    conn: sa.Connection, balances: list[tuple[str, str, int, int]], now_ms: int
+    conn: sa.Connection,
+    balances: list[tuple[str, str, int, int]],
+    now_ms: int,
+    states: Mapping[str, Folded] | None = None,
 ) -> list[Body]:
-    """Balance changes for (account, asset, balance, entries), points ones with their lots."""
-    lots = lots_of(conn, [key for key, asset, _, _ in balances if asset == "points"], now_ms)
+    """Balance changes for (account, asset, balance, entries), points ones with their lots
+    (from `states` when the caller has the accounts' folds at hand, else as kept)."""
+    points = [key for key, asset, _, _ in balances if asset == "points"]
+    if states is None:
+        states = _lot_state.load(conn, points)
+    lots = lots_of({key: states[key] for key in points}, now_ms)
     return [
         balance_body(key, asset, balance, entries, lots.get(key) if asset == "points" else None)
         for key, asset, balance, entries in balances

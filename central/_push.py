@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 
-from central import _changes, _holds
+from central import _changes, _holds, _lot_state
 from central import _tables as t
 from central._clock import to_ms
 from central._directory import Refused
@@ -392,6 +392,8 @@ def _apply_new(
     reversals = _grant_reversals(conn, applied, now)
     ledger_rows += [_ledger_row(e, canonical_json(e), None, now_ms) for e in reversals]
     lot_rows = [_lot_row(e) for e in applied if is_lot(e)]
+    # Account rows are locked before the ledger rows are inserted: see `_lot_state`.
+    balances = _move_accounts(conn, [*applied, *reversals], now_ms)
     for table, rows in (
         (t.ledger, ledger_rows),
         (t.cheques, cheque_rows),
@@ -399,16 +401,21 @@ def _apply_new(
         (t.lots, lot_rows),
     ):
         insert_many(conn, table, rows)
-    balances = _move_accounts(conn, [*applied, *reversals], now_ms)
+    states = _lot_state.advance(conn, [*applied, *reversals], lot_times(lot_rows), now_ms)
     _holds.settle(conn, device_id, applied, _documents(new), now_ms)
     _changes.append(
         conn,
         _changes.balance_bodies(
-            conn, [(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms
+            conn, [(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms, states
         ),
         now_ms,
     )
     return results
+
+
+def lot_times(lot_rows: list[dict[str, Any]]) -> _lot_state.LotTimes:
+    """Activation and expiry of the lots in `lots` rows, as the fold reads them."""
+    return {row["lot_id"]: (row["activates_ms"], row["expires_ms"]) for row in lot_rows}
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
