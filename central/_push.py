@@ -485,8 +485,15 @@ def _quarantine_row(
 
 
 def is_lot(entry: LedgerEntry) -> bool:
-    """Positive points that form a lot (with its activation and expiry times)."""
-    return entry.kind in LOT_KINDS and entry.asset == "points" and entry.amount > 0
+    """Positive points that form a lot with an activation or expiry time, the lots the jobs
+    look for in `lots` (a lot without either is never pending and never expires, which is
+    what the fold assumes of a lot without a row)."""
+    return (
+        entry.kind in LOT_KINDS
+        and entry.asset == "points"
+        and entry.amount > 0
+        and (entry.activates_at is not None or entry.expires_at is not None)
+    )
 
 
 def _lot_row(entry: LedgerEntry) -> dict[str, Any]:
@@ -512,7 +519,8 @@ def rebuild_lots(conn: sa.Connection, account: str) -> int:
             t.ledger.c.kind.in_(sorted(LOT_KINDS)),
         )
     ).scalars()
-    lots = [_lot_row(LedgerEntry.model_validate_json(payload)) for payload in rows]
+    entries = [LedgerEntry.model_validate_json(payload) for payload in rows]
+    lots = [_lot_row(entry) for entry in entries if is_lot(entry)]
     insert_many(conn, t.lots, lots)
     return len(lots)
 
