@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from central import _bulk
 from central import _tables as t
 from protocol import LedgerEntry, account_key
 
@@ -129,27 +130,23 @@ def load(conn: sa.Connection, account_keys: Iterable[str]) -> dict[str, Folded]:
     found = {key: Folded({}, 0) for key in keys}
     if not keys:
         return found
-    rows = conn.execute(
-        sa.select(t.lot_states.c.account_key, t.lot_states.c.debt, t.lot_states.c.lots).where(
-            t.lot_states.c.account_key.in_(keys)
-        )
+    where, values = _bulk.among(conn, "account_key", keys)
+    rows = conn.exec_driver_sql(
+        f"SELECT account_key, debt, lots FROM lot_states WHERE {where}", (values,)
     )
     for key, debt, text in rows:
         found[key] = _decode(debt, text)
     return found
 
 
+_COLUMNS = ("account_key", "debt", "lots", "updated_ms")
+_UPDATES = {"debt": "excluded.debt", "lots": "excluded.lots", "updated_ms": "excluded.updated_ms"}
+
+
 def save(conn: sa.Connection, states: dict[str, Folded], now_ms: int) -> None:
-    """Write the accounts' folds (one executemany). The caller holds their account rows."""
-    if not states:
-        return
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    conn.exec_driver_sql(
-        "INSERT INTO lot_states (account_key, debt, lots, updated_ms) "
-        f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (account_key) DO UPDATE SET "
-        "debt = excluded.debt, lots = excluded.lots, updated_ms = excluded.updated_ms",
-        [(key, state.debt, _encode(state), now_ms) for key, state in sorted(states.items())],
-    )
+    """Write the accounts' folds (one batch). The caller holds their account rows."""
+    rows = [(key, state.debt, _encode(state), now_ms) for key, state in sorted(states.items())]
+    _bulk.upsert(conn, t.lot_states, _COLUMNS, rows, ("account_key",), _UPDATES)
 
 
 def advance(

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.dialects import postgresql, sqlite
 
-from central import _changes, _holds, _lot_state
+from central import _bulk, _changes, _holds, _lot_state
 from central import _tables as t
 from central._clock import to_ms
 from central._directory import Refused
@@ -338,12 +338,11 @@ def _customer_statuses(conn: sa.Connection, entries: list[LedgerEntry]) -> dict[
     ids = {e.account.customer_id for e in entries if isinstance(e.account, CustomerAccount)}
     if not ids:
         return {}
-    rows = conn.execute(
-        sa.select(t.customers.c.customer_id, t.customers.c.status).where(
-            t.customers.c.customer_id.in_(sorted(ids))
-        )
+    where, values = _bulk.among(conn, "customer_id", ids)
+    rows = conn.exec_driver_sql(
+        f"SELECT customer_id, status FROM customers WHERE {where}", (values,)
     )
-    return {row.customer_id: row.status for row in rows}
+    return {customer_id: status for customer_id, status in rows}
 
 
 def _quarantine_reason(item: _Item, statuses: dict[str, str]) -> str | None:
@@ -419,14 +418,10 @@ def lot_times(lot_rows: list[dict[str, Any]]) -> _lot_state.LotTimes:
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """executemany straight through the driver: the hot path of push skips SQLAlchemy's
-    per-row parameter processing (the values are already plain ints, strings and bytes)."""
-    if not rows:
-        return
-    names = list(rows[0])
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
-    conn.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
+    """Rows (dicts with the same keys) in one batch statement (`central._bulk`)."""
+    if rows:
+        names = list(rows[0])
+        _bulk.insert(conn, table, names, [tuple(row[name] for name in names) for row in rows])
 
 
 def _ledger_row(
@@ -595,36 +590,31 @@ def central_entries(
     return made
 
 
+_ACCOUNT_COLUMNS = ("account_key", "asset", "balance", "entries", "updated_ms")
+_ACCOUNT_UPDATES = {
+    "balance": "accounts.balance + excluded.balance",
+    "entries": "accounts.entries + excluded.entries",
+    "updated_ms": "excluded.updated_ms",
+}
+
+
 def _upsert_accounts(
-    conn: sa.Connection, rows: list[dict[str, Any]]
+    conn: sa.Connection, rows: list[tuple[str, str, int, int, int]]
 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """Add deltas to account rows, taking their row locks in key order; the new values."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(t.accounts)
-    statement = insert.on_conflict_do_update(
-        index_elements=[t.accounts.c.account_key, t.accounts.c.asset],
-        set_={
-            "balance": t.accounts.c.balance + insert.excluded.balance,
-            "entries": t.accounts.c.entries + insert.excluded.entries,
-            "updated_ms": insert.excluded.updated_ms,
-        },
+    """Add deltas to account rows, taking their row locks in the order given (key order);
+    the new (balance, entries) of each."""
+    returning = ("account_key", "asset", "balance", "entries")
+    keys = ("account_key", "asset")
+    found: Sequence[Sequence[Any]] | None = _bulk.upsert(
+        conn, t.accounts, _ACCOUNT_COLUMNS, rows, keys, _ACCOUNT_UPDATES, returning
     )
-    columns = (t.accounts.c.account_key, t.accounts.c.asset)
-    returned = (*columns, t.accounts.c.balance, t.accounts.c.entries)
-    if conn.dialect.name == "postgresql":
-        # One statement, multi-row VALUES in key order, RETURNING the new balances.
-        result = conn.execute(statement.returning(*returned), rows)
-        return {(r.account_key, r.asset): (r.balance, r.entries) for r in result}
-    # SQLite (one writer, nothing to order): the driver's executemany, then one read back.
-    conn.execute(statement, rows)
-    keys = sorted({row["account_key"] for row in rows})
-    wanted = {(row["account_key"], row["asset"]) for row in rows}
-    found = conn.execute(sa.select(*returned).where(t.accounts.c.account_key.in_(keys)))
-    return {
-        (r.account_key, r.asset): (r.balance, r.entries)
-        for r in found
-        if (r.account_key, r.asset) in wanted
-    }
+    if found is None:  # SQLite (one writer, nothing to order): read the new values back
+        where, values = _bulk.among(conn, "account_key", (row[0] for row in rows))
+        found = conn.exec_driver_sql(
+            f"SELECT account_key, asset, balance, entries FROM accounts WHERE {where}", (values,)
+        ).all()
+    wanted = {(row[0], row[1]) for row in rows}
+    return {(k, a): (balance, n) for k, a, balance, n in found if (k, a) in wanted}
 
 
 def _move_accounts(
@@ -640,10 +630,7 @@ def _move_accounts(
         last_entry[key] = str(entry.entry_id)
     if not deltas:
         return {}
-    rows = [
-        {"account_key": k, "asset": a, "balance": d[0], "entries": d[1], "updated_ms": now_ms}
-        for (k, a), d in sorted(deltas.items())
-    ]
+    rows = [(k, a, d[0], d[1], now_ms) for (k, a), d in sorted(deltas.items())]
     after = _upsert_accounts(conn, rows)
     debts = [
         {
