@@ -11,6 +11,7 @@ change numbered below a cursor can never appear after the cursor was handed out.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -151,7 +152,9 @@ def balance_body(
     return body
 
 
+@functools.lru_cache(maxsize=4096)
 def _iso(ms: int) -> str:
+    """Lot times are whole days: a batch names the same few of them again and again."""
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 

@@ -31,7 +31,7 @@ from protocol import LedgerEntry, account_key
 _never = 2**62
 
 
-@dataclass
+@dataclass(slots=True)
 class LotLeft:
     lot_id: str
     left: int

@@ -9,6 +9,7 @@ start, the oracle the kept state is checked against.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -227,7 +228,7 @@ def resolve(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
 
 def lots_json(folded: Folded) -> str:
     return json.dumps(
-        [lot.__dict__ for lot in folded.lots.values() if lot.left > 0], sort_keys=True
+        [dataclasses.asdict(lot) for lot in folded.lots.values() if lot.left > 0], sort_keys=True
     )
 
 
