@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
-from central import _lot_state
+from central import _bulk, _lot_state
 from central import _tables as t
 from central._lot_state import Folded
 from protocol import Change, OfflineLimits, PullResponse, SnapshotPage, SnapshotRequired
@@ -47,11 +48,31 @@ def append(conn: sa.Connection, bodies: list[Body], now_ms: int) -> int:
             change_seq=top,
             first_seq=top - len(bodies) + 1,
             kind=kinds.pop() if len(kinds) == 1 else "mixed",
-            body=json.dumps(bodies, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+            body=pydantic_core.to_json(bodies).decode(),  # compact, UTF-8, keys as built
             created_ms=now_ms,
         )
     )
     return int(top)
+
+
+_APPEND_PG = (
+    "WITH taken AS (UPDATE counters SET value = value + %s WHERE name = 'change_seq' "
+    "RETURNING value) INSERT INTO change_log (change_seq, first_seq, kind, body, created_ms) "
+    "SELECT value, value - %s + 1, %s, %s, %s FROM taken RETURNING change_seq"
+)
+
+
+def append_deferred(deferred: _bulk.Deferred, bodies: list[Body], now_ms: int) -> int:
+    """Send `deferred`'s writes, then `append` the bodies (on PostgreSQL as the last
+    statement of the same pipeline). Returns the last number, 0 when there is nothing."""
+    if not bodies or not deferred.pg:
+        deferred.flush()
+        return append(deferred.conn, bodies, now_ms)
+    kinds = {body["type"] for body in bodies}
+    kind = kinds.pop() if len(kinds) == 1 else "mixed"
+    text = pydantic_core.to_json(bodies).decode()
+    rows = deferred.flush(last=(_APPEND_PG, (len(bodies), len(bodies), kind, text, now_ms), False))
+    return int(rows[0][0])
 
 
 def counter(conn: sa.Connection, name: str) -> int:

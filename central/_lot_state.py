@@ -17,11 +17,11 @@ folds the ledger itself and stays the oracle the tests compare this table with.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import pydantic_core
 import sqlalchemy as sa
 
 from central import _bulk
@@ -113,13 +113,13 @@ def _encode(folded: Folded) -> str:
         for lot in folded.lots.values()
         if lot.left > 0
     ]
-    return json.dumps(open_lots, separators=(",", ":"))
+    return pydantic_core.to_json(open_lots).decode()
 
 
 def _decode(debt: int, text: str) -> Folded:
     lots = {
         lot_id: LotLeft(lot_id, left, activates, expires)
-        for lot_id, left, activates, expires in json.loads(text)
+        for lot_id, left, activates, expires in pydantic_core.from_json(text)
     }
     return Folded(lots, int(debt))
 
@@ -143,14 +143,27 @@ _COLUMNS = ("account_key", "debt", "lots", "updated_ms")
 _UPDATES = {"debt": "excluded.debt", "lots": "excluded.lots", "updated_ms": "excluded.updated_ms"}
 
 
-def save(conn: sa.Connection, states: dict[str, Folded], now_ms: int) -> None:
-    """Write the accounts' folds (one batch). The caller holds their account rows."""
+def save(
+    conn: sa.Connection,
+    states: dict[str, Folded],
+    now_ms: int,
+    deferred: _bulk.Deferred | None = None,
+) -> None:
+    """Write the accounts' folds (one batch; into `deferred` when given). The caller holds
+    their account rows."""
     rows = [(key, state.debt, _encode(state), now_ms) for key, state in sorted(states.items())]
-    _bulk.upsert(conn, t.lot_states, _COLUMNS, rows, ("account_key",), _UPDATES)
+    if deferred is not None:
+        deferred.upsert(t.lot_states, _COLUMNS, rows, ("account_key",), _UPDATES)
+    else:
+        _bulk.upsert(conn, t.lot_states, _COLUMNS, rows, ("account_key",), _UPDATES)
 
 
 def advance(
-    conn: sa.Connection, entries: Iterable[LedgerEntry], lot_times: LotTimes, now_ms: int
+    conn: sa.Connection,
+    entries: Iterable[LedgerEntry],
+    lot_times: LotTimes,
+    now_ms: int,
+    deferred: _bulk.Deferred | None = None,
 ) -> dict[str, Folded]:
     """Fold new entries (LedgerEntry, in the order they were inserted into the ledger) into
     their accounts' kept state, and write it. Returns the new fold of each points account
@@ -167,7 +180,7 @@ def advance(
     states = load(conn, steps)
     for key, mine in steps.items():
         fold(mine, lot_times, states[key])
-    save(conn, states, now_ms)
+    save(conn, states, now_ms, deferred)
     return states
 
 

@@ -165,8 +165,8 @@ def push(
             with engine.begin() as conn:
                 # First try trusts the UNIQUE constraints to catch a reused id; a retry
                 # (after any IntegrityError) looks the ids up to name the conflict.
-                results = _apply(conn, device_id, request, items, now, attempt > 0)
-                watermark = _changes.counter(conn, "change_seq")
+                results, logged = _apply(conn, device_id, request, items, now, attempt > 0)
+                watermark = logged or _changes.counter(conn, "change_seq")
             return PushResponse(
                 acked_through=items[-1].seq,
                 change_seq=watermark,
@@ -228,7 +228,8 @@ def _apply(
     items: list[_Item],
     now: datetime,
     look_up_ids: bool,
-) -> list[PushResult]:
+) -> tuple[list[PushResult], int]:
+    """The batch's results, and the last change number it logged (0 when none)."""
     epoch = request.device_epoch
     acked = _lock_epoch(conn, device_id, epoch)
     status = conn.execute(
@@ -248,20 +249,21 @@ def _apply(
     old = [item for item in items if item.seq <= acked]
     new = [item for item in items if item.seq > acked]
     results = _check_old(conn, device_id, epoch, old)
+    deferred = _bulk.Deferred(conn)
+    bodies: list[_changes.Body] = []
     if new:
-        results += _apply_new(conn, device_id, epoch, new, now, look_up_ids)
-        conn.execute(
-            sa.update(t.device_epochs)
-            .where(t.device_epochs.c.device_id == device_id, t.device_epochs.c.epoch == epoch)
-            .values(acked_seq=new[-1].seq)
+        applied, bodies = _apply_new(conn, deferred, device_id, epoch, new, now, look_up_ids)
+        results += applied
+        deferred.execute(
+            "UPDATE device_epochs SET acked_seq = %s WHERE device_id = %s AND epoch = %s",
+            (new[-1].seq, device_id, epoch),
         )
     now_ms = to_ms(now)
-    conn.execute(
-        sa.update(t.devices)
-        .where(t.devices.c.device_id == device_id)
-        .values(last_push_ms=now_ms, clock_skew_ms=to_ms(request.device_time) - now_ms)
+    deferred.execute(
+        "UPDATE devices SET last_push_ms = %s, clock_skew_ms = %s WHERE device_id = %s",
+        (now_ms, to_ms(request.device_time) - now_ms, device_id),
     )
-    return results
+    return results, _changes.append_deferred(deferred, bodies, now_ms)
 
 
 def _result(seq: int, outcome: ItemOutcome, reason: str | None = None) -> PushResult:
@@ -366,12 +368,14 @@ def _quarantine_reason(item: _Item, statuses: dict[str, str]) -> str | None:
 
 def _apply_new(
     conn: sa.Connection,
+    deferred: _bulk.Deferred,
     device_id: str,
     epoch: int,
     new: list[_Item],
     now: datetime,
     look_up_ids: bool,
-) -> list[PushResult]:
+) -> tuple[list[PushResult], list[_changes.Body]]:
+    """Results of the new items, and the balance changes to log. Writes go to `deferred`."""
     if look_up_ids:
         _check_ids(conn, device_id, epoch, new)
     now_ms = to_ms(now)
@@ -398,24 +402,21 @@ def _apply_new(
     ledger_rows += [_ledger_row(e, canonical_json(e), None, now_ms) for e in reversals]
     lot_rows = [_lot_row(e) for e in applied if is_lot(e)]
     # Account rows are locked before the ledger rows are inserted: see `_lot_state`.
-    balances = _move_accounts(conn, [*applied, *reversals], now_ms)
+    balances = _move_accounts(conn, [*applied, *reversals], now_ms, deferred)
     for table, rows in (
         (t.ledger, ledger_rows),
         (t.cheques, cheque_rows),
         (t.quarantine, quarantine_rows),
         (t.lots, lot_rows),
     ):
-        insert_many(conn, table, rows)
-    states = _lot_state.advance(conn, [*applied, *reversals], lot_times(lot_rows), now_ms)
-    _holds.settle(conn, device_id, applied, _documents(new), now_ms)
-    _changes.append(
-        conn,
-        _changes.balance_bodies(
-            conn, [(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms, states
-        ),
-        now_ms,
-    )
-    return results
+        if rows:
+            names = list(rows[0])
+            deferred.insert(table, names, [tuple(row[name] for name in names) for row in rows])
+    posted = [*applied, *reversals]
+    states = _lot_state.advance(conn, posted, lot_times(lot_rows), now_ms, deferred)
+    _holds.settle(conn, device_id, applied, _documents(new), now_ms, deferred)
+    balance_rows = [(k, a, b, n) for (k, a), (b, n) in balances.items()]
+    return results, _changes.balance_bodies(conn, balance_rows, now_ms, states)
 
 
 def lot_times(lot_rows: list[dict[str, Any]]) -> _lot_state.LotTimes:
@@ -624,7 +625,10 @@ def _upsert_accounts(
 
 
 def _move_accounts(
-    conn: sa.Connection, entries: list[LedgerEntry], now_ms: int
+    conn: sa.Connection,
+    entries: list[LedgerEntry],
+    now_ms: int,
+    deferred: _bulk.Deferred | None = None,
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """Add the entries to their accounts in one statement, rows in key order; new balances."""
     deltas: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -639,18 +643,15 @@ def _move_accounts(
     rows = [(k, a, d[0], d[1], now_ms) for (k, a), d in sorted(deltas.items())]
     after = _upsert_accounts(conn, rows)
     debts = [
-        {
-            "account_key": k,
-            "asset": a,
-            "entry_id": last_entry[(k, a)],
-            "balance": balance,
-            "created_ms": now_ms,
-        }
+        (k, a, last_entry[(k, a)], balance, now_ms)
         for (k, a), (balance, _) in sorted(after.items())
         if balance < 0 and deltas[(k, a)][0] < 0
     ]
-    if debts:
-        conn.execute(sa.insert(t.debts), debts)
+    names = ("account_key", "asset", "entry_id", "balance", "created_ms")
+    if deferred is not None:
+        deferred.insert(t.debts, names, debts)
+    else:
+        _bulk.insert(conn, t.debts, names, debts)
     return dict(sorted(after.items()))
 
 
