@@ -40,7 +40,8 @@ def write(conn: sa.Connection, specs: list[dict[str, Any]], now: datetime) -> li
     entries = _push.central_entries(conn, specs, now)
     now_ms = to_ms(now)
     # Account rows are locked before the ledger rows are inserted: see `_lot_state`.
-    balances = _fresh_accounts(conn, entries, now_ms) or _push._move_accounts(conn, entries, now_ms)
+    posted = _lot_state.postings(entries)
+    balances = _fresh_accounts(conn, entries, now_ms) or _push._move_accounts(conn, posted, now_ms)
     conn.execute(
         sa.insert(t.ledger),
         [_push._ledger_row(e, canonical_json(e), None, now_ms) for e in entries],
@@ -59,7 +60,7 @@ def write(conn: sa.Connection, specs: list[dict[str, Any]], now: datetime) -> li
     ]
     if lots:
         conn.execute(sa.insert(t.lots), lots)
-    states = _lot_state.advance(conn, entries, _push.lot_times(lots), now_ms)
+    states = _lot_state.advance(conn, posted, _push.lot_times(lots), now_ms)
     bodies = [(k, a, b, n) for (k, a), (b, n) in balances.items()]
     _changes.append(conn, _changes.balance_bodies(conn, bodies, now_ms, states), now_ms)
     return entries

@@ -73,6 +73,32 @@ class Step(NamedTuple):
 LotTimes = dict[str, tuple[int | None, int | None]]
 
 
+class Posting(NamedTuple):
+    """What the accounts and the fold read of one new entry, its texts made once."""
+
+    entry_id: str
+    account_key: str
+    asset: str
+    amount: int
+    reverses: str | None
+
+
+def postings(entries: Iterable[LedgerEntry], ids: Iterable[str] | None = None) -> list[Posting]:
+    """`ids`: the entries' ids as text when the caller has them already."""
+    entries = list(entries)
+    texts = [str(e.entry_id) for e in entries] if ids is None else list(ids)
+    return [
+        Posting(
+            text,
+            account_key(e.account),
+            e.asset,
+            e.amount,
+            None if e.reverses is None else str(e.reverses),
+        )
+        for e, text in zip(entries, texts, strict=True)
+    ]
+
+
 def fold(entries: Iterable[Any], lot_times: LotTimes, start: Folded | None = None) -> Folded:
     """`entries`: rows with entry_id, amount, reverses, in ledger order (points only),
     folded onto `start` (an empty account when None; `start` is changed in place)."""
@@ -160,21 +186,18 @@ def save(
 
 def advance(
     conn: sa.Connection,
-    entries: Iterable[LedgerEntry],
+    posted: Iterable[Posting],
     lot_times: LotTimes,
     now_ms: int,
     deferred: _bulk.Deferred | None = None,
 ) -> dict[str, Folded]:
-    """Fold new entries (LedgerEntry, in the order they were inserted into the ledger) into
-    their accounts' kept state, and write it. Returns the new fold of each points account
-    they touched. Call it after the account rows are locked."""
-    steps: dict[str, list[Step]] = {}
-    for entry in entries:
-        if entry.asset != "points":
-            continue
-        key = account_key(entry.account)
-        reverses = None if entry.reverses is None else str(entry.reverses)
-        steps.setdefault(key, []).append(Step(str(entry.entry_id), entry.amount, reverses))
+    """Fold new entries (in the order they were inserted into the ledger) into their
+    accounts' kept state, and write it. Returns the new fold of each points account they
+    touched. Call it after the account rows are locked."""
+    steps: dict[str, list[Posting]] = {}
+    for posting in posted:
+        if posting.asset == "points":
+            steps.setdefault(posting.account_key, []).append(posting)
     if not steps:
         return {}
     states = load(conn, steps)

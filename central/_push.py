@@ -393,7 +393,8 @@ def _apply_new(
             results.append(_result(item.seq, ItemOutcome.quarantined, reason))
             continue
         if isinstance(item.record, LedgerEntry):
-            ledger_rows.append(_ledger_row(item.record, item.payload, item.sha256, now_ms))
+            row = _ledger_row(item.record, item.payload, item.sha256, now_ms, item.record_id)
+            ledger_rows.append(row)
             applied.append(item.record)
         elif isinstance(item.record, ChequeDocument):
             cheque_rows.append(_cheque_row(item.record, item.payload, item.sha256, now_ms))
@@ -401,8 +402,10 @@ def _apply_new(
     reversals = _grant_reversals(conn, applied, now)
     ledger_rows += [_ledger_row(e, canonical_json(e), None, now_ms) for e in reversals]
     lot_rows = [_lot_row(e) for e in applied if is_lot(e)]
+    ids = [row["entry_id"] for row in ledger_rows]
+    posted = _lot_state.postings([*applied, *reversals], ids)
     # Account rows are locked before the ledger rows are inserted: see `_lot_state`.
-    balances = _move_accounts(conn, [*applied, *reversals], now_ms, deferred)
+    balances = _move_accounts(conn, posted, now_ms, deferred)
     for table, rows in (
         (t.ledger, ledger_rows),
         (t.cheques, cheque_rows),
@@ -412,7 +415,6 @@ def _apply_new(
         if rows:
             names = list(rows[0])
             deferred.insert(table, names, [tuple(row[name] for name in names) for row in rows])
-    posted = [*applied, *reversals]
     states = _lot_state.advance(conn, posted, lot_times(lot_rows), now_ms, deferred)
     _holds.settle(conn, device_id, applied, _documents(new), now_ms, deferred)
     balance_rows = [(k, a, b, n) for (k, a), (b, n) in balances.items()]
@@ -432,10 +434,14 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
 
 
 def _ledger_row(
-    entry: LedgerEntry, payload: bytes, digest: str | None, now_ms: int
+    entry: LedgerEntry,
+    payload: bytes,
+    digest: str | None,
+    now_ms: int,
+    entry_id: str | None = None,
 ) -> dict[str, Any]:
     return {
-        "entry_id": str(entry.entry_id),
+        "entry_id": entry_id or str(entry.entry_id),
         "device_id": entry.device_id,
         "device_epoch": entry.device_epoch,
         "device_seq": entry.device_seq,
@@ -626,18 +632,18 @@ def _upsert_accounts(
 
 def _move_accounts(
     conn: sa.Connection,
-    entries: list[LedgerEntry],
+    posted: list[_lot_state.Posting],
     now_ms: int,
     deferred: _bulk.Deferred | None = None,
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """Add the entries to their accounts in one statement, rows in key order; new balances."""
     deltas: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     last_entry: dict[tuple[str, str], str] = {}
-    for entry in entries:
-        key = (account_key(entry.account), entry.asset)
-        deltas[key][0] += entry.amount
+    for posting in posted:
+        key = (posting.account_key, posting.asset)
+        deltas[key][0] += posting.amount
         deltas[key][1] += 1
-        last_entry[key] = str(entry.entry_id)
+        last_entry[key] = posting.entry_id
     if not deltas:
         return {}
     rows = [(k, a, d[0], d[1], now_ms) for (k, a), d in sorted(deltas.items())]
