@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -413,8 +414,7 @@ def _apply_new(
         (t.lots, lot_rows),
     ):
         if rows:
-            names = list(rows[0])
-            deferred.insert(table, names, [tuple(row[name] for name in names) for row in rows])
+            deferred.insert(table, *_tuples(rows))
     states = _lot_state.advance(conn, posted, lot_times(lot_rows), now_ms, deferred)
     _holds.settle(conn, device_id, applied, _documents(new), now_ms, deferred)
     balance_rows = [(k, a, b, n) for (k, a), (b, n) in balances.items()]
@@ -429,8 +429,15 @@ def lot_times(lot_rows: list[dict[str, Any]]) -> _lot_state.LotTimes:
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     """Rows (dicts with the same keys) in one batch statement (`central._bulk`)."""
     if rows:
-        names = list(rows[0])
-        _bulk.insert(conn, table, names, [tuple(row[name] for name in names) for row in rows])
+        _bulk.insert(conn, table, *_tuples(rows))
+
+
+def _tuples(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The column names of dict rows (all with the same keys), and the rows as tuples."""
+    names = list(rows[0])
+    if len(names) == 1:
+        return names, [(row[names[0]],) for row in rows]
+    return names, list(map(itemgetter(*names), rows))
 
 
 def _ledger_row(
