@@ -8,7 +8,9 @@ postgresql://postgres@127.0.0.1:5432/test, in a database made for the run and dr
 a real `kopilka-central serve` process, 50 simulated devices pushing their outboxes at once in
 batches (bodies prepared before the clock starts), then the same ledger rows inserted with
 `executemany` through the same driver, one transaction per batch, into a copy of the ledger
-table with the same indexes. The last line is one JSON object.
+table with the same indexes. The last line is one JSON object; besides the rates it carries
+the server processes' CPU time per entry (`server_cpu_us_per_entry`), steadier than wall
+time on a shared machine.
 """
 
 from __future__ import annotations
@@ -160,6 +162,21 @@ def _raw_insert(engine: sa.Engine, rows: list[dict[str, Any]]) -> float:
     return time.perf_counter() - started
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children so far, from /proc (0 where
+    there is no /proc). Steadier than wall time on a shared machine."""
+    ticks = 0
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    pids = [pid, *map(int, children.read_text().split())] if children.exists() else [pid]
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _check(engine: sa.Engine, total: int) -> None:
     with engine.connect() as conn:
         count = conn.execute(sa.select(sa.func.count()).select_from(t.ledger)).scalar_one()
@@ -180,18 +197,22 @@ def run_backend(name: str, url: str, batches: int, log: Path, workers: int = 1) 
     )
     server = CentralProcess(url, log, workers=workers).start()
     try:
+        assert server.process is not None
+        cpu_before_s = _cpu_s(server.process.pid)
         elapsed = asyncio.run(_push_all(server.url, tills, bodies))
+        cpu_s = _cpu_s(server.process.pid) - cpu_before_s
     finally:
         server.stop()
     _check(engine, len(rows))
     raw_elapsed = _raw_insert(engine, rows)
     engine.dispose()
-    result = {
+    result: dict[str, float] = {
         "entries": len(rows),
         "entries_per_s": round(len(rows) / elapsed),
         "raw_rows_per_s": round(len(rows) / raw_elapsed),
     }
     result["share_of_raw"] = round(result["entries_per_s"] / result["raw_rows_per_s"], 3)
+    result["server_cpu_us_per_entry"] = round(cpu_s / len(rows) * 1e6)
     print(f"{name}: {json.dumps(result)}", flush=True)
     return result
 

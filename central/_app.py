@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from central import _admin, _changes, _db, _directory, _errors, _holds, _push
@@ -126,17 +126,17 @@ def _sync_routes(app: FastAPI) -> None:
             }
         },
     )
-    async def push(request: Request, me: DeviceAuth) -> JSONResponse:
+    async def push(request: Request, me: DeviceAuth) -> Response:
         body = PushRequest.model_validate_json(await request.body())
         if body.device_id != me.device_id:
             raise Refused(403, "wrong_device", "device_id is not the authenticated device")
         central = _central(request)
 
-        def work() -> JSONResponse:
+        def work() -> Response:
             items = _push.read_items(me.device_id, body)  # CPU work, before the writer lock
             with central.writing():
                 done = _push.push(central.engine, me.device_id, body, central.clock(), items)
-            return JSONResponse(done.model_dump(mode="json"))
+            return Response(done.model_dump_json(), media_type="application/json")
 
         return await run_in_threadpool(work)
 

@@ -11,15 +11,19 @@ change numbered below a cursor can never appear after the cursor was handed out.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
+from central import _bulk, _lot_state
 from central import _tables as t
+from central._lot_state import Folded
 from protocol import Change, OfflineLimits, PullResponse, SnapshotPage, SnapshotRequired
 from protocol._sync import pull_page_changes_max
 
@@ -44,11 +48,31 @@ def append(conn: sa.Connection, bodies: list[Body], now_ms: int) -> int:
             change_seq=top,
             first_seq=top - len(bodies) + 1,
             kind=kinds.pop() if len(kinds) == 1 else "mixed",
-            body=json.dumps(bodies, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+            body=pydantic_core.to_json(bodies).decode(),  # compact, UTF-8, keys as built
             created_ms=now_ms,
         )
     )
     return int(top)
+
+
+_APPEND_PG = (
+    "WITH taken AS (UPDATE counters SET value = value + %s WHERE name = 'change_seq' "
+    "RETURNING value) INSERT INTO change_log (change_seq, first_seq, kind, body, created_ms) "
+    "SELECT value, value - %s + 1, %s, %s, %s FROM taken RETURNING change_seq"
+)
+
+
+def append_deferred(deferred: _bulk.Deferred, bodies: list[Body], now_ms: int) -> int:
+    """Send `deferred`'s writes, then `append` the bodies (on PostgreSQL as the last
+    statement of the same pipeline). Returns the last number, 0 when there is nothing."""
+    if not bodies or not deferred.pg:
+        deferred.flush()
+        return append(deferred.conn, bodies, now_ms)
+    kinds = {body["type"] for body in bodies}
+    kind = kinds.pop() if len(kinds) == 1 else "mixed"
+    text = pydantic_core.to_json(bodies).decode()
+    rows = deferred.flush(last=(_APPEND_PG, (len(bodies), len(bodies), kind, text, now_ms), False))
+    return int(rows[0][0])
 
 
 def counter(conn: sa.Connection, name: str) -> int:
@@ -149,25 +173,24 @@ def balance_body(
     return body
 
 
+@functools.lru_cache(maxsize=4096)
 def _iso(ms: int) -> str:
+    """Lot times are whole days: a batch names the same few of them again and again."""
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 day_ms = 86_400_000
 
 
-def lots_of(conn: sa.Connection, account_keys: list[str], now_ms: int) -> dict[str, list[Body]]:
+def lots_of(states: Mapping[str, Folded], now_ms: int) -> dict[str, list[Body]]:
     """What a till needs of each account's lots to keep pending points unspendable: the
-    points left (spending and debt folded in, as `_lots` does), grouped by the day they
+    points left (spending and debt folded in, as `_lot_state` does), grouped by the day they
     become usable and the day they stop. Activation is rounded up and expiry down to a UTC
     day, so a till may wait a few hours longer than central but never spends early or late,
     and an account with hundreds of lots travels as a handful. Lots usable already (at
     `now_ms`) are usable at once: only future activation is rounded."""
-    from central import _lots  # _lots builds on the push path, which builds on this module
-
     found: dict[str, list[Body]] = {}
-    for key in sorted(set(account_keys)):
-        folded = _lots.fold_account(conn, key)
+    for key, folded in sorted(states.items()):
         groups: dict[tuple[int, int | None], int] = {}
         for lot in folded.lots.values():
             if lot.left > 0:
@@ -196,10 +219,17 @@ def _lot_body(usable_ms: int, ends_ms: int | None, points: int) -> Body:
 
 
 def balance_bodies(
-    conn: sa.Connection, balances: list[tuple[str, str, int, int]], now_ms: int
+    conn: sa.Connection,
+    balances: list[tuple[str, str, int, int]],
+    now_ms: int,
+    states: Mapping[str, Folded] | None = None,
 ) -> list[Body]:
-    """Balance changes for (account, asset, balance, entries), points ones with their lots."""
-    lots = lots_of(conn, [key for key, asset, _, _ in balances if asset == "points"], now_ms)
+    """Balance changes for (account, asset, balance, entries), points ones with their lots
+    (from `states` when the caller has the accounts' folds at hand, else as kept)."""
+    points = [key for key, asset, _, _ in balances if asset == "points"]
+    if states is None:
+        states = _lot_state.load(conn, points)
+    lots = lots_of({key: states[key] for key in points}, now_ms)
     return [
         balance_body(key, asset, balance, entries, lots.get(key) if asset == "points" else None)
         for key, asset, balance, entries in balances

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
-from central import _changes, _push
+from central import _changes, _lot_state, _push
 from central import _tables as t
 from central._clock import to_ms
 from protocol import AccountRef, LedgerEntry, account_key, canonical_json
@@ -39,6 +39,9 @@ def write(conn: sa.Connection, specs: list[dict[str, Any]], now: datetime) -> li
         return []
     entries = _push.central_entries(conn, specs, now)
     now_ms = to_ms(now)
+    # Account rows are locked before the ledger rows are inserted: see `_lot_state`.
+    posted = _lot_state.postings(entries)
+    balances = _fresh_accounts(conn, entries, now_ms) or _push._move_accounts(conn, posted, now_ms)
     conn.execute(
         sa.insert(t.ledger),
         [_push._ledger_row(e, canonical_json(e), None, now_ms) for e in entries],
@@ -57,10 +60,9 @@ def write(conn: sa.Connection, specs: list[dict[str, Any]], now: datetime) -> li
     ]
     if lots:
         conn.execute(sa.insert(t.lots), lots)
-    balances = _fresh_accounts(conn, entries, now_ms) or _push._move_accounts(conn, entries, now_ms)
-    _changes.append(
-        conn, [_changes.balance_body(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms
-    )
+    states = _lot_state.advance(conn, posted, _push.lot_times(lots), now_ms)
+    bodies = [(k, a, b, n) for (k, a), (b, n) in balances.items()]
+    _changes.append(conn, _changes.balance_bodies(conn, bodies, now_ms, states), now_ms)
     return entries
 
 

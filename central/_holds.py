@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 
-from central import _directory, _lots
+from central import _bulk, _directory, _lots
 from central import _tables as t
 from central._clock import from_ms, to_ms
 from central._directory import Device, Refused
@@ -226,9 +226,11 @@ def settle(
     entries: Iterable[LedgerEntry],
     documents: Iterable[ChequeDocument],
     now_ms: int,
+    deferred: _bulk.Deferred | None = None,
 ) -> None:
     """Called by push in the batch's transaction: a burn confirms its cheque's hold; a
-    document that says the cheque was voided, expired or spent nothing releases it."""
+    document that says the cheque was voided, expired or spent nothing releases it. The
+    updates go to `deferred` when given."""
     confirmed = {e.cheque_id for e in entries if e.kind is EntryKind.burn and e.cheque_id}
     released = {
         d.cheque_id
@@ -239,17 +241,17 @@ def settle(
             or (d.state is ChequeState.confirmed and (d.quote is None or d.quote.burn_points == 0))
         )
     }
+    sink = deferred or _bulk.Deferred(conn)
     for state, cheques in (("confirmed", confirmed), ("released", released - confirmed)):
         if cheques:
-            conn.execute(
-                sa.update(t.holds)
-                .where(
-                    t.holds.c.device_id == device_id,
-                    t.holds.c.cheque_id.in_(sorted(cheques)),
-                    t.holds.c.state == "held",
-                )
-                .values(state=state, closed_ms=now_ms)
+            where, listed = _bulk.among(conn, "cheque_id", cheques)
+            sink.execute(
+                "UPDATE holds SET state = %s, closed_ms = %s "
+                f"WHERE device_id = %s AND state = 'held' AND {where}",
+                (state, now_ms, device_id, listed),
             )
+    if deferred is None:
+        sink.flush()
 
 
 def expire(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:

@@ -2,17 +2,15 @@
 return window, expiry after expiry + the maximum offline window, and moving an account's
 points to a customer (an identifier resolved, two customers merged) with their lots intact.
 
-The fold is deterministic: one account's points entries in central's order (`ledger.id`).
-A positive entry is a lot (its activation and expiry from `lots`, none when it has no row);
-an entry that `reverses` a lot takes from that lot first; any other negative entry takes
-from the lots that expire first (never-expiring last), and what no lot covers is debt, which
-the next positive entries pay first.
+The fold itself (`fold`, `Folded`) and the per-account copy of its result that push keeps up
+to date are in `central._lot_state`; `fold_account` folds one account's ledger from the
+start, the oracle the kept state is checked against.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,70 +19,13 @@ import sqlalchemy as sa
 from central import _directory, _entries
 from central import _tables as t
 from central._clock import from_ms, to_ms
+from central._lot_state import Folded, LotLeft, fold
 from protocol import EntryKind, LedgerEntry
+
+__all__ = ["Folded", "LotLeft", "fold", "fold_account"]
 
 lots_per_batch_max = 500
 accounts_per_batch_max = 200
-_never = 2**62
-
-
-@dataclass
-class LotLeft:
-    lot_id: str
-    left: int
-    activates_ms: int | None
-    expires_ms: int | None
-
-    def order(self) -> tuple[int, int]:
-        return (self.expires_ms if self.expires_ms is not None else _never, 0)
-
-
-@dataclass
-class Folded:
-    lots: dict[str, LotLeft]
-    debt: int
-
-    @property
-    def balance(self) -> int:
-        return sum(lot.left for lot in self.lots.values()) - self.debt
-
-    def spendable(self, now_ms: int) -> int:
-        """Points usable now: active, unexpired lots, less the debt."""
-        active = sum(
-            lot.left
-            for lot in self.lots.values()
-            if (lot.activates_ms or 0) <= now_ms
-            and (lot.expires_ms is None or now_ms < lot.expires_ms)
-        )
-        return max(active - self.debt, 0)
-
-
-def fold(entries: list[Any], lot_times: dict[str, tuple[int | None, int | None]]) -> Folded:
-    """`entries`: rows with entry_id, amount, reverses, in ledger order (points only)."""
-    lots: dict[str, LotLeft] = {}
-    debt = 0
-    for entry in entries:
-        amount = int(entry.amount)
-        if amount > 0:
-            paid = min(debt, amount)
-            debt -= paid
-            activates, expires = lot_times.get(entry.entry_id, (None, None))
-            lots[entry.entry_id] = LotLeft(entry.entry_id, amount - paid, activates, expires)
-            continue
-        need = -amount
-        first = lots.get(entry.reverses) if entry.reverses else None
-        queue = sorted(
-            (lot for lot in lots.values() if lot.left > 0 and lot is not first),
-            key=LotLeft.order,
-        )
-        for lot in [first, *queue] if first is not None else queue:
-            taken = min(lot.left, need)
-            lot.left -= taken
-            need -= taken
-            if need == 0:
-                break
-        debt += need
-    return Folded(lots, debt)
 
 
 def fold_account(conn: sa.Connection, account_key: str) -> Folded:
@@ -287,7 +228,7 @@ def resolve(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
 
 def lots_json(folded: Folded) -> str:
     return json.dumps(
-        [lot.__dict__ for lot in folded.lots.values() if lot.left > 0], sort_keys=True
+        [dataclasses.asdict(lot) for lot in folded.lots.values() if lot.left > 0], sort_keys=True
     )
 
 

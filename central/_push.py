@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.dialects import postgresql, sqlite
 
-from central import _changes, _holds
+from central import _bulk, _changes, _holds, _lot_state
 from central import _tables as t
 from central._clock import to_ms
 from central._directory import Refused
@@ -165,8 +166,8 @@ def push(
             with engine.begin() as conn:
                 # First try trusts the UNIQUE constraints to catch a reused id; a retry
                 # (after any IntegrityError) looks the ids up to name the conflict.
-                results = _apply(conn, device_id, request, items, now, attempt > 0)
-                watermark = _changes.counter(conn, "change_seq")
+                results, logged = _apply(conn, device_id, request, items, now, attempt > 0)
+                watermark = logged or _changes.counter(conn, "change_seq")
             return PushResponse(
                 acked_through=items[-1].seq,
                 change_seq=watermark,
@@ -228,7 +229,8 @@ def _apply(
     items: list[_Item],
     now: datetime,
     look_up_ids: bool,
-) -> list[PushResult]:
+) -> tuple[list[PushResult], int]:
+    """The batch's results, and the last change number it logged (0 when none)."""
     epoch = request.device_epoch
     acked = _lock_epoch(conn, device_id, epoch)
     status = conn.execute(
@@ -248,20 +250,27 @@ def _apply(
     old = [item for item in items if item.seq <= acked]
     new = [item for item in items if item.seq > acked]
     results = _check_old(conn, device_id, epoch, old)
+    deferred = _bulk.Deferred(conn)
+    bodies: list[_changes.Body] = []
     if new:
-        results += _apply_new(conn, device_id, epoch, new, now, look_up_ids)
-        conn.execute(
-            sa.update(t.device_epochs)
-            .where(t.device_epochs.c.device_id == device_id, t.device_epochs.c.epoch == epoch)
-            .values(acked_seq=new[-1].seq)
+        applied, bodies = _apply_new(conn, deferred, device_id, epoch, new, now, look_up_ids)
+        results += applied
+        deferred.execute(
+            "UPDATE device_epochs SET acked_seq = %s WHERE device_id = %s AND epoch = %s",
+            (new[-1].seq, device_id, epoch),
         )
     now_ms = to_ms(now)
-    conn.execute(
-        sa.update(t.devices)
-        .where(t.devices.c.device_id == device_id)
-        .values(last_push_ms=now_ms, clock_skew_ms=to_ms(request.device_time) - now_ms)
+    deferred.execute(
+        "UPDATE devices SET last_push_ms = %s, clock_skew_ms = %s WHERE device_id = %s",
+        (now_ms, to_ms(request.device_time) - now_ms, device_id),
     )
-    return results
+    return results, _changes.append_deferred(deferred, bodies, now_ms)
+
+
+def _result(seq: int, outcome: ItemOutcome, reason: str | None = None) -> PushResult:
+    """A result built from values push made itself (valid by construction), without
+    validating each of a batch's hundreds again."""
+    return PushResult.model_construct(seq=seq, outcome=outcome, reason=reason)
 
 
 def _check_old(
@@ -297,7 +306,7 @@ def _check_old(
                 item.sha256,
                 item.payload,
             )
-        results.append(PushResult(seq=item.seq, outcome=ItemOutcome.duplicate))
+        results.append(_result(item.seq, ItemOutcome.duplicate))
     return results
 
 
@@ -338,12 +347,11 @@ def _customer_statuses(conn: sa.Connection, entries: list[LedgerEntry]) -> dict[
     ids = {e.account.customer_id for e in entries if isinstance(e.account, CustomerAccount)}
     if not ids:
         return {}
-    rows = conn.execute(
-        sa.select(t.customers.c.customer_id, t.customers.c.status).where(
-            t.customers.c.customer_id.in_(sorted(ids))
-        )
+    where, values = _bulk.among(conn, "customer_id", ids)
+    rows = conn.exec_driver_sql(
+        f"SELECT customer_id, status FROM customers WHERE {where}", (values,)
     )
-    return {row.customer_id: row.status for row in rows}
+    return {customer_id: status for customer_id, status in rows}
 
 
 def _quarantine_reason(item: _Item, statuses: dict[str, str]) -> str | None:
@@ -361,12 +369,14 @@ def _quarantine_reason(item: _Item, statuses: dict[str, str]) -> str | None:
 
 def _apply_new(
     conn: sa.Connection,
+    deferred: _bulk.Deferred,
     device_id: str,
     epoch: int,
     new: list[_Item],
     now: datetime,
     look_up_ids: bool,
-) -> list[PushResult]:
+) -> tuple[list[PushResult], list[_changes.Body]]:
+    """Results of the new items, and the balance changes to log. Writes go to `deferred`."""
     if look_up_ids:
         _check_ids(conn, device_id, epoch, new)
     now_ms = to_ms(now)
@@ -381,52 +391,64 @@ def _apply_new(
         reason = _quarantine_reason(item, statuses)
         if reason is not None:
             quarantine_rows.append(_quarantine_row(device_id, epoch, item, reason, now_ms))
-            results.append(PushResult(seq=item.seq, outcome=ItemOutcome.quarantined, reason=reason))
+            results.append(_result(item.seq, ItemOutcome.quarantined, reason))
             continue
         if isinstance(item.record, LedgerEntry):
-            ledger_rows.append(_ledger_row(item.record, item.payload, item.sha256, now_ms))
+            row = _ledger_row(item.record, item.payload, item.sha256, now_ms, item.record_id)
+            ledger_rows.append(row)
             applied.append(item.record)
         elif isinstance(item.record, ChequeDocument):
             cheque_rows.append(_cheque_row(item.record, item.payload, item.sha256, now_ms))
-        results.append(PushResult(seq=item.seq, outcome=ItemOutcome.applied))
+        results.append(_result(item.seq, ItemOutcome.applied))
     reversals = _grant_reversals(conn, applied, now)
     ledger_rows += [_ledger_row(e, canonical_json(e), None, now_ms) for e in reversals]
     lot_rows = [_lot_row(e) for e in applied if is_lot(e)]
+    ids = [row["entry_id"] for row in ledger_rows]
+    posted = _lot_state.postings([*applied, *reversals], ids)
+    # Account rows are locked before the ledger rows are inserted: see `_lot_state`.
+    balances = _move_accounts(conn, posted, now_ms, deferred)
     for table, rows in (
         (t.ledger, ledger_rows),
         (t.cheques, cheque_rows),
         (t.quarantine, quarantine_rows),
         (t.lots, lot_rows),
     ):
-        insert_many(conn, table, rows)
-    balances = _move_accounts(conn, [*applied, *reversals], now_ms)
-    _holds.settle(conn, device_id, applied, _documents(new), now_ms)
-    _changes.append(
-        conn,
-        _changes.balance_bodies(
-            conn, [(k, a, b, n) for (k, a), (b, n) in balances.items()], now_ms
-        ),
-        now_ms,
-    )
-    return results
+        if rows:
+            deferred.insert(table, *_tuples(rows))
+    states = _lot_state.advance(conn, posted, lot_times(lot_rows), now_ms, deferred)
+    _holds.settle(conn, device_id, applied, _documents(new), now_ms, deferred)
+    balance_rows = [(k, a, b, n) for (k, a), (b, n) in balances.items()]
+    return results, _changes.balance_bodies(conn, balance_rows, now_ms, states)
+
+
+def lot_times(lot_rows: list[dict[str, Any]]) -> _lot_state.LotTimes:
+    """Activation and expiry of the lots in `lots` rows, as the fold reads them."""
+    return {row["lot_id"]: (row["activates_ms"], row["expires_ms"]) for row in lot_rows}
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """executemany straight through the driver: the hot path of push skips SQLAlchemy's
-    per-row parameter processing (the values are already plain ints, strings and bytes)."""
-    if not rows:
-        return
+    """Rows (dicts with the same keys) in one batch statement (`central._bulk`)."""
+    if rows:
+        _bulk.insert(conn, table, *_tuples(rows))
+
+
+def _tuples(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The column names of dict rows (all with the same keys), and the rows as tuples."""
     names = list(rows[0])
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
-    conn.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
+    if len(names) == 1:
+        return names, [(row[names[0]],) for row in rows]
+    return names, list(map(itemgetter(*names), rows))
 
 
 def _ledger_row(
-    entry: LedgerEntry, payload: bytes, digest: str | None, now_ms: int
+    entry: LedgerEntry,
+    payload: bytes,
+    digest: str | None,
+    now_ms: int,
+    entry_id: str | None = None,
 ) -> dict[str, Any]:
     return {
-        "entry_id": str(entry.entry_id),
+        "entry_id": entry_id or str(entry.entry_id),
         "device_id": entry.device_id,
         "device_epoch": entry.device_epoch,
         "device_seq": entry.device_seq,
@@ -478,8 +500,15 @@ def _quarantine_row(
 
 
 def is_lot(entry: LedgerEntry) -> bool:
-    """Positive points that form a lot (with its activation and expiry times)."""
-    return entry.kind in LOT_KINDS and entry.asset == "points" and entry.amount > 0
+    """Positive points that form a lot with an activation or expiry time, the lots the jobs
+    look for in `lots` (a lot without either is never pending and never expires, which is
+    what the fold assumes of a lot without a row)."""
+    return (
+        entry.kind in LOT_KINDS
+        and entry.asset == "points"
+        and entry.amount > 0
+        and (entry.activates_at is not None or entry.expires_at is not None)
+    )
 
 
 def _lot_row(entry: LedgerEntry) -> dict[str, Any]:
@@ -505,7 +534,8 @@ def rebuild_lots(conn: sa.Connection, account: str) -> int:
             t.ledger.c.kind.in_(sorted(LOT_KINDS)),
         )
     ).scalars()
-    lots = [_lot_row(LedgerEntry.model_validate_json(payload)) for payload in rows]
+    entries = [LedgerEntry.model_validate_json(payload) for payload in rows]
+    lots = [_lot_row(entry) for entry in entries if is_lot(entry)]
     insert_many(conn, t.lots, lots)
     return len(lots)
 
@@ -580,69 +610,61 @@ def central_entries(
     return made
 
 
+_ACCOUNT_COLUMNS = ("account_key", "asset", "balance", "entries", "updated_ms")
+_ACCOUNT_UPDATES = {
+    "balance": "accounts.balance + excluded.balance",
+    "entries": "accounts.entries + excluded.entries",
+    "updated_ms": "excluded.updated_ms",
+}
+
+
 def _upsert_accounts(
-    conn: sa.Connection, rows: list[dict[str, Any]]
+    conn: sa.Connection, rows: list[tuple[str, str, int, int, int]]
 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """Add deltas to account rows, taking their row locks in key order; the new values."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(t.accounts)
-    statement = insert.on_conflict_do_update(
-        index_elements=[t.accounts.c.account_key, t.accounts.c.asset],
-        set_={
-            "balance": t.accounts.c.balance + insert.excluded.balance,
-            "entries": t.accounts.c.entries + insert.excluded.entries,
-            "updated_ms": insert.excluded.updated_ms,
-        },
+    """Add deltas to account rows, taking their row locks in the order given (key order);
+    the new (balance, entries) of each."""
+    returning = ("account_key", "asset", "balance", "entries")
+    keys = ("account_key", "asset")
+    found: Sequence[Sequence[Any]] | None = _bulk.upsert(
+        conn, t.accounts, _ACCOUNT_COLUMNS, rows, keys, _ACCOUNT_UPDATES, returning
     )
-    columns = (t.accounts.c.account_key, t.accounts.c.asset)
-    returned = (*columns, t.accounts.c.balance, t.accounts.c.entries)
-    if conn.dialect.name == "postgresql":
-        # One statement, multi-row VALUES in key order, RETURNING the new balances.
-        result = conn.execute(statement.returning(*returned), rows)
-        return {(r.account_key, r.asset): (r.balance, r.entries) for r in result}
-    # SQLite (one writer, nothing to order): the driver's executemany, then one read back.
-    conn.execute(statement, rows)
-    keys = sorted({row["account_key"] for row in rows})
-    wanted = {(row["account_key"], row["asset"]) for row in rows}
-    found = conn.execute(sa.select(*returned).where(t.accounts.c.account_key.in_(keys)))
-    return {
-        (r.account_key, r.asset): (r.balance, r.entries)
-        for r in found
-        if (r.account_key, r.asset) in wanted
-    }
+    if found is None:  # SQLite (one writer, nothing to order): read the new values back
+        where, values = _bulk.among(conn, "account_key", (row[0] for row in rows))
+        found = conn.exec_driver_sql(
+            f"SELECT account_key, asset, balance, entries FROM accounts WHERE {where}", (values,)
+        ).all()
+    wanted = {(row[0], row[1]) for row in rows}
+    return {(k, a): (balance, n) for k, a, balance, n in found if (k, a) in wanted}
 
 
 def _move_accounts(
-    conn: sa.Connection, entries: list[LedgerEntry], now_ms: int
+    conn: sa.Connection,
+    posted: list[_lot_state.Posting],
+    now_ms: int,
+    deferred: _bulk.Deferred | None = None,
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """Add the entries to their accounts in one statement, rows in key order; new balances."""
     deltas: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     last_entry: dict[tuple[str, str], str] = {}
-    for entry in entries:
-        key = (account_key(entry.account), entry.asset)
-        deltas[key][0] += entry.amount
+    for posting in posted:
+        key = (posting.account_key, posting.asset)
+        deltas[key][0] += posting.amount
         deltas[key][1] += 1
-        last_entry[key] = str(entry.entry_id)
+        last_entry[key] = posting.entry_id
     if not deltas:
         return {}
-    rows = [
-        {"account_key": k, "asset": a, "balance": d[0], "entries": d[1], "updated_ms": now_ms}
-        for (k, a), d in sorted(deltas.items())
-    ]
+    rows = [(k, a, d[0], d[1], now_ms) for (k, a), d in sorted(deltas.items())]
     after = _upsert_accounts(conn, rows)
     debts = [
-        {
-            "account_key": k,
-            "asset": a,
-            "entry_id": last_entry[(k, a)],
-            "balance": balance,
-            "created_ms": now_ms,
-        }
+        (k, a, last_entry[(k, a)], balance, now_ms)
         for (k, a), (balance, _) in sorted(after.items())
         if balance < 0 and deltas[(k, a)][0] < 0
     ]
-    if debts:
-        conn.execute(sa.insert(t.debts), debts)
+    names = ("account_key", "asset", "entry_id", "balance", "created_ms")
+    if deferred is not None:
+        deferred.insert(t.debts, names, debts)
+    else:
+        _bulk.insert(conn, t.debts, names, debts)
     return dict(sorted(after.items()))
 
 

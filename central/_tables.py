@@ -264,6 +264,18 @@ lots = sa.Table(
 left of a lot is folded from the ledger (`central._lots`); `activated_ms` and `expired_ms`
 say that the jobs have written its activation and expiry entries."""
 
+lot_states = sa.Table(
+    "lot_states",
+    metadata,
+    sa.Column("account_key", sa.String(80), primary_key=True),
+    sa.Column("debt", sa.BigInteger, nullable=False),
+    sa.Column("lots", sa.Text, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+"""The fold of each account's points entries, kept in the entries' transaction
+(`central._lot_state`): its debt, and its lots with points left as JSON
+`[[lot_id, left, activates_ms, expires_ms], ...]` in fold order."""
+
 debts = sa.Table(
     "debts",
     metadata,

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import sqlalchemy as sa
 
+from central import _lot_state, _lots
 from central import _tables as t
 
 
@@ -16,9 +17,36 @@ def folded(conn: sa.Connection) -> dict[tuple[str, str], int]:
     return dict(sums)
 
 
+def open_lots(
+    folded: _lot_state.Folded,
+) -> tuple[int, list[tuple[str, int, int | None, int | None]]]:
+    """A fold as comparable data: debt, and the lots with points left in fold order."""
+    lots = [
+        (lot.lot_id, lot.left, lot.activates_ms, lot.expires_ms)
+        for lot in folded.lots.values()
+        if lot.left > 0
+    ]
+    return folded.debt, lots
+
+
+def assert_lot_states_kept(conn: sa.Connection) -> None:
+    """The lot state push keeps per account equals the fold of that account's ledger."""
+    keys = set(
+        conn.execute(sa.select(t.ledger.c.account_key).where(t.ledger.c.asset == "points"))
+        .scalars()
+        .all()
+    )
+    keys |= set(conn.execute(sa.select(t.lot_states.c.account_key)).scalars().all())
+    kept = _lot_state.load(conn, keys)
+    for key in sorted(keys):
+        assert open_lots(kept[key]) == open_lots(_lots.fold_account(conn, key)), key
+
+
 def assert_ledger_consistent(engine: sa.Engine) -> dict[tuple[str, str], int]:
-    """Invariants 1 and 2: balances are the fold of entries; seqs run 1..N per device epoch."""
+    """Invariants 1 and 2: balances are the fold of entries; seqs run 1..N per device epoch;
+    the lots kept per account are the fold of its entries."""
     with engine.connect() as conn:
+        assert_lot_states_kept(conn)
         balances = {
             (r.account_key, r.asset): r.balance for r in conn.execute(sa.select(t.accounts))
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -11,7 +12,7 @@ from central import _tables as t
 from protocol import CENTRAL_DEVICE_ID, CardIdentifier, EntryKind
 
 from .checks import assert_ledger_consistent
-from .tills import Hq
+from .tills import NOW, Hq
 
 
 def test_push_applies_and_replays_are_acknowledged(hq: Hq, engine: sa.Engine) -> None:
@@ -188,9 +189,17 @@ def test_lots_are_rebuilt_from_the_ledger(hq: Hq, engine: sa.Engine) -> None:
 
     hq.customer("c1")
     till = hq.enroll()
-    items = [till.entry("c1", 10), till.entry("c1", -4, EntryKind.burn), till.entry("c1", 7)]
+    later = NOW + timedelta(days=30)
+    items = [
+        till.entry("c1", 10, expires_at=later),
+        till.entry("c1", -4, EntryKind.burn),
+        till.entry("c1", 7, activates_at=later),
+        till.entry("c1", 5),  # never pending, never expires: no row to index
+    ]
     assert till.push(items).status_code == 200
     with engine.begin() as conn:
+        pushed = conn.execute(sa.select(t.lots.c.points).order_by(t.lots.c.points)).scalars()
+        assert list(pushed) == [7, 10]
         assert rebuild_lots(conn, "customer:c1") == 2
         assert rebuild_lots(conn, "customer:c1") == 2
         points = conn.execute(sa.select(t.lots.c.points).order_by(t.lots.c.points)).scalars()

@@ -1,0 +1,232 @@
+"""The lots behind each points balance: the fold, and its result kept per account.
+
+The fold is deterministic: one account's points entries in central's order (`ledger.id`).
+A positive entry is a lot (its activation and expiry from `lots`, none when it has no row);
+an entry that `reverses` a lot takes from that lot first; any other negative entry takes
+from the lots that expire first (never-expiring last), and what no lot covers is debt, which
+the next positive entries pay first.
+
+`lot_states` keeps each account's fold result (its debt and its lots with points left, in
+fold order), updated in the same transaction as the entries, so that push answers with an
+account's lots in time proportional to the batch, not to the account's history. It equals
+the fold of the ledger because every writer of entries (push, `central._entries.write`)
+takes the account row locks before it inserts its ledger rows: entries of one account get
+their `ledger.id` in the order the transactions apply them here. `central._lots.fold_account`
+folds the ledger itself and stays the oracle the tests compare this table with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import pydantic_core
+import sqlalchemy as sa
+
+from central import _bulk
+from central import _tables as t
+from protocol import LedgerEntry, account_key
+
+_never = 2**62
+
+
+@dataclass(slots=True)
+class LotLeft:
+    lot_id: str
+    left: int
+    activates_ms: int | None
+    expires_ms: int | None
+
+    def order(self) -> tuple[int, int]:
+        return (self.expires_ms if self.expires_ms is not None else _never, 0)
+
+
+@dataclass
+class Folded:
+    lots: dict[str, LotLeft]
+    debt: int
+
+    @property
+    def balance(self) -> int:
+        return sum(lot.left for lot in self.lots.values()) - self.debt
+
+    def spendable(self, now_ms: int) -> int:
+        """Points usable now: active, unexpired lots, less the debt."""
+        active = sum(
+            lot.left
+            for lot in self.lots.values()
+            if (lot.activates_ms or 0) <= now_ms
+            and (lot.expires_ms is None or now_ms < lot.expires_ms)
+        )
+        return max(active - self.debt, 0)
+
+
+class Step(NamedTuple):
+    """What the fold reads of one points entry."""
+
+    entry_id: str
+    amount: int
+    reverses: str | None
+
+
+LotTimes = dict[str, tuple[int | None, int | None]]
+
+
+class Posting(NamedTuple):
+    """What the accounts and the fold read of one new entry, its texts made once."""
+
+    entry_id: str
+    account_key: str
+    asset: str
+    amount: int
+    reverses: str | None
+
+
+def postings(entries: Iterable[LedgerEntry], ids: Iterable[str] | None = None) -> list[Posting]:
+    """`ids`: the entries' ids as text when the caller has them already."""
+    entries = list(entries)
+    texts = [str(e.entry_id) for e in entries] if ids is None else list(ids)
+    return [
+        Posting(
+            text,
+            account_key(e.account),
+            e.asset,
+            e.amount,
+            None if e.reverses is None else str(e.reverses),
+        )
+        for e, text in zip(entries, texts, strict=True)
+    ]
+
+
+def fold(entries: Iterable[Any], lot_times: LotTimes, start: Folded | None = None) -> Folded:
+    """`entries`: rows with entry_id, amount, reverses, in ledger order (points only),
+    folded onto `start` (an empty account when None; `start` is changed in place)."""
+    folded = start if start is not None else Folded({}, 0)
+    lots = folded.lots
+    debt = folded.debt
+    for entry in entries:
+        amount = int(entry.amount)
+        if amount > 0:
+            paid = min(debt, amount)
+            debt -= paid
+            activates, expires = lot_times.get(entry.entry_id, (None, None))
+            lots[entry.entry_id] = LotLeft(entry.entry_id, amount - paid, activates, expires)
+            continue
+        need = -amount
+        first = lots.get(entry.reverses) if entry.reverses else None
+        queue = sorted(
+            (lot for lot in lots.values() if lot.left > 0 and lot is not first),
+            key=LotLeft.order,
+        )
+        for lot in [first, *queue] if first is not None else queue:
+            taken = min(lot.left, need)
+            lot.left -= taken
+            need -= taken
+            if need == 0:
+                break
+        debt += need
+    folded.debt = debt
+    return folded
+
+
+# --- the kept state -----------------------------------------------------------------------
+
+
+def _encode(folded: Folded) -> str:
+    open_lots = [
+        [lot.lot_id, lot.left, lot.activates_ms, lot.expires_ms]
+        for lot in folded.lots.values()
+        if lot.left > 0
+    ]
+    return pydantic_core.to_json(open_lots).decode()
+
+
+def _decode(debt: int, text: str) -> Folded:
+    lots = {
+        lot_id: LotLeft(lot_id, left, activates, expires)
+        for lot_id, left, activates, expires in pydantic_core.from_json(text)
+    }
+    return Folded(lots, int(debt))
+
+
+def load(conn: sa.Connection, account_keys: Iterable[str]) -> dict[str, Folded]:
+    """The kept fold of each account (an empty one for an account without points entries)."""
+    keys = sorted(set(account_keys))
+    found = {key: Folded({}, 0) for key in keys}
+    if not keys:
+        return found
+    where, values = _bulk.among(conn, "account_key", keys)
+    rows = conn.exec_driver_sql(
+        f"SELECT account_key, debt, lots FROM lot_states WHERE {where}", (values,)
+    )
+    for key, debt, text in rows:
+        found[key] = _decode(debt, text)
+    return found
+
+
+_COLUMNS = ("account_key", "debt", "lots", "updated_ms")
+_UPDATES = {"debt": "excluded.debt", "lots": "excluded.lots", "updated_ms": "excluded.updated_ms"}
+
+
+def save(
+    conn: sa.Connection,
+    states: dict[str, Folded],
+    now_ms: int,
+    deferred: _bulk.Deferred | None = None,
+) -> None:
+    """Write the accounts' folds (one batch; into `deferred` when given). The caller holds
+    their account rows."""
+    rows = [(key, state.debt, _encode(state), now_ms) for key, state in sorted(states.items())]
+    if deferred is not None:
+        deferred.upsert(t.lot_states, _COLUMNS, rows, ("account_key",), _UPDATES)
+    else:
+        _bulk.upsert(conn, t.lot_states, _COLUMNS, rows, ("account_key",), _UPDATES)
+
+
+def advance(
+    conn: sa.Connection,
+    posted: Iterable[Posting],
+    lot_times: LotTimes,
+    now_ms: int,
+    deferred: _bulk.Deferred | None = None,
+) -> dict[str, Folded]:
+    """Fold new entries (in the order they were inserted into the ledger) into their
+    accounts' kept state, and write it. Returns the new fold of each points account they
+    touched. Call it after the account rows are locked."""
+    steps: dict[str, list[Posting]] = {}
+    for posting in posted:
+        if posting.asset == "points":
+            steps.setdefault(posting.account_key, []).append(posting)
+    if not steps:
+        return {}
+    states = load(conn, steps)
+    for key, mine in steps.items():
+        fold(mine, lot_times, states[key])
+    save(conn, states, now_ms, deferred)
+    return states
+
+
+def rebuild(conn: sa.Connection, now_ms: int) -> int:
+    """Fold every account's points entries from the ledger again and keep the result (a
+    migration, or a repair). Returns the number of accounts."""
+    times: LotTimes = {
+        lot_id: (activates, expires)
+        for lot_id, activates, expires in conn.execute(
+            sa.select(t.lots.c.lot_id, t.lots.c.activates_ms, t.lots.c.expires_ms)
+        )
+    }
+    conn.execute(sa.delete(t.lot_states))
+    rows = conn.execute(
+        sa.select(
+            t.ledger.c.account_key, t.ledger.c.entry_id, t.ledger.c.amount, t.ledger.c.reverses
+        )
+        .where(t.ledger.c.asset == "points")
+        .order_by(t.ledger.c.account_key, t.ledger.c.id)
+    )
+    states: dict[str, Folded] = {}
+    for row in rows:
+        folded = states.setdefault(row.account_key, Folded({}, 0))
+        fold([Step(row.entry_id, row.amount, row.reverses)], times, folded)
+    save(conn, states, now_ms)
+    return len(states)

@@ -1,0 +1,152 @@
+"""The lots kept per account (`lot_states`) equal the fold of the account's ledger, after any
+mix of earns, spending, refunds, one-time grants, activation, expiry and merges; and the
+balance changes push logs carry the lots of that fold."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from central import _changes, _jobs, _lot_state, _lots, migrate
+from central import _tables as t
+from central._clock import to_ms
+from central._db import alembic_config
+from protocol import EntryKind, PushItem
+
+from .checks import assert_ledger_consistent, assert_lot_states_kept, open_lots
+from .tills import NOW, Hq, Till
+
+customers = st.sampled_from(["c1", "c2", "c3"])
+days = st.integers(0, 60)
+earn = st.tuples(
+    st.just("earn"), customers, st.integers(1, 200), st.none() | days, st.none() | days
+)
+spend = st.tuples(st.just("burn"), customers, st.integers(1, 150))
+refund = st.tuples(st.just("refund"), st.integers(0, 30), st.integers(1, 100))
+returned = st.tuples(st.just("returned"), customers, st.integers(1, 50))
+grant = st.tuples(st.just("welcome"), customers, st.integers(1, 100))
+job = st.tuples(st.sampled_from(["expire", "activate"]), days)
+merge = st.tuples(st.just("merge"), customers, customers)
+steps = st.lists(st.one_of(earn, spend, refund, returned, grant, job, merge), max_size=25)
+batches = st.integers(1, 4)
+
+
+def _entries_for(till: Till, step: tuple, earned: list[tuple[str, str]]) -> list[PushItem]:
+    what = step[0]
+    if what == "earn":
+        _, customer, amount, activates, expires = step
+        extra = {}
+        if activates is not None:
+            extra["activates_at"] = NOW + timedelta(days=activates)
+        if expires is not None:
+            extra["expires_at"] = NOW + timedelta(days=expires)
+        item = till.entry(customer, amount, **extra)
+        earned.append((customer, json.loads(item.payload)["entry_id"]))
+        return [item]
+    if what == "burn":
+        return [till.entry(step[1], -step[2], EntryKind.burn)]
+    if what == "refund" and earned:
+        customer, lot_id = earned[step[1] % len(earned)]
+        return [till.entry(customer, -step[2], EntryKind.refund_reversal, reverses=lot_id)]
+    if what == "returned":
+        return [till.entry(step[1], step[2], EntryKind.refund_reversal)]
+    if what == "welcome":
+        return [till.entry(step[1], step[2], EntryKind.welcome, grant_key=f"welcome:{step[1]}")]
+    return []
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(plan=steps, batch_size=batches)
+def test_kept_lots_equal_the_fold_after_anything(
+    hq: Hq, engine: sa.Engine, plan: list[tuple], batch_size: int
+) -> None:
+    for customer in ("c1", "c2", "c3"):
+        hq.customer(customer)
+    till = hq.enroll()
+    earned: list[tuple[str, str]] = []
+    pending: list[PushItem] = []
+    merged: set[str] = set()
+
+    def flush() -> None:
+        while pending:
+            batch, pending[:] = pending[:batch_size], pending[batch_size:]
+            response = till.push(batch)
+            assert response.status_code == 200, response.text
+
+    for step in plan:
+        if step[0] in {"expire", "activate"}:
+            flush()
+            when = NOW + timedelta(days=step[1])
+            outcome = _jobs.run(engine, _jobs.BY_NAME[step[0]], when, "test")
+            assert outcome.error is None, outcome
+        elif step[0] == "merge":
+            flush()
+            duplicate, keep = step[1], step[2]
+            if duplicate != keep and not {duplicate, keep} & merged:
+                hq.post(
+                    "/admin/customers/merge",
+                    {"duplicate_id": duplicate, "keep_id": keep, "reason": "duplicate"},
+                )
+                merged.add(duplicate)
+        else:
+            pending.extend(_entries_for(till, step, earned))
+        with engine.connect() as conn:
+            assert_lot_states_kept(conn)
+    flush()
+    assert_ledger_consistent(engine)
+    _assert_logged_lots_are_the_fold(engine)
+
+
+def _assert_logged_lots_are_the_fold(engine: sa.Engine) -> None:
+    """The newest balance change of each points account carries its folded lots (grouped
+    as of the time that change was written)."""
+    newest: dict[str, tuple[dict[str, Any], int]] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t.change_log.c.body, t.change_log.c.created_ms).order_by(
+                t.change_log.c.change_seq
+            )
+        )
+        for body, created_ms in rows:
+            for change in json.loads(body):
+                if change["type"] == "balance" and change["asset"] == "points":
+                    newest[f"customer:{change['account']['customer_id']}"] = (change, created_ms)
+        for key, (change, created_ms) in newest.items():
+            folded = _lots.fold_account(conn, key)
+            expected = _changes.lots_of({key: folded}, created_ms)[key]
+            assert change.get("lots", []) == expected, key
+
+
+def test_migration_fills_the_state_from_an_existing_ledger(hq: Hq, engine: sa.Engine) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    soon = NOW + timedelta(days=5)
+    items = [
+        till.entry("c1", 100, expires_at=soon),
+        till.entry("c1", 40),
+        till.entry("c1", -120, EntryKind.burn),  # 100 expiring soon first, then 20 of 40
+        till.entry("c1", -50, EntryKind.burn),  # the other 20, and 30 of debt
+        till.entry("c1", 50, activates_at=soon),  # pays the debt first
+    ]
+    assert till.push(items).status_code == 200
+    last_lot = json.loads(items[4].payload)["entry_id"]
+    expected = (0, [(last_lot, 20, to_ms(soon), None)])
+    with engine.connect() as conn:
+        assert open_lots(_lot_state.load(conn, ["customer:c1"])["customer:c1"]) == expected
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0002_processing")
+        assert not sa.inspect(conn).has_table("lot_states")
+    migrate(engine)
+    with engine.connect() as conn:
+        assert open_lots(_lot_state.load(conn, ["customer:c1"])["customer:c1"]) == expected
+    assert_ledger_consistent(engine)
