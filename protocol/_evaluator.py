@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from operator import attrgetter, sub
+from operator import itemgetter, sub
 
 from protocol._allocation import (
     allocate,
@@ -111,7 +111,7 @@ def _floor_unit(unit_price: int, min_unit_price: int | None, match: LineMatch) -
     return min(floor, unit_price)
 
 
-_LINE_FIELDS = attrgetter(
+_LINE_FIELDS = itemgetter(  # read from each line's `vars`: a dict look-up beats an attribute
     "line_id",
     "sku",
     "category",
@@ -134,7 +134,7 @@ class _Cheque:
         self.customer = customer
         self.facts = facts
         self.count = count = len(basket.lines)
-        columns = zip(*map(_LINE_FIELDS, basket.lines), strict=True)
+        columns = zip(*map(_LINE_FIELDS, map(vars, basket.lines)), strict=True)
         ids, skus, categories, labels, quantity, price, full, pos_discount, minimum = columns
         self.ids: tuple[str, ...] = ids
         self.categories: tuple[str | None, ...] = categories
