@@ -149,27 +149,39 @@ def check_disk(db_path: Path) -> dict[str, Any]:
     return {"states": states, "refunds": refunds, "documents": finished, "entries": entries}
 
 
-def run_with_kills(data_dir: Path, ops: list[dict[str, Any]], seed: int) -> tuple[list[Any], int]:
-    """Send every op, retrying after each crash as a POS would; a killer strikes at random."""
+def run_with_kills(
+    data_dir: Path, ops: list[dict[str, Any]], seed: int, strikes: int = 8
+) -> tuple[list[Any], int]:
+    """Send every op, retrying after each crash as a POS would. Before `strikes` ops picked at
+    random, a killer is armed to SIGKILL the process within the next few milliseconds: while
+    the op runs, around its commit, or just after it answered. (Timed from the start instead,
+    the count of kills depended on how fast the till is.)"""
     rng = random.Random(seed)
+    armed_before = set(rng.sample(range(len(ops)), strikes))
     answers: list[Any] = []
     kills = 0
     worker = Worker(data_dir)
-    timer = threading.Timer(rng.uniform(0.02, 0.25), worker.kill)
-    timer.start()
     index = 0
     while index < len(ops):
+        killer = None
+        if index in armed_before:
+            armed_before.discard(index)
+            killer = threading.Timer(
+                rng.uniform(0.0, 0.01), os.kill, (worker.proc.pid, signal.SIGKILL)
+            )
+            killer.start()
         answer = worker.call(ops[index])
+        if killer is not None:
+            killer.join()  # it struck: during this op, or after its answer (then the next
+            # op finds the process dead)
         if answer is None:
             kills += 1
+            worker.kill()
             check_disk(data_dir / "till.db")
             worker = Worker(data_dir)
-            timer = threading.Timer(rng.uniform(0.02, 0.25), worker.kill)
-            timer.start()
             continue
         answers.append(answer)
         index += 1
-    timer.cancel()
     worker.kill()
     return answers, kills
 
