@@ -245,6 +245,41 @@ def identifier_bodies(conn: sa.Connection, customer_id: str) -> list[Body]:
     return [account_ref(f"{row.kind}:{row.value}") for row in rows]
 
 
+def grant_customer(grant_key: str) -> str | None:
+    """Whose sale earned a one-time grant (the one who must not be offered it again):
+    `welcome:<c>`, `referral:<c>` (paid to c's referrer), `birthday:<c>:<year>`."""
+    kind, _, rest = grant_key.partition(":")
+    if kind == "birthday":
+        rest = rest.rpartition(":")[0]
+    elif kind not in {"welcome", "referral"}:
+        return None
+    return rest or None
+
+
+def grants_received(conn: sa.Connection, customer_id: str) -> list[str]:
+    """The grant keys central holds for `customer_id`, sorted."""
+    keys = t.grants.c.grant_key
+    candidates = conn.execute(
+        sa.select(keys).where(
+            sa.or_(
+                keys.in_([f"welcome:{customer_id}", f"referral:{customer_id}"]),
+                keys.startswith(f"birthday:{customer_id}:", autoescape=True),
+            )
+        )
+    ).scalars()
+    return sorted(key for key in candidates if grant_customer(key) == customer_id)
+
+
+def granted_bodies(conn: sa.Connection, grant_keys: list[str]) -> list[Body]:
+    """Customer changes for the customers whose grants a push just recorded, so every till
+    stops offering them."""
+    customers = sorted({c for c in map(grant_customer, grant_keys) if c is not None})
+    known = conn.execute(
+        sa.select(t.customers.c.customer_id).where(t.customers.c.customer_id.in_(customers))
+    ).scalars()
+    return [customer_body(conn, customer_id) for customer_id in sorted(known)]
+
+
 def customer_body(conn: sa.Connection, customer_id: str) -> Body:
     row = conn.execute(sa.select(t.customers).where(t.customers.c.customer_id == customer_id)).one()
     state: Body = {
@@ -256,6 +291,7 @@ def customer_body(conn: sa.Connection, customer_id: str) -> Body:
         "consent_data": row.consent_data,
         "language": row.language,
         "referred_by": row.referred_by,
+        "grants_received": grants_received(conn, customer_id) or None,
     }
     return {
         "type": "customer",

@@ -400,7 +400,7 @@ def _apply_new(
         elif isinstance(item.record, ChequeDocument):
             cheque_rows.append(_cheque_row(item.record, item.payload, item.sha256, now_ms))
         results.append(_result(item.seq, ItemOutcome.applied))
-    reversals = _grant_reversals(conn, applied, now)
+    reversals, granted = _grant_reversals(conn, applied, now)
     ledger_rows += [_ledger_row(e, canonical_json(e), None, now_ms) for e in reversals]
     lot_rows = [_lot_row(e) for e in applied if is_lot(e)]
     ids = [row["entry_id"] for row in ledger_rows]
@@ -418,7 +418,8 @@ def _apply_new(
     states = _lot_state.advance(conn, posted, lot_times(lot_rows), now_ms, deferred)
     _holds.settle(conn, device_id, applied, _documents(new), now_ms, deferred)
     balance_rows = [(k, a, b, n) for (k, a), (b, n) in balances.items()]
-    return results, _changes.balance_bodies(conn, balance_rows, now_ms, states)
+    bodies = _changes.balance_bodies(conn, balance_rows, now_ms, states)
+    return results, bodies + _changes.granted_bodies(conn, granted)
 
 
 def lot_times(lot_rows: list[dict[str, Any]]) -> _lot_state.LotTimes:
@@ -542,12 +543,13 @@ def rebuild_lots(conn: sa.Connection, account: str) -> int:
 
 def _grant_reversals(
     conn: sa.Connection, applied: list[LedgerEntry], now: datetime
-) -> list[LedgerEntry]:
+) -> tuple[list[LedgerEntry], list[str]]:
     """A one-time grant is granted once: a second entry with a known grant key is applied
-    (the till did pay it out) and reversed at once by central's own pseudo-device."""
+    (the till did pay it out) and reversed at once by central's own pseudo-device. Returns
+    the reversals and the keys granted for the first time."""
     granted = [e for e in applied if e.grant_key is not None]
     if not granted:
-        return []
+        return [], []
     keys = sorted({e.grant_key for e in granted if e.grant_key is not None})
     taken = set(
         conn.execute(
@@ -564,9 +566,10 @@ def _grant_reversals(
             fresh.append({"grant_key": str(entry.grant_key), "entry_id": str(entry.entry_id)})
     if fresh:
         conn.execute(sa.insert(t.grants), fresh)
+    keys_granted = [row["grant_key"] for row in fresh]
     if not repeated:
-        return []
-    return central_entries(
+        return [], keys_granted
+    reversals = central_entries(
         conn,
         [
             {
@@ -582,6 +585,7 @@ def _grant_reversals(
         ],
         now,
     )
+    return reversals, keys_granted
 
 
 def central_entries(

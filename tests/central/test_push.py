@@ -128,6 +128,26 @@ def test_second_grant_is_reversed_by_central(hq: Hq, engine: sa.Engine) -> None:
     assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 100
 
 
+def test_a_grant_reaches_every_till_in_the_customers_state(hq: Hq) -> None:
+    """Once a grant lands, pull says so in the customer's state: no till offers it again.
+    Keys of other customers (even one whose id extends this one's) stay theirs."""
+    hq.customer("c1")
+    hq.customer("c1:x")
+    birthday = "birthday:c1:x:2026"  # c1:x's birthday, not c1's of a year "x:2026"
+    one, other = hq.enroll(), hq.enroll()
+    cursor = other.pull(0).json()["next_cursor"]
+    grants = [("welcome:c1", "c1"), ("birthday:c1:2026", "c1"), (birthday, "c1:x")]
+    items = [one.entry(c, 100, EntryKind(k.split(":")[0]), grant_key=k) for k, c in grants]
+    assert one.push(items).status_code == 200
+    changes = other.pull(cursor).json()["changes"]
+    states = {c["state"]["customer_id"]: c["state"] for c in changes if c["type"] == "customer"}
+    assert states["c1"]["grants_received"] == ["birthday:c1:2026", "welcome:c1"]
+    assert states["c1:x"]["grants_received"] == ["birthday:c1:x:2026"]
+    snapshot = other.client.get("/sync/snapshot", headers=other.headers).json()
+    [c1] = [c for c in snapshot["changes"] if c.get("state", {}).get("customer_id") == "c1"]
+    assert c1["state"]["grants_received"] == ["birthday:c1:2026", "welcome:c1"]
+
+
 def test_overspend_is_recorded_as_debt(hq: Hq, engine: sa.Engine) -> None:
     hq.customer("c1")
     till = hq.enroll()
