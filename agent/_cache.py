@@ -78,6 +78,30 @@ def put_customer(
         )
 
 
+BALANCE_FIELDS = ("points_balance", "lots", "counters", "rolling_spend")
+"""What of a cached state only balance changes set: a customer change from central carries
+the profile alone, so applying one keeps these as the till holds them."""
+
+
+def put_profile(
+    db: sqlite_utils.Database,
+    state: CustomerState,
+    identifiers: tuple[Identifier, ...],
+    first_name: str,
+    change_seq: int,
+) -> None:
+    """Inside a write: a customer change from central (profile, status, identifiers). The
+    balances already cached stay; a customer new to the till starts at zero until its
+    balance changes arrive."""
+    if state.customer_id is None:
+        raise ValueError("a cached customer needs a customer_id")
+    cached = get_customer(db, state.customer_id)
+    if cached is not None:
+        kept = {name: getattr(cached.state, name) for name in BALANCE_FIELDS}
+        state = state.model_copy(update=kept)
+    put_customer(db, state, identifiers, first_name, change_seq)
+
+
 def erase_customer(
     db: sqlite_utils.Database, customer_id: str, identifiers: tuple[Identifier, ...]
 ) -> None:

@@ -23,8 +23,8 @@ from agent import _outbox
 from agent._cache import (
     erase_customer,
     get_customer,
-    put_customer,
     put_offline_limits,
+    put_profile,
     put_rule_set,
     utc_iso,
 )
@@ -387,7 +387,7 @@ class SyncClient:
 def apply_change(db: sqlite_utils.Database, change: Change) -> None:
     """One change from central into the till's cache (inside the caller's transaction)."""
     if change.type == "customer":
-        put_customer(db, change.state, change.identifiers, change.first_name, change.change_seq)
+        put_profile(db, change.state, change.identifiers, change.first_name, change.change_seq)
     elif change.type == "erasure":
         erase_customer(db, change.customer_id, change.identifiers)
     elif change.type == "rule_set":

@@ -128,6 +128,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.client = _open(self.app)
         with self.engine.begin() as conn:
             token = issue_admin_token(conn, "stateful", to_ms(self.world()))
+        self.admin_token = token
         admin = Admin(self.client, token)
         setup_central(admin)  # type: ignore[arg-type]
         for customer in CUSTOMERS:
@@ -234,6 +235,16 @@ class SyncMachine(RuleBasedStateMachine):
         seat = self.seats[name]
         if seat.online:
             self._sync(seat)
+
+    @rule(customer=st.sampled_from(CUSTOMERS), marketing=st.booleans())
+    def hq_edits_customer(self, customer: str, marketing: bool) -> None:
+        """HQ changes a profile: tills get a `customer` change, which carries no balance."""
+        admin = Admin(self.client, self.admin_token)
+        admin.call(
+            "POST",
+            "/customers",
+            {"customer_id": customer, "consent_data": True, "consent_marketing": marketing},
+        )
 
     @rule(seconds=st.sampled_from([1, 60, 1800, 7200]))
     def time_passes(self, seconds: int) -> None:
