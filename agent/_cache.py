@@ -6,18 +6,24 @@ customer); read by the sale path. Phones are kept as keyed hashes, never as numb
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlite_utils
+from pydantic import TypeAdapter
 
 from agent._store import set_meta
 from protocol import (
+    BalanceChange,
     CustomerState,
     CustomerStatus,
     Identifier,
+    Lot,
     OfflineLimits,
 )
+
+_lots = TypeAdapter(tuple[Lot, ...])
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,40 @@ def put_profile(
         kept = {name: getattr(cached.state, name) for name in BALANCE_FIELDS}
         state = state.model_copy(update=kept)
     put_customer(db, state, identifiers, first_name, change_seq)
+
+
+_SET_POINTS = (
+    "UPDATE customers SET state = json_set(state, '$.points_balance', ?, '$.lots', json(?)), "
+    "change_seq = max(change_seq, ?) WHERE customer_id = ?"
+)
+_SET_AMOUNT = (
+    "UPDATE customers SET state = json_set(state, ?, ?), change_seq = max(change_seq, ?) "
+    "WHERE customer_id = ?"
+)
+
+
+def put_balances(db: sqlite_utils.Database, changes: Iterable[BalanceChange]) -> None:
+    """Inside a write: balance changes of customers, at most one per customer and asset,
+    each set into the cached state in place (SQLite's `json_set`), so the state is never
+    parsed and written again per change. Customers the till does not hold are skipped."""
+    points: list[tuple[int, str, int, str]] = []
+    amounts: list[tuple[str, int, int, str]] = []
+    for change in changes:
+        if change.account.type != "customer":
+            raise ValueError("only a customer's balance is cached")
+        customer_id = change.account.customer_id
+        if change.asset == "points":
+            lots = _lots.dump_json(change.lots).decode()
+            points.append((change.balance, lots, change.change_seq, customer_id))
+        else:
+            path = (
+                "$.rolling_spend"
+                if change.asset == "rolling_spend"
+                else f'$.counters."{change.asset}"'  # the asset's pattern allows no quote
+            )
+            amounts.append((path, max(change.balance, 0), change.change_seq, customer_id))
+    db.conn.executemany(_SET_POINTS, points)
+    db.conn.executemany(_SET_AMOUNT, amounts)
 
 
 def erase_customer(

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from agent import _outbox
 from agent._cache import (
     erase_customer,
-    get_customer,
+    put_balances,
     put_offline_limits,
     put_profile,
     put_rule_set,
@@ -37,7 +37,6 @@ from agent._store import set_meta
 from protocol import (
     BalanceChange,
     Change,
-    CustomerState,
     EnrollRequest,
     EnrollResponse,
     HoldRequest,
@@ -48,10 +47,10 @@ from protocol import (
     PushResponse,
     SnapshotPage,
 )
+from protocol._sync import pull_page_changes_max
 
 log = logging.getLogger("kopilka.agent.sync")
 CREDENTIAL_FILE = "device.json"
-pull_page_changes_max = 500
 push_batches_per_sync_max = 200
 pull_pages_per_sync_max = 500
 backoff_s_min = 0.5
@@ -396,49 +395,20 @@ def apply_change(db: sqlite_utils.Database, change: Change) -> None:
         )
     elif change.type == "offline_limits":
         put_offline_limits(db, change.limits)
-    elif change.type == "balance":
-        _apply_balance(db, change)
+    elif change.type == "balance" and change.account.type == "customer":
+        put_balances(db, (change,))
 
 
 def apply_changes(db: sqlite_utils.Database, changes: tuple[Change, ...]) -> None:
-    """A page of changes, in order. A run of balance changes is applied per customer with one
-    read and one write of the cached state (a page often moves one customer many times)."""
-    run: dict[str, list[BalanceChange]] = {}
+    """A page of changes, in order. A balance change carries the whole balance of one asset,
+    so of a run of them only the last per customer and asset is written (a page often moves
+    one customer many times); the run is written before any other kind of change."""
+    latest: dict[tuple[str, str], BalanceChange] = {}
     for change in changes:
-        if change.type == "balance":
-            if change.account.type == "customer":
-                run.setdefault(change.account.customer_id, []).append(change)
-            continue
-        _apply_balances(db, run)
-        run = {}
-        apply_change(db, change)
-    _apply_balances(db, run)
-
-
-def _apply_balance(db: sqlite_utils.Database, change: Change) -> None:
-    assert change.type == "balance"
-    if change.account.type == "customer":
-        _apply_balances(db, {change.account.customer_id: [change]})
-
-
-def _apply_balances(db: sqlite_utils.Database, run: dict[str, list[BalanceChange]]) -> None:
-    for customer_id, changes in run.items():
-        cached = get_customer(db, customer_id)
-        if cached is None:
-            continue
-        state = cached.state
-        for change in changes:
-            state = _with_balance(state, change)
-        db.execute(
-            "UPDATE customers SET state = ?, change_seq = ? WHERE customer_id = ?",
-            [state.model_dump_json(), changes[-1].change_seq, customer_id],
-        )
-
-
-def _with_balance(state: CustomerState, change: BalanceChange) -> CustomerState:
-    if change.asset == "points":
-        return state.model_copy(update={"points_balance": change.balance, "lots": change.lots})
-    if change.asset == "rolling_spend":
-        return state.model_copy(update={"rolling_spend": max(change.balance, 0)})
-    counters = {**state.counters, change.asset: max(change.balance, 0)}
-    return state.model_copy(update={"counters": counters})
+        if change.type != "balance":
+            put_balances(db, latest.values())
+            latest = {}
+            apply_change(db, change)
+        elif change.account.type == "customer":
+            latest[(change.account.customer_id, change.asset)] = change
+    put_balances(db, latest.values())

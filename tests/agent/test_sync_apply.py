@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, given, settings
 
 from agent._cache import get_customer
+from agent._clock import ManualClock
+from agent._runtime import build_till
 from agent._sales import Till
 from agent._sync import apply_changes
 from protocol import (
@@ -16,7 +24,9 @@ from protocol import (
     CustomerState,
     Lot,
 )
-from protocol._sync import CustomerChange
+from protocol._sync import CustomerChange, ErasureChange
+
+from .conftest import make_settings, seed_customer
 
 EARNED = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -75,3 +85,86 @@ def test_a_new_customer_starts_at_zero_until_its_balance_arrives(till: Till) -> 
     assert _state(till, "c-9").points_balance == 0
     _apply(till, [_balance(8, "c-9", "points", 40, lots=40)])
     assert _state(till, "c-9").points_balance == 40
+
+
+# --- a page applied at once equals the changes applied one by one -----------------------
+
+CUSTOMERS = ("c-1", "c-2", "c-3")
+ASSETS = ("points", "purchases", "rolling_spend", "stamps:coffee")
+
+
+@st.composite
+def changes(draw: st.DrawFn) -> list[Change]:
+    found: list[Change] = []
+    for seq in range(10, 10 + draw(st.integers(0, 40))):
+        kind = draw(st.sampled_from(["balance"] * 6 + ["customer", "erasure"]))
+        customer = draw(st.sampled_from((*CUSTOMERS, "unknown")))
+        if kind == "balance":
+            amount = draw(st.integers(-50, 500))
+            asset = draw(st.sampled_from(ASSETS))
+            lots = max(amount, 0) if asset == "points" and draw(st.booleans()) else 0
+            found.append(_balance(seq, customer, asset, amount, lots=lots))
+        elif kind == "customer":
+            tier = draw(st.sampled_from([None, "gold"]))
+            state = CustomerState(customer_id=customer, tier=tier, consent_data=True)
+            found.append(CustomerChange(change_seq=seq, state=state))
+        else:
+            found.append(ErasureChange(change_seq=seq, customer_id=customer))
+    return found
+
+
+def _reference(start: dict[str, dict[str, Any]], sequence: list[Change]) -> dict[str, Any]:
+    """The cache as plain dicts, one change at a time, written from the protocol's words:
+    a balance change sets one asset of a known customer, a customer change sets the profile
+    and keeps the balances, an erasure leaves an erased, empty customer."""
+    cache = {key: dict(value) for key, value in start.items()}
+    balances = ("points_balance", "lots", "counters", "rolling_spend")
+    for change in sequence:
+        if change.type == "customer":
+            profile = change.state.model_dump(mode="json")
+            old = cache.get(profile["customer_id"])
+            if old is not None:
+                profile.update({key: old[key] for key in balances})
+            cache[profile["customer_id"]] = profile
+        elif change.type == "erasure":
+            if change.customer_id in cache:
+                erased = CustomerState(customer_id=change.customer_id, status="erased")
+                cache[change.customer_id] = erased.model_dump(mode="json")
+        elif change.type == "balance" and change.account.type == "customer":
+            state = cache.get(change.account.customer_id)
+            if state is None:
+                continue
+            if change.asset == "points":
+                state["points_balance"] = change.balance
+                state["lots"] = [lot.model_dump(mode="json") for lot in change.lots]
+            elif change.asset == "rolling_spend":
+                state["rolling_spend"] = max(change.balance, 0)
+            else:
+                state["counters"] = {**state["counters"], change.asset: max(change.balance, 0)}
+    return cache
+
+
+def _cache(till: Till) -> dict[str, Any]:
+    rows = till.store.db.execute("SELECT customer_id FROM customers").fetchall()
+    found = {}
+    for (customer,) in rows:
+        cached = get_customer(till.store.db, customer)
+        assert cached is not None
+        found[customer] = cached.state.model_dump(mode="json")
+    return found
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequence=changes(), cuts=st.lists(st.integers(0, 40), max_size=4))
+def test_pages_applied_at_once_equal_the_changes_one_by_one(
+    tmp_path_factory: pytest.TempPathFactory, sequence: list[Change], cuts: list[int]
+) -> None:
+    clock = ManualClock()
+    till = build_till(make_settings(tmp_path_factory.mktemp("agent")), clock=clock)
+    seed_customer(till, clock)
+    start = _cache(till)
+    bounds = [0, *sorted(cut for cut in cuts if cut < len(sequence)), len(sequence)]
+    for first, last in itertools.pairwise(bounds):
+        _apply(till, sequence[first:last])
+    assert _cache(till) == _reference(start, sequence)
+    till.store.close()
