@@ -10,12 +10,13 @@ from typing import Any
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
+from pydantic import ValidationError
 
 from agent._cache import get_customer
 from agent._clock import ManualClock
 from agent._runtime import build_till
 from agent._sales import Till
-from agent._sync import apply_changes
+from agent._sync import apply_changes, parse_page
 from protocol import (
     BalanceChange,
     CardIdentifier,
@@ -23,8 +24,9 @@ from protocol import (
     CustomerAccount,
     CustomerState,
     Lot,
+    PullResponse,
 )
-from protocol._sync import CustomerChange, ErasureChange
+from protocol._sync import CustomerChange, ErasureChange, pull_page_changes_max
 
 from .conftest import make_settings, seed_customer
 
@@ -168,3 +170,42 @@ def test_pages_applied_at_once_equal_the_changes_one_by_one(
         _apply(till, sequence[first:last])
     assert _cache(till) == _reference(start, sequence)
     till.store.close()
+
+
+# --- parsing a page in slices -------------------------------------------------------------
+
+
+def test_a_page_parsed_in_slices_equals_one_parse() -> None:
+    changes = [_balance(seq, f"c-{seq % 7}", "points", seq, lots=seq) for seq in range(1, 251)]
+    page = PullResponse(
+        changes=tuple(changes), next_cursor=250, more=True, server_time=EARNED
+    ).model_dump_json()
+    assert parse_page(PullResponse, page.encode()) == PullResponse.model_validate_json(page)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[]",
+        b'{"changes": {}, "next_cursor": 1, "more": false, "server_time": "2026-11-25T00:00:00Z"}',
+        b'{"changes": [{"type": "balance"}], "next_cursor": 1, "more": false,'
+        b' "server_time": "2026-11-25T00:00:00Z"}',
+        b'{"changes": [], "next_cursor": 1, "more": "yes", "server_time": "2026-11-25T00:00:00Z"}',
+        b'{"changes": [], "next_cursor": 1, "more": false, "server_time": "2026-11-25T00:00:00Z",'
+        b' "extra": 1}',
+    ],
+)
+def test_a_bad_page_is_a_validation_error(raw: bytes) -> None:
+    """What the sync job reports as a failed sync (`tick` catches ValidationError)."""
+    with pytest.raises(ValidationError):
+        parse_page(PullResponse, raw)
+
+
+def test_a_page_longer_than_central_may_send_is_refused() -> None:
+    too_many = [_balance(seq, "c-1", "points", 1) for seq in range(1, pull_page_changes_max + 2)]
+    raw = PullResponse.model_construct(
+        changes=tuple(too_many), next_cursor=1, more=False, server_time=EARNED
+    ).model_dump_json()
+    with pytest.raises(ValidationError):
+        parse_page(PullResponse, raw.encode())
