@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -330,24 +331,40 @@ class SyncClient:
     # --- pull -----------------------------------------------------------------------------
 
     def pull_all(self, report: SyncReport) -> None:
-        for _ in range(pull_pages_per_sync_max):
-            cursor = int(self.till.store.meta("pull_cursor", "0") or 0)
-            started_s = self.clock.boottime_s()
-            answer = self.client.get(
-                "/sync/pull", params={"since": cursor, "limit": pull_page_changes_max}
-            )
-            if answer.status_code == 410:
-                self.snapshot(report)
-                continue
-            if answer.status_code != 200:
-                raise SyncError(f"pull refused: {_reason(answer)}")
-            page = parse_page(PullResponse, answer.content)
-            self._apply(page.changes, page.next_cursor, page.server_time, started_s)
-            report.pulled += len(page.changes)
-            if not page.more:
-                with self.till.store.write() as db:
-                    _outbox.settle_watermarks(db, page.next_cursor)
-                return
+        """Pages from the cursor until central has no more, applied one after another in
+        order. The next page is fetched while this one is applied, so central serving and
+        the till applying overlap."""
+        with ThreadPoolExecutor(1, thread_name_prefix="pull-ahead") as ahead:
+            fetched: Future[tuple[httpx.Response, float]] | None = None
+            for _ in range(pull_pages_per_sync_max):
+                if fetched is None:
+                    cursor = int(self.till.store.meta("pull_cursor", "0") or 0)
+                    answer, started_s = self._fetch(cursor)
+                else:
+                    answer, started_s = fetched.result()
+                    fetched = None
+                if answer.status_code == 410:
+                    self.snapshot(report)
+                    continue
+                if answer.status_code != 200:
+                    raise SyncError(f"pull refused: {_reason(answer)}")
+                page = parse_page(PullResponse, answer.content)
+                if page.more:
+                    fetched = ahead.submit(self._fetch, page.next_cursor)
+                self._apply(page.changes, page.next_cursor, page.server_time, started_s)
+                report.pulled += len(page.changes)
+                if not page.more:
+                    with self.till.store.write() as db:
+                        _outbox.settle_watermarks(db, page.next_cursor)
+                    return
+
+    def _fetch(self, cursor: int) -> tuple[httpx.Response, float]:
+        """One page after `cursor`, and the boot clock when it was asked for."""
+        started_s = self.clock.boottime_s()
+        answer = self.client.get(
+            "/sync/pull", params={"since": cursor, "limit": pull_page_changes_max}
+        )
+        return answer, started_s
 
     def snapshot(self, report: SyncReport) -> None:
         """Central no longer has our cursor's changes: read its whole state, page by page.
