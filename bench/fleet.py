@@ -10,7 +10,7 @@ backlog when it comes back; and two real `kopilka-agent run` processes. Half the
 sold before "the week", with both agents online and pulling. Then agent B is cut off (a
 partitioning proxy) for the week: it sells `cheques` cheques while the simulated fleet makes
 the week's chain-wide changes, at least `week_changes_min` change records (50,000, as issue 8
-names it; the fleet sells rounds until central has logged that many). Then the link returns
+names it: five rounds, then rounds of as many sales as records are missing). Then the link returns
 and the bench times B's catch-up (outbox empty and pull cursor at central's last change),
 sampling B's POS API (`/v1/quote`, one every `--pos-gap-ms`) meanwhile against the same
 samples taken while B was idle. Lost, duplicated and mismatched are counted from the load
@@ -172,10 +172,11 @@ class Fleet:
     pushed: int = 0
     seconds: float = 0.0
 
-    def run(self, per_round: int, done: Callable[[int], bool]) -> int:
-        """Rounds of `per_round` sales until `done(rounds so far)`; in each round a till is
-        offline with some chance and keeps its backlog; then every till comes back and
-        pushes it. Returns the entries pushed."""
+    def run(self, size: Callable[[int], int]) -> int:
+        """Rounds of sales, `size(number)` of them in round `number` (0, 1, …), until it is
+        0. In the first `rounds - 1` rounds a till is offline with some chance and keeps its
+        backlog; from the next one on, every till comes back and pushes all it holds.
+        Returns the entries pushed."""
         started, pushed_before = time.perf_counter(), self.pushed
         with httpx.Client(
             base_url=self.central.url,
@@ -183,16 +184,20 @@ class Fleet:
             limits=httpx.Limits(max_connections=push_workers),
         ) as client:
             number = 0
-            while True:
-                for _ in range(per_round):
+            while (count := size(number)) > 0:
+                for _ in range(count):
                     till = self.rng.choice(self.tills)
                     till.make(self.ids, self.rng.choice(self.customers), self.rng.randint(1, 500))
+                everyone = number >= rounds - 1
+                self._push(
+                    client,
+                    [
+                        t
+                        for t in self.tills
+                        if t.pending and (everyone or self.rng.random() > offline_chance)
+                    ],
+                )
                 number += 1
-                online = [t for t in self.tills if t.pending and self.rng.random() > offline_chance]
-                self._push(client, online)
-                if done(number):
-                    break
-            self._push(client, [t for t in self.tills if t.pending])
         self.seconds += time.perf_counter() - started
         return self.pushed - pushed_before
 
@@ -334,7 +339,7 @@ def main(argv: list[str]) -> int:
         agent_a = Agent(workdir, "agent-a", central.url, code).start()
         agent_b = Agent(workdir, "agent-b", proxy.url, second).start()
         agents = [agent_a, agent_b]
-        before = fleet.run(per_round, lambda number: number >= rounds)
+        before = fleet.run(lambda number: per_round if number < rounds else 0)
         print(f"fleet: {before} entries before the week, both agents online", flush=True)
         for agent in agents:
             agent.wait_synced(timeout_s=300)
@@ -345,11 +350,13 @@ def main(argv: list[str]) -> int:
         seller.start()
         _sell(agent_a, 50, customers, "A")
 
-        def week_done(number: int) -> bool:
-            made = _changes_since(central_db, cursor_before)
-            return number >= rounds and made >= week_changes_min
+        def week_round(number: int) -> int:
+            """Five rounds, then rounds of as many sales as change records are missing."""
+            if number < rounds:
+                return per_round
+            return max(week_changes_min - _changes_since(central_db, cursor_before), 0)
 
-        week = fleet.run(per_round, week_done)
+        week = fleet.run(week_round)
         print(f"fleet: {week} entries during the week", flush=True)
         seller.join()
         idle = [
