@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -282,6 +283,13 @@ def _catch_up(agent: Agent, central_db: Path, customers: list[str], gap_ms: floa
     raise RuntimeError(f"{agent.name} did not catch up: {agent.status()}")
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far: on a shared machine, the work
+    done, where wall time also counts the waits for a core."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _audit(central_db: Path, log: AckLog, agent: Agent) -> dict[str, int]:
     """Acknowledged records against central's ledger: lost, duplicated, mismatched."""
     acked = dict(log.acked)
@@ -365,8 +373,11 @@ def main(argv: list[str]) -> int:
         ]
         week_changes = _changes_since(central_db, cursor_before)
         print(f"fleet: agent B back with {week_changes} changes to pull", flush=True)
+        cpu_before = _cpu_s(central.process.pid), _cpu_s(agent_b.process.pid)
         proxy.partitioned = False
         catchup = _catch_up(agent_b, central_db, customers, args.pos_gap_ms)
+        cpu_central_s = _cpu_s(central.process.pid) - cpu_before[0]
+        cpu_agent_s = _cpu_s(agent_b.process.pid) - cpu_before[1]
         agent_a.wait_synced(timeout_s=120)
         audit = _audit(central_db, fleet.log, agent_b)
         busy = catchup.samples
@@ -376,6 +387,8 @@ def main(argv: list[str]) -> int:
             "entries_per_s": round(fleet.pushed / fleet.seconds),
             "catchup_7d_s": round(catchup.seconds, 2),
             "catchup_outbox_empty_s": round(catchup.outbox_empty_s, 2),
+            "catchup_cpu_central_s": round(cpu_central_s, 2),
+            "catchup_cpu_agent_s": round(cpu_agent_s, 2),
             "catchup_cheques": cheques,
             "catchup_changes": week_changes,
             "pos_gap_ms": args.pos_gap_ms,
