@@ -407,7 +407,9 @@ class SyncClient:
 
     def hold(self, request: HoldRequest) -> HoldResponse | None:
         """A hold at central within `hold_timeout_s`; None when central did not answer in time
-        (the till then applies its offline allowance)."""
+        (the till then applies its offline allowance). An answer from central ends the sync
+        job's backoff: a till back from days offline would otherwise wait up to
+        `sync_backoff_s_max` before it notices."""
         try:
             answer = self.client.post(
                 "/sync/holds",
@@ -419,6 +421,7 @@ class SyncClient:
             return None
         if answer.status_code in (401, 404) or answer.status_code >= 500:
             return None  # no credential there, no holds at this central, or it is unwell
+        self.next_attempt_s = 0.0  # central is back: the next tick syncs, backoff or not
         # an explicit no (not enough points, a confirmation code needed or wrong, customer
         # blocked): spend nothing rather than fall back to the offline allowance
         if answer.status_code != 200:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,15 +16,17 @@ from pydantic import ValidationError
 
 from agent._cache import get_customer
 from agent._clock import ManualClock
+from agent._errors import HoldRefused
 from agent._runtime import build_till
 from agent._sales import Till
-from agent._sync import apply_changes, parse_page
+from agent._sync import Credential, SyncClient, apply_changes, parse_page
 from protocol import (
     BalanceChange,
     CardIdentifier,
     Change,
     CustomerAccount,
     CustomerState,
+    HoldRequest,
     Lot,
     PullResponse,
 )
@@ -209,3 +213,45 @@ def test_a_page_longer_than_central_may_send_is_refused() -> None:
     ).model_dump_json()
     with pytest.raises(ValidationError):
         parse_page(PullResponse, raw.encode())
+
+
+# --- the backoff ends when central answers a hold ------------------------------------------
+
+
+def _client(till: Till, tmp_path: Path, answer: httpx.Response | None) -> SyncClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if answer is None:
+            raise httpx.ConnectError("no route to central", request=request)
+        return answer
+
+    credential = Credential("http://central", "d-1", 1, "s" * 40)
+    settings = make_settings(tmp_path / "sync-settings")
+    return SyncClient(till, credential, settings, transport=httpx.MockTransport(handler))
+
+
+HOLD = HoldRequest(device_id="d-1", cheque_id="q-1", customer_id="c-1", points=10)
+GRANTED = {"hold_id": "h-1", "points": 10, "expires_at": "2026-11-25T12:00:00Z"}
+REFUSED = {"code": "not_enough_points", "message": "no"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "ends_backoff"),
+    [
+        (httpx.Response(200, json=GRANTED), True),
+        (httpx.Response(409, json=REFUSED), True),
+        (httpx.Response(503, json=REFUSED), False),
+        (httpx.Response(401, json=REFUSED), False),
+        (None, False),
+    ],
+)
+def test_an_answer_to_a_hold_ends_the_sync_backoff(
+    till: Till, tmp_path: Path, answer: httpx.Response | None, ends_backoff: bool
+) -> None:
+    """A till back from a week offline syncs at its next tick once central answers a sale's
+    hold, instead of waiting out up to `sync_backoff_s_max` (300 s by default)."""
+    sync = _client(till, tmp_path, answer)
+    sync.next_attempt_s = till.clock.boottime_s() + 300
+    with contextlib.suppress(HoldRefused):
+        sync.hold(HOLD)
+    assert (sync.next_attempt_s == 0.0) is ends_backoff
+    sync.close()
