@@ -156,7 +156,10 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 def _body_model(endpoint: Callable[..., Any]) -> type[BaseModel] | None:
     """The model of an endpoint whose one parameter is `body: SomeModel`, else None."""
-    hints = typing.get_type_hints(endpoint)
+    try:
+        hints = typing.get_type_hints(endpoint)
+    except NameError:  # annotations this module cannot resolve: serve it the usual way
+        return None
     parameters = list(inspect.signature(endpoint).parameters)
     model = hints.get("body")
     if parameters != ["body"] or not (isinstance(model, type) and issubclass(model, BaseModel)):
