@@ -75,15 +75,15 @@ def normalize_phone(
         raise IdentifierRejected("phone_malformed", "not a phone number") from error
     if not phonenumbers.is_possible_number(number):
         raise IdentifierRejected("phone_impossible", "wrong number of digits for a phone number")
-    if not phonenumbers.is_valid_number(number):
-        raise IdentifierRejected("phone_invalid", "no such number range exists")
     region = phonenumbers.region_code_for_number(number)
+    kind = phonenumbers.number_type(number)  # UNKNOWN exactly when is_valid_number is false
+    if region is None or kind == PhoneNumberType.UNKNOWN:
+        raise IdentifierRejected("phone_invalid", "no such number range exists")
     allowed = set(allowed_regions) if allowed_regions is not None else {default_region}
     if region not in allowed:
         raise IdentifierRejected(
             "phone_foreign", f"a number of {region}, not of {', '.join(sorted(allowed))}"
         )
-    kind = phonenumbers.number_type(number)
     if kind not in _PHONE_TYPES_ACCEPTED:
         reason = _PHONE_TYPE_REASONS.get(kind, "not a personal phone number")
         raise IdentifierRejected("phone_not_personal", reason)
