@@ -28,7 +28,7 @@ from protocol import (
     content_hash,
     uuid7_time_ms,
 )
-from protocol._canonical import FloatInPayloadError
+from protocol._canonical import FloatInPayloadError, _float_free
 from protocol._schema import WIRE_MODELS, json_schemas, render
 
 from .samples import NOW, SAMPLES
@@ -137,6 +137,53 @@ def test_canonical_bytes_ignore_input_key_order_and_keep_utf8() -> None:
 def test_canonical_json_refuses_floats() -> None:
     with pytest.raises(FloatInPayloadError):
         canonical_json({"amount": 1.5})
+
+
+def test_canonical_json_refuses_a_float_put_into_a_model_past_validation() -> None:
+    smuggled = SAMPLES[LedgerEntry].model_copy(update={"amount": 1.5})
+    with pytest.warns(UserWarning, match="Expected `int`"), pytest.raises(FloatInPayloadError):
+        canonical_json(smuggled)
+
+
+class _Measured(BaseModel):
+    weight_kg: float
+
+
+class _Tagged(BaseModel):
+    tags: dict[str, Any]
+
+
+def test_only_models_that_cannot_hold_a_float_skip_the_walk() -> None:
+    for record in (LedgerEntry, protocol.ChequeDocument, protocol.SignupRecord):
+        assert _float_free(record), record.__name__
+    assert not _float_free(_Measured)
+    assert not _float_free(_Tagged)
+    with pytest.raises(FloatInPayloadError):
+        canonical_json(_Measured(weight_kg=1.5))
+    with pytest.raises(FloatInPayloadError):
+        canonical_json(_Tagged(tags={"deep": [{"weight": 0.5}]}))
+
+
+_json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()  # beyond 64 bits too: those take the standard library's path
+    | st.text(st.characters(exclude_categories=("Cs",)))
+)
+_json_data = st.recursive(
+    _json_leaves,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(exclude_categories=("Cs",))), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_json_data.map(lambda data: {"data": data}))
+def test_canonical_bytes_are_the_standard_librarys_sorted_compact_utf8(data: Any) -> None:
+    expected = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_json(data) == expected.encode("utf-8")
 
 
 entries = st.builds(
