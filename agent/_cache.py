@@ -6,12 +6,15 @@ customer); read by the sale path. Phones are kept as keyed hashes, never as numb
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar, cast
 
 import sqlite_utils
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from agent._store import set_meta
 from protocol import (
@@ -24,6 +27,36 @@ from protocol import (
 )
 
 _lots = TypeAdapter(tuple[Lot, ...])
+_Model = TypeVar("_Model", bound=BaseModel)
+parsed_documents_cached_max = 256
+"""Stored documents parsed lately, by their text: a customer's state is read on each of their
+sales, a reservation again at its confirmation."""
+
+
+_parsed: OrderedDict[tuple[type[BaseModel], str], BaseModel] = OrderedDict()
+_parsed_lock = threading.Lock()
+
+
+def parsed(model: type[_Model], text: str) -> _Model:
+    """`text` (a document this till stored) as `model`, parsed once for the same text: the
+    models are immutable, so the same object can be handed out again."""
+    key = (model, text)
+    with _parsed_lock:
+        found = _parsed.get(key)
+        if found is not None:
+            _parsed.move_to_end(key)
+            return cast(_Model, found)
+    value = model.model_validate_json(text)
+    remember(text, value)
+    return value
+
+
+def remember(text: str, value: BaseModel) -> None:
+    """`value` is what `text` parses to (its own `model_dump_json()`, just stored)."""
+    with _parsed_lock:
+        _parsed[(type(value), text)] = value
+        if len(_parsed) > parsed_documents_cached_max:
+            _parsed.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -54,7 +87,7 @@ def get_customer(db: sqlite_utils.Database, customer_id: str) -> CachedCustomer 
     ).fetchone()
     if row is None:
         return None
-    return CachedCustomer(CustomerState.model_validate_json(row[0]), row[1])
+    return CachedCustomer(parsed(CustomerState, row[0]), row[1])
 
 
 def put_customer(
@@ -173,7 +206,7 @@ def put_rule_set(
 
 def offline_limits(db: sqlite_utils.Database) -> OfflineLimits:
     row = db.execute("SELECT value FROM meta WHERE key = 'offline_limits'").fetchone()
-    return OfflineLimits.model_validate_json(row[0]) if row else OfflineLimits()
+    return parsed(OfflineLimits, row[0]) if row else OfflineLimits()
 
 
 def put_offline_limits(db: sqlite_utils.Database, limits: OfflineLimits) -> None:

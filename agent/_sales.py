@@ -18,7 +18,7 @@ import sqlite_utils
 from agent import _outbox
 from agent._allowance import Allowance, data_age_s, offline_allowance
 from agent._balances import balance_view, offline_spent
-from agent._cache import get_customer, offline_limits, utc_iso
+from agent._cache import get_customer, offline_limits, parsed, remember, utc_iso
 from agent._clock import Clock
 from agent._entries import append_entries, grants_given, refund_movements, sale_movements
 from agent._errors import Conflict, HoldRefused, NotFound, TillError
@@ -271,6 +271,8 @@ class Till:
             if resolved is None or resolved.customer is None
             else resolved.customer.state,
         )
+        stored = reservation.model_dump_json()
+        remember(stored, reservation)
         db.execute(
             "INSERT INTO cheques(cheque_id, state, request_hash, account_key, hold_mode,"
             " points_held, reserved_at, expires_at, reservation) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -283,7 +285,7 @@ class Till:
                 response.points_held,
                 utc_iso(now),
                 utc_iso(now + timedelta(seconds=ttl_s)),
-                reservation.model_dump_json(),
+                stored,
             ],
         )
 
@@ -311,7 +313,7 @@ class Till:
     def _apply_confirm(
         self, db: sqlite_utils.Database, row: dict[str, Any], request: ConfirmRequest, late: bool
     ) -> tuple[ConfirmResponse, LoyaltySlip | None]:
-        reservation = Reservation.model_validate_json(row["reservation"])
+        reservation = parsed(Reservation, row["reservation"])
         quote = reservation.response.quote
         account = reservation.account
         offline = row["hold_mode"] == HoldMode.offline
@@ -380,7 +382,7 @@ class Till:
     def _finish_unpaid(
         self, db: sqlite_utils.Database, row: dict[str, Any], state: ChequeState
     ) -> None:
-        reservation = Reservation.model_validate_json(row["reservation"])
+        reservation = parsed(Reservation, row["reservation"])
         document = self._sale_document(db, reservation, state, None, [])
         _outbox.append(db, document, offline=row["hold_mode"] == HoldMode.offline)
         db.execute(
@@ -414,7 +416,7 @@ class Till:
     ) -> RefundResponse:
         if row["state"] not in _PAID:
             raise Conflict("cheque_not_paid", f"cheque {request.cheque_id} was never paid")
-        reservation = Reservation.model_validate_json(row["reservation"])
+        reservation = parsed(Reservation, row["reservation"])
         sale = reservation.request
         quote = reservation.response.quote
         earlier = [Refund.model_validate(item) for item in json.loads(row["refunds"])]
@@ -620,7 +622,7 @@ def _stored_reservation(
             "cheque_id_reused",
             f"cheque {cheque_id} was already reserved with different contents; use a new cheque id",
         )
-    return Reservation.model_validate_json(row[1]).response
+    return parsed(Reservation, row[1]).response
 
 
 def _stored_confirmation(row: dict[str, Any], request: ConfirmRequest) -> ConfirmResponse:

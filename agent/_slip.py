@@ -3,9 +3,13 @@ POS's paper widths (32, 42, 48 columns) and for the agent's own slip printer."""
 
 from __future__ import annotations
 
+import functools
+
 from agent._models import BalanceView, ReceiptLines
 from drivers import LoyaltySlip, NextTier, slip_lines
 from protocol import AccountRef, CustomerState, Quote, RuleSet, effective_tier
+
+receipt_slips_cached_max = 64
 
 
 def _next_tier(rule_set: RuleSet, customer: CustomerState, spend_now: int) -> NextTier | None:
@@ -49,7 +53,10 @@ def loyalty_slip(
     )
 
 
+@functools.lru_cache(maxsize=receipt_slips_cached_max)
 def receipt_lines(slip: LoyaltySlip | None) -> ReceiptLines | None:
+    """The slip for the POS's three paper widths (cached: a confirmed sale prints the slip its
+    reservation already showed, balance projected)."""
     if slip is None:
         return None
     return ReceiptLines(
