@@ -29,19 +29,14 @@ def pull_cursor(db: sqlite_utils.Database) -> int:
 def balance_view(
     db: sqlite_utils.Database, key: str, cached: CachedCustomer | None, now: datetime
 ) -> BalanceView:
-    cursor = pull_cursor(db)
-    iso_now = utc_iso(now)
-    local, local_pending = db.execute(
+    local, local_pending, held = db.execute(
         "SELECT COALESCE(SUM(amount), 0), "
-        "COALESCE(SUM(CASE WHEN activates_at > ? THEN amount ELSE 0 END), 0) "
+        "COALESCE(SUM(CASE WHEN activates_at > ? THEN amount ELSE 0 END), 0), "
+        "(SELECT COALESCE(SUM(points_held), 0) FROM cheques "
+        " WHERE account_key = ? AND state = 'reserved') "
         f"FROM outbox WHERE account_key = ? AND {_UNREFLECTED}",
-        [iso_now, key, cursor],
+        [utc_iso(now), key, key, pull_cursor(db)],
     ).fetchone()
-    held = db.execute(
-        "SELECT COALESCE(SUM(points_held), 0) FROM cheques "
-        "WHERE account_key = ? AND state = 'reserved'",
-        [key],
-    ).fetchone()[0]
     central, central_pending = 0, 0
     if cached is not None:
         central = cached.state.points_balance
@@ -67,9 +62,10 @@ def offline_spent(db: sqlite_utils.Database, key: str) -> OfflineSpent:
         "SELECT COALESCE(SUM(points_held), 0) FROM cheques "
         "WHERE state = 'reserved' AND hold_mode = 'offline'"
     )
-    till = db.execute(burns).fetchone()[0] + db.execute(holds).fetchone()[0]
-    customer = (
-        db.execute(burns + " AND account_key = ?", [key]).fetchone()[0]
-        + db.execute(holds + " AND account_key = ?", [key]).fetchone()[0]
-    )
+    till_burns, till_holds, burns_here, holds_here = db.execute(
+        f"SELECT ({burns}), ({holds}), ({burns} AND account_key = ?1), "
+        f"({holds} AND account_key = ?1)",
+        [key],
+    ).fetchone()
+    till, customer = till_burns + till_holds, burns_here + holds_here
     return OfflineSpent(customer=int(customer), till=int(till))

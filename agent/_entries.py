@@ -97,7 +97,8 @@ def append_entries(
         rule_set_hash=source.rule_set_hash,
         evaluator_version=source.evaluator_version,
     )
-    entries = []
+    entries: list[LedgerEntry] = []
+    first_seq = _outbox.next_seq(db, till.seat.epoch)
     for movement in movements:
         beneficiary = movement.pop("beneficiary", None)
         grant = movement["kind"] in {EntryKind.welcome, EntryKind.birthday, EntryKind.referral}
@@ -107,17 +108,17 @@ def append_entries(
             entry_id=till.make_id(),
             device_id=till.seat.device_id,
             device_epoch=till.seat.epoch,
-            device_seq=_outbox.next_seq(db, till.seat.epoch),
+            device_seq=first_seq + len(entries),
             account=account if beneficiary is None else CustomerAccount(customer_id=beneficiary),
             cheque_id=cheque_id,
             rules=rules,
             device_time=till.clock.wall(),
             **movement,
         )
-        _outbox.append(db, entry, offline=offline)
         if grant and account.type == "customer":
             _remember_grant(db, str(movement["grant_key"]), account.customer_id)
         entries.append(entry)
+    _outbox.append_many(db, list(entries), offline)
     return entries
 
 

@@ -71,6 +71,19 @@ Record = LedgerEntry | ChequeDocument | SignupRecord
 
 def append(db: sqlite_utils.Database, record: Record, offline: bool) -> None:
     """Store `record` in the outbox under the seq it already carries (see `next_seq`)."""
+    append_many(db, [record], offline)
+
+
+def append_many(db: sqlite_utils.Database, records: list[Record], offline: bool) -> None:
+    """Store `records` (one statement for all of them), each under the seq it carries."""
+    db.conn.executemany(
+        "INSERT INTO outbox(epoch, seq, record_id, record, account_key, asset, amount, kind,"
+        " offline, activates_at, payload, payload_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        [_row(record, offline) for record in records],
+    )
+
+
+def _row(record: Record, offline: bool) -> tuple[object, ...]:
     payload = canonical_json(record)
     key, kind = None, "signup"
     asset, amount, activates_at = None, 0, None
@@ -82,23 +95,19 @@ def append(db: sqlite_utils.Database, record: Record, offline: bool) -> None:
         record_id, key, kind = str(record.document_id), record_key(record), str(record.kind)
     else:
         record_id = str(record.signup_id)
-    db.execute(
-        "INSERT INTO outbox(epoch, seq, record_id, record, account_key, asset, amount, kind,"
-        " offline, activates_at, payload, payload_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        [
-            record.device_epoch,
-            record.device_seq,
-            record_id,
-            record.record,
-            key,
-            asset,
-            amount,
-            kind,
-            int(offline),
-            activates_at,
-            payload.decode("utf-8"),
-            sha256_hex(payload),
-        ],
+    return (
+        record.device_epoch,
+        record.device_seq,
+        record_id,
+        record.record,
+        key,
+        asset,
+        amount,
+        kind,
+        int(offline),
+        activates_at,
+        payload.decode("utf-8"),
+        sha256_hex(payload),
     )
 
 

@@ -561,12 +561,16 @@ class Till:
 
     def data_age_s(self, db: sqlite_utils.Database) -> float | None:
         """Seconds since the last successful pull by the boot clock; None when unknown."""
-        boottime = db.execute("SELECT value FROM meta WHERE key = 'last_pull_boottime_s'")
-        boot_id = db.execute("SELECT value FROM meta WHERE key = 'last_pull_boot_id'")
-        pulled_at, pulled_boot = boottime.fetchone(), boot_id.fetchone()
+        pulled = dict(
+            db.execute(
+                "SELECT key, value FROM meta "
+                "WHERE key IN ('last_pull_boottime_s', 'last_pull_boot_id')"
+            ).fetchall()
+        )
+        pulled_at = pulled.get("last_pull_boottime_s")
         return data_age_s(
-            pulled_boot[0] if pulled_boot else None,
-            float(pulled_at[0]) if pulled_at else None,
+            pulled.get("last_pull_boot_id"),
+            None if pulled_at is None else float(pulled_at),
             self.clock.boot_id(),
             self.clock.boottime_s(),
         )
@@ -603,10 +607,11 @@ def _stored_refund(
 
 
 def _cheque(db: sqlite_utils.Database, cheque_id: str) -> dict[str, Any]:
-    rows = list(db.query("SELECT * FROM cheques WHERE cheque_id = ?", [cheque_id]))
-    if not rows:
+    cursor = db.execute("SELECT * FROM cheques WHERE cheque_id = ?", [cheque_id])
+    row = cursor.fetchone()
+    if row is None:
         raise NotFound("cheque_unknown", f"no reservation for cheque {cheque_id} on this till")
-    return rows[0]
+    return dict(zip((column[0] for column in cursor.description), row, strict=True))
 
 
 def _stored_reservation(
