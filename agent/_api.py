@@ -202,6 +202,52 @@ class LeanRoute(APIRoute):
         return handle
 
 
+class FastLane:
+    """ASGI middleware, inside `TokenGuard` and `BodyLimit`: a POST to a `LeanRoute` path goes
+    straight to its handler, past FastAPI's route matching and exception middleware (on this
+    framework version about a fifth of a sale request's cost), and a refusal is answered by the
+    app's own exception handlers. Any other request goes the usual way, and an error no handler
+    takes goes up to the server-error middleware as before."""
+
+    def __init__(self, app: ASGIApp, fastapi: FastAPI, lanes: dict[str, Handler]) -> None:
+        self.app = app
+        self.handlers = fastapi.exception_handlers
+        self.handled: tuple[type[Exception], ...] = tuple(
+            kind for kind in self.handlers if isinstance(kind, type) and issubclass(kind, Exception)
+        )
+        self.lanes = lanes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handle = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handle = self.lanes.get(scope["path"])
+        if handle is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await handle(request)
+        except self.handled as error:
+            response = await self._refusal(request, error)
+        await response(scope, receive, send)
+
+    async def _refusal(self, request: Request, error: Exception) -> Response:
+        handler = next(self.handlers[kind] for kind in type(error).__mro__ if kind in self.handlers)
+        answer = handler(request, error)
+        return await answer if inspect.isawaitable(answer) else answer
+
+
+def lean_lanes(router: APIRouter) -> dict[str, Handler]:
+    """The POST paths of `router` that `LeanRoute` serves from their body model alone."""
+    lanes = {}
+    for route in router.routes:
+        if not isinstance(route, LeanRoute) or "POST" not in (route.methods or ()):
+            continue
+        if _body_model(route.endpoint) is not None:
+            lanes[route.path] = route.get_route_handler()
+    return lanes
+
+
 def _sale_routes(router: APIRouter, till: Till) -> None:
     # identify and quote only read (WAL readers never wait for a writer) and take well under
     # a millisecond: they run on the event loop, not through the thread pool, whose hand-over
@@ -258,8 +304,6 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
     )
     _install_errors(app)
-    app.add_middleware(BodyLimit, limit_bytes=request_body_bytes_max)
-    app.add_middleware(TokenGuard, token=token)
     router = APIRouter(
         prefix="/v1", dependencies=[Depends(_token_check(token))], route_class=LeanRoute
     )
@@ -273,6 +317,9 @@ def create_app(
     if extra_routes is not None:
         extra_routes(router)
     app.include_router(router)
+    app.add_middleware(FastLane, fastapi=app, lanes=lean_lanes(router))
+    app.add_middleware(BodyLimit, limit_bytes=request_body_bytes_max)
+    app.add_middleware(TokenGuard, token=token)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
