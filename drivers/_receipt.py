@@ -8,7 +8,6 @@ so its length is the number of columns it takes.
 from __future__ import annotations
 
 import functools
-import textwrap
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated
@@ -174,8 +173,35 @@ def _wrapped(text: str, columns: int, align: Align) -> list[Block]:
 def _wrap(text: str, columns: int) -> list[str]:
     if 0 < len(text) <= columns:
         return [_spaces(text)]  # normalised text has single spaces and no edges to drop
-    lines = textwrap.wrap(text, columns, break_long_words=True, break_on_hyphens=False)
-    return [_spaces(line) for line in lines] or [""]
+    return [_spaces(line) for line in wrap_words(text, columns)] or [""]
+
+
+def wrap_words(text: str, columns: int) -> list[str]:
+    """`textwrap.wrap(text, columns, break_on_hyphens=False)` for normalised text (words apart
+    by single spaces, none at the ends), without its regular expressions and without the
+    trailing space it leaves on a line that a long word's cut finds full: words fill a line
+    greedily; a word longer than a whole line is cut, its head filling the current line."""
+    lines: list[str] = []
+    line: list[str] = []
+    used = 0
+    for word in text.split(" "):
+        gap = 1 if line else 0
+        while used + gap + len(word) > columns:
+            if len(word) <= columns or used + gap >= columns:
+                lines.append(" ".join(line))  # the word starts the next line
+                line, used, gap = [], 0, 0
+                if len(word) <= columns:
+                    break
+                continue
+            room = columns - used - gap
+            line.append(word[:room])
+            lines.append(" ".join(line))
+            word, line, used, gap = word[room:], [], 0, 0
+        line.append(word)
+        used += gap + len(word)
+    if line:
+        lines.append(" ".join(line))
+    return lines
 
 
 def _spaces(text: str) -> str:

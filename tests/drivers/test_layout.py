@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers import LoyaltySlip, NextTier
-from drivers._receipt import Align, Cut, Qr, Text, layout_slip
+from drivers._receipt import Align, Cut, Qr, Text, layout_slip, wrap_words
 
 FULL = LoyaltySlip(
     card_number="2770000000017",
@@ -83,3 +85,15 @@ def test_any_text_lays_out_within_the_paper(
     for line in texts(columns, slip):
         assert len(line) <= columns
         line.encode("cp866")
+
+
+_letters = st.text("абвгдежз1234567890,.₽xyz", min_size=1, max_size=60)
+_words = st.lists(_letters, min_size=1, max_size=4).map("\u00a0".join)  # "1\u00a0500,00\u00a0₽"
+
+
+@given(st.lists(_words, min_size=1, max_size=15).map(" ".join), st.integers(24, 48))
+def test_wrapping_is_textwraps_without_its_trailing_spaces(text: str, columns: int) -> None:
+    ours = wrap_words(text, columns)
+    standard = textwrap.wrap(text, columns, break_long_words=True, break_on_hyphens=False)
+    assert ours == [line.rstrip(" ") for line in standard]
+    assert all(0 < len(line) <= columns for line in ours)
