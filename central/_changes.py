@@ -192,20 +192,26 @@ def lots_of(states: Mapping[str, Folded], now_ms: int) -> dict[str, list[Body]]:
     found: dict[str, list[Body]] = {}
     for key, folded in sorted(states.items()):
         groups: dict[tuple[int, int | None], int] = {}
-        for lot in folded.lots.values():
-            if lot.left > 0:
-                activates = lot.activates_ms or 0
-                usable = 0 if activates <= now_ms else -(-activates // day_ms) * day_ms
-                ends = None if lot.expires_ms is None else lot.expires_ms // day_ms * day_ms
-                groups[(usable, ends)] = groups.get((usable, ends), 0) + lot.left
+        for _, left, activates, expires in folded.lots.values():
+            if left > 0:
+                usable = 0 if not activates or activates <= now_ms else _day_up(activates)
+                ends = None if expires is None else expires // day_ms * day_ms
+                groups[(usable, ends)] = groups.get((usable, ends), 0) + left
         bodies = [
             _lot_body(usable, ends, left)
-            for (usable, ends), left in sorted(
-                groups.items(), key=lambda item: (item[0][0], item[0][1] or 0)
-            )
+            for (usable, ends), left in sorted(groups.items(), key=_group_order)
         ]
         found[key] = bodies[-lots_per_balance_max:]
     return found
+
+
+def _day_up(ms: int) -> int:
+    return -(-ms // day_ms) * day_ms
+
+
+def _group_order(group: tuple[tuple[int, int | None], int]) -> tuple[int, int]:
+    (usable, ends), _ = group
+    return usable, ends or 0
 
 
 def _lot_body(usable_ms: int, ends_ms: int | None, points: int) -> Body:
