@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -38,20 +37,21 @@ class Settings:
 
 
 class Central:
-    """What the routes share: the engine, the clock, and on SQLite one writer at a time."""
+    """What the routes share: the engine, the clock, and on SQLite one writer at a time
+    (`_db.Writer`, across the processes of `serve --workers N` too)."""
 
     def __init__(self, engine: sa.Engine, clock: Clock) -> None:
         self.engine = engine
         self.clock = clock
         self.reader = _db.reading(engine)
-        self._writer = threading.Lock() if _db.is_sqlite(engine) else None
+        self._writer = _db.writer(engine)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
         if self._writer is None:
             yield
             return
-        with self._writer:
+        with self._writer.held():
             yield
 
 
