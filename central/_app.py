@@ -134,9 +134,10 @@ def _sync_routes(app: FastAPI) -> None:
 
         def work() -> Response:
             items = _push.read_items(me.device_id, body)  # CPU work, before the writer lock
-            with central.writing():
-                done = _push.push(central.engine, me.device_id, body, central.clock(), items)
-            return Response(done.model_dump_json(), media_type="application/json")
+            done = _push.push(
+                central.engine, me.device_id, body, central.clock, items, central.writing
+            )
+            return Response(done.json(), media_type="application/json")
 
         return await run_in_threadpool(work)
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from central import _tables as t
-from protocol import CENTRAL_DEVICE_ID, CardIdentifier, EntryKind
+from protocol import CENTRAL_DEVICE_ID, CardIdentifier, EntryKind, PushResponse
 
 from .checks import assert_ledger_consistent
 from .tills import NOW, Hq
@@ -95,6 +95,10 @@ def test_quarantine_acknowledges_and_never_blocks(hq: Hq, engine: sa.Engine) -> 
     ]
     response = till.push(items)
     assert response.status_code == 200, response.text
+    # Push writes its answer without a model per result: byte for byte what the model writes.
+    assert PushResponse.model_validate_json(response.content).model_dump_json().encode() == (
+        response.content
+    )
     outcomes = [r["outcome"] for r in response.json()["results"]]
     assert outcomes == ["applied", "quarantined", "quarantined", "quarantined", "applied"]
     assert "unknown" in response.json()["results"][1]["reason"]
