@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -45,6 +46,12 @@ class Central:
         self.clock = clock
         self.reader = _db.reading(engine)
         self._writer = _db.writer(engine)
+        self.lane = threading.Lock()
+        """One push at a time in this process, reading and writing. Python runs one thread
+        at a time: a batch read in another thread while this process holds the writer lock
+        only makes the writer wait for its turn, once for every call into the database,
+        and every other writer waits with it. Several processes (`serve --workers N`) read
+        in one while another writes."""
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
@@ -127,17 +134,19 @@ def _sync_routes(app: FastAPI) -> None:
         },
     )
     async def push(request: Request, me: DeviceAuth) -> Response:
-        body = PushRequest.model_validate_json(await request.body())
-        if body.device_id != me.device_id:
-            raise Refused(403, "wrong_device", "device_id is not the authenticated device")
+        raw = await request.body()
         central = _central(request)
 
         def work() -> Response:
-            items = _push.read_items(me.device_id, body)  # CPU work, before the writer lock
-            done = _push.push(
-                central.engine, me.device_id, body, central.clock, items, central.writing
-            )
-            return Response(done.json(), media_type="application/json")
+            with central.lane:
+                body = PushRequest.model_validate_json(raw)
+                if body.device_id != me.device_id:
+                    raise Refused(403, "wrong_device", "device_id is not the authenticated device")
+                items = _push.read_items(me.device_id, body)  # before the writer lock
+                done = _push.push(
+                    central.engine, me.device_id, body, central.clock, items, central.writing
+                )
+                return Response(done.json(), media_type="application/json")
 
         return await run_in_threadpool(work)
 
