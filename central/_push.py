@@ -264,12 +264,15 @@ def record_conflict(engine: sa.Engine, conflict: Conflict, now_ms: int) -> None:
             )
 
 
+_EPOCH = "SELECT acked_seq FROM device_epochs WHERE device_id = %s AND epoch = %s"
+
+
 def _lock_epoch(conn: sa.Connection, device_id: str, epoch: int) -> int | None:
-    return conn.execute(
-        sa.select(t.device_epochs.c.acked_seq)
-        .where(t.device_epochs.c.device_id == device_id, t.device_epochs.c.epoch == epoch)
-        .with_for_update()
-    ).scalar_one_or_none()
+    """The epoch's acknowledged seq, its row locked (FOR UPDATE on PostgreSQL; SQLite has
+    one writer)."""
+    sql = f"{_EPOCH} FOR UPDATE" if _bulk.is_postgresql(conn) else _EPOCH
+    acked: int | None = _bulk.run(conn, (sql, (device_id, epoch), False)).scalar_one_or_none()
+    return acked
 
 
 def _apply(
@@ -283,8 +286,8 @@ def _apply(
     """The batch's outcomes, and the last change number it logged (0 when none)."""
     epoch = request.device_epoch
     acked = _lock_epoch(conn, device_id, epoch)
-    status = conn.execute(
-        sa.select(t.devices.c.status).where(t.devices.c.device_id == device_id)
+    status = _bulk.run(
+        conn, ("SELECT status FROM devices WHERE device_id = %s", (device_id,), False)
     ).scalar_one_or_none()
     if status != "enrolled":  # revoked while this request waited: checked under the lock
         raise Refused(401, "unauthorized", "a valid device credential is required")
