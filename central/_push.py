@@ -459,7 +459,10 @@ def _apply_new(
     posted += _lot_state.postings(reversals)
     # Account rows are locked before the ledger rows are inserted: see `_lot_state`.
     balances = _move_accounts(conn, posted, now_ms, deferred)
-    deferred.insert(t.ledger, LEDGER_COLUMNS, ledger_rows)
+    if deferred.pg:
+        _bulk.copy(conn, t.ledger, LEDGER_COLUMNS, ledger_rows)
+    else:
+        deferred.insert(t.ledger, LEDGER_COLUMNS, ledger_rows)
     for table, rows in (
         (t.cheques, cheque_rows),
         (t.quarantine, quarantine_rows),
