@@ -202,6 +202,10 @@ def lots_of(states: Mapping[str, Folded], now_ms: int) -> dict[str, list[Body]]:
             groups[(usable, ends)] = groups.get((usable, ends), 0) + left
         if plain:
             groups[(0, None)] += plain
+        if len(groups) == 1:
+            [((usable, ends), left)] = groups.items()
+            found[key] = [_lot_body(usable, ends, left)]
+            continue
         bodies = [
             _lot_body(usable, ends, left)
             for (usable, ends), left in sorted(groups.items(), key=_group_order)

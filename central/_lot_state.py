@@ -67,6 +67,7 @@ class LotLeft(list[Any]):
 
 _LOT_FIELDS = ("lot_id", "left", "activates_ms", "expires_ms")
 _LEFT = 1
+_EXPIRES = 3
 
 
 def _spend_order(lot: LotLeft) -> int:
@@ -156,10 +157,9 @@ def fold(entries: Iterable[Any], lot_times: LotTimes, start: Folded | None = Non
         if need == 0:
             continue
         first = lots.get(entry.reverses) if entry.reverses else None
-        queue = sorted(
-            (lot for lot in lots.values() if lot[_LEFT] > 0 and lot is not first),
-            key=_spend_order,
-        )
+        queue = [lot for lot in lots.values() if lot[_LEFT] > 0 and lot is not first]
+        if any(lot[_EXPIRES] is not None for lot in queue):  # else fold order is the order
+            queue.sort(key=_spend_order)
         for lot in [first, *queue] if first is not None else queue:
             taken = min(lot[_LEFT], need)
             lot[_LEFT] -= taken
@@ -198,7 +198,7 @@ def load(conn: sa.Connection, account_keys: Iterable[str]) -> dict[str, Folded]:
     where, values = _bulk.among(conn, "account_key", keys)
     rows = conn.exec_driver_sql(
         f"SELECT account_key, debt, lots FROM lot_states WHERE {where}", (values,)
-    )
+    ).all()
     for key, debt, text in rows:
         found[key] = _decode(debt, text)
     return found

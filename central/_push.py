@@ -399,7 +399,7 @@ def _customer_statuses(conn: sa.Connection, items: list[_Item]) -> dict[str, str
     where, values = _bulk.among(conn, "customer_id", ids)
     rows = conn.exec_driver_sql(
         f"SELECT customer_id, status FROM customers WHERE {where}", (values,)
-    )
+    ).all()
     return {customer_id: status for customer_id, status in rows}
 
 
