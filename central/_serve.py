@@ -126,7 +126,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--log-level", default="warning")
     serve.add_argument(
-        "--workers", type=int, default=1, help="processes (PostgreSQL; SQLite wants one writer)"
+        "--workers",
+        type=int,
+        default=1,
+        help="processes on one port (on SQLite they write one at a time)",
     )
     serve.add_argument(
         "--no-jobs", action="store_true", help="do not run the processing jobs in this process"
