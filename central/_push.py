@@ -497,22 +497,10 @@ def _tuples(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]
 
 
 LEDGER_COLUMNS = (
-    "entry_id",
-    "device_id",
-    "device_epoch",
-    "device_seq",
-    "kind",
-    "account_key",
-    "asset",
-    "amount",
-    "grant_key",
-    "cheque_id",
-    "reverses",
-    "device_time_ms",
-    "payload",
-    "payload_sha256",
+    *(column.name for column in t.ledger.columns if column.name not in {"id", "received_ms"}),
     "received_ms",
 )
+"""The ledger's columns as push writes them: the table's order, `received_ms` moved last."""
 _posting_fields = itemgetter(0, 5, 6, 7, 10)
 """A ledger row's entry_id, account_key, asset, amount, reverses: a `_lot_state.Posting`."""
 
@@ -520,7 +508,8 @@ _posting_fields = itemgetter(0, 5, 6, 7, 10)
 def _ledger_values(
     entry: LedgerEntry, payload: bytes, digest: str | None, entry_id: str | None = None
 ) -> tuple[Any, ...]:
-    """A ledger row in `LEDGER_COLUMNS` order but the last (`received_ms`)."""
+    """A ledger row in `LEDGER_COLUMNS` order but the last (`received_ms`): the table's order
+    (a test in tests/central/test_push.py holds them together)."""
     return (
         entry_id or str(entry.entry_id),
         entry.device_id,
