@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -35,23 +36,29 @@ class Settings:
     request_bytes_max: int = request_bytes_max_default
     message_gateway: str = "log"
     """Where confirmation codes go: `log`, or `file:PATH` (one JSON line per message)."""
+    push_lane: bool = False
+    """One push at a time in this process (`Central.lane`): for the processes of
+    `serve --workers N`."""
 
 
 class Central:
     """What the routes share: the engine, the clock, and on SQLite one writer at a time
     (`_db.Writer`, across the processes of `serve --workers N` too)."""
 
-    def __init__(self, engine: sa.Engine, clock: Clock) -> None:
+    def __init__(self, engine: sa.Engine, clock: Clock, push_lane: bool = False) -> None:
         self.engine = engine
         self.clock = clock
         self.reader = _db.reading(engine)
         self._writer = _db.writer(engine)
-        self.lane = threading.Lock()
-        """One push at a time in this process, reading and writing. Python runs one thread
-        at a time: a batch read in another thread while this process holds the writer lock
-        only makes the writer wait for its turn, once for every call into the database,
-        and every other writer waits with it. Several processes (`serve --workers N`) read
-        in one while another writes."""
+        self.lane: AbstractContextManager[Any] = (
+            threading.Lock() if push_lane else contextlib.nullcontext()
+        )
+        """With `push_lane`, one push at a time in this process, reading and writing. Python
+        runs one thread at a time: a batch read in another thread while this process holds
+        the writer lock (or account row locks) makes the writer wait for its turn after every
+        call into the database, and every other writer waits with it; several processes
+        (`serve --workers N`) read in one while another writes. A single process is better
+        off without it: the next batch is read while the commit waits for the disk."""
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
@@ -99,7 +106,7 @@ def create_app(
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
-    app.state.central = Central(engine, clock)
+    app.state.central = Central(engine, clock, settings.push_lane)
     app.state.gateway = gateway or gateway_from(settings.message_gateway)
     _errors.install(app)
     app.add_middleware(_errors.BodyLimit, limit_bytes=settings.request_bytes_max)

@@ -28,7 +28,9 @@ def app_from_environment() -> FastAPI:
     """The app of one `serve --workers N` worker process (the database is migrated already;
     the jobs run in the parent process, under their leases)."""
     settings = Settings(
-        db_url=os.environ[DB_ENV], message_gateway=os.environ.get(GATEWAY_ENV, "log")
+        db_url=os.environ[DB_ENV],
+        message_gateway=os.environ.get(GATEWAY_ENV, "log"),
+        push_lane=True,
     )
     app = create_app(settings)
     settle_garbage_collector()
