@@ -236,6 +236,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
     parser.add_argument("--pg-workers", type=int, default=2, help="central processes on PG")
+    parser.add_argument("--sqlite-workers", type=int, default=1, help="central processes on SQLite")
     args = parser.parse_args(argv)
     global batch_entries
     batches = 1 if args.quick else 6
@@ -244,7 +245,9 @@ def main(argv: list[str]) -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/central.db"
-        results["sqlite"] = run_backend("sqlite", url, batches, Path(folder) / "sqlite.log")
+        results["sqlite"] = run_backend(
+            "sqlite", url, batches, Path(folder) / "sqlite.log", args.sqlite_workers
+        )
         made = _postgres_database()
         if made is None:
             results["postgresql"] = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -35,23 +36,36 @@ class Settings:
     request_bytes_max: int = request_bytes_max_default
     message_gateway: str = "log"
     """Where confirmation codes go: `log`, or `file:PATH` (one JSON line per message)."""
+    push_lane: bool = False
+    """One push at a time in this process (`Central.lane`): for the processes of
+    `serve --workers N`."""
 
 
 class Central:
-    """What the routes share: the engine, the clock, and on SQLite one writer at a time."""
+    """What the routes share: the engine, the clock, and on SQLite one writer at a time
+    (`_db.Writer`, across the processes of `serve --workers N` too)."""
 
-    def __init__(self, engine: sa.Engine, clock: Clock) -> None:
+    def __init__(self, engine: sa.Engine, clock: Clock, push_lane: bool = False) -> None:
         self.engine = engine
         self.clock = clock
         self.reader = _db.reading(engine)
-        self._writer = threading.Lock() if _db.is_sqlite(engine) else None
+        self._writer = _db.writer(engine)
+        self.lane: AbstractContextManager[Any] = (
+            threading.Lock() if push_lane else contextlib.nullcontext()
+        )
+        """With `push_lane`, one push at a time in this process, reading and writing. Python
+        runs one thread at a time: a batch read in another thread while this process holds
+        the writer lock (or account row locks) makes the writer wait for its turn after every
+        call into the database, and every other writer waits with it; several processes
+        (`serve --workers N`) read in one while another writes. A single process is better
+        off without it: the next batch is read while the commit waits for the disk."""
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
         if self._writer is None:
             yield
             return
-        with self._writer:
+        with self._writer.held():
             yield
 
 
@@ -92,7 +106,7 @@ def create_app(
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
-    app.state.central = Central(engine, clock)
+    app.state.central = Central(engine, clock, settings.push_lane)
     app.state.gateway = gateway or gateway_from(settings.message_gateway)
     _errors.install(app)
     app.add_middleware(_errors.BodyLimit, limit_bytes=settings.request_bytes_max)
@@ -127,16 +141,19 @@ def _sync_routes(app: FastAPI) -> None:
         },
     )
     async def push(request: Request, me: DeviceAuth) -> Response:
-        body = PushRequest.model_validate_json(await request.body())
-        if body.device_id != me.device_id:
-            raise Refused(403, "wrong_device", "device_id is not the authenticated device")
+        raw = await request.body()
         central = _central(request)
 
         def work() -> Response:
-            items = _push.read_items(me.device_id, body)  # CPU work, before the writer lock
-            with central.writing():
-                done = _push.push(central.engine, me.device_id, body, central.clock(), items)
-            return Response(done.model_dump_json(), media_type="application/json")
+            with central.lane:
+                body = PushRequest.model_validate_json(raw)
+                if body.device_id != me.device_id:
+                    raise Refused(403, "wrong_device", "device_id is not the authenticated device")
+                items = _push.read_items(me.device_id, body)  # before the writer lock
+                done = _push.push(
+                    central.engine, me.device_id, body, central.clock, items, central.writing
+                )
+                return Response(done.json(), media_type="application/json")
 
         return await run_in_threadpool(work)
 

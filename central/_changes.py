@@ -31,28 +31,24 @@ _change = TypeAdapter(Change)
 Body = dict[str, Any]
 
 
+_TAKE_NUMBERS = "UPDATE counters SET value = value + %s WHERE name = 'change_seq' RETURNING value"
+_LOG = (
+    "INSERT INTO change_log (change_seq, first_seq, kind, body, created_ms) "
+    "VALUES (%s, %s, %s, %s, %s)"
+)
+
+
 def append(conn: sa.Connection, bodies: list[Body], now_ms: int) -> int:
     """Number `bodies` (each a Change without `change_seq`) and log them as one row; returns
     the last number. Call it last in the transaction: it takes the counter's row lock."""
     if not bodies:
         return 0
-    top = conn.execute(
-        sa.update(t.counters)
-        .where(t.counters.c.name == "change_seq")
-        .values(value=t.counters.c.value + len(bodies))
-        .returning(t.counters.c.value)
-    ).scalar_one()
+    top = int(_bulk.run(conn, (_TAKE_NUMBERS, (len(bodies),), False)).scalar_one())
     kinds = {body["type"] for body in bodies}
-    conn.execute(
-        sa.insert(t.change_log).values(
-            change_seq=top,
-            first_seq=top - len(bodies) + 1,
-            kind=kinds.pop() if len(kinds) == 1 else "mixed",
-            body=pydantic_core.to_json(bodies).decode(),  # compact, UTF-8, keys as built
-            created_ms=now_ms,
-        )
-    )
-    return int(top)
+    kind = kinds.pop() if len(kinds) == 1 else "mixed"
+    text = pydantic_core.to_json(bodies).decode()  # compact, UTF-8, keys as built
+    _bulk.run(conn, (_LOG, (top, top - len(bodies) + 1, kind, text, now_ms), False))
+    return top
 
 
 _APPEND_PG = (
@@ -192,20 +188,39 @@ def lots_of(states: Mapping[str, Folded], now_ms: int) -> dict[str, list[Body]]:
     found: dict[str, list[Body]] = {}
     for key, folded in sorted(states.items()):
         groups: dict[tuple[int, int | None], int] = {}
-        for lot in folded.lots.values():
-            if lot.left > 0:
-                activates = lot.activates_ms or 0
-                usable = 0 if activates <= now_ms else -(-activates // day_ms) * day_ms
-                ends = None if lot.expires_ms is None else lot.expires_ms // day_ms * day_ms
-                groups[(usable, ends)] = groups.get((usable, ends), 0) + lot.left
+        plain = 0  # points in lots usable now that never expire, the common case
+        for _, left, activates, expires in folded.lots.values():
+            if left <= 0:
+                continue
+            if expires is None and (not activates or activates <= now_ms):
+                if not plain:  # the group's place among equals in the sort below
+                    groups.setdefault((0, None), 0)
+                plain += left
+                continue
+            usable = 0 if not activates or activates <= now_ms else _day_up(activates)
+            ends = None if expires is None else expires // day_ms * day_ms
+            groups[(usable, ends)] = groups.get((usable, ends), 0) + left
+        if plain:
+            groups[(0, None)] += plain
+        if len(groups) == 1:
+            [((usable, ends), left)] = groups.items()
+            found[key] = [_lot_body(usable, ends, left)]
+            continue
         bodies = [
             _lot_body(usable, ends, left)
-            for (usable, ends), left in sorted(
-                groups.items(), key=lambda item: (item[0][0], item[0][1] or 0)
-            )
+            for (usable, ends), left in sorted(groups.items(), key=_group_order)
         ]
         found[key] = bodies[-lots_per_balance_max:]
     return found
+
+
+def _day_up(ms: int) -> int:
+    return -(-ms // day_ms) * day_ms
+
+
+def _group_order(group: tuple[tuple[int, int | None], int]) -> tuple[int, int]:
+    (usable, ends), _ = group
+    return usable, ends or 0
 
 
 def _lot_body(usable_ms: int, ends_ms: int | None, points: int) -> Body:

@@ -5,7 +5,6 @@ jobs and CSV are in `_hq_ops`, conflicts and quarantine in `_hq_conflicts`."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -130,7 +129,7 @@ def get_customer(request: Request, customer_id: str) -> dict[str, Any]:
     with central.reader.begin() as conn:
         view = customer_view(conn, customer_id)
         folded = _lots.fold_account(conn, f"customer:{customer_id}")
-        view["lots"] = [dataclasses.asdict(lot) for lot in folded.lots.values() if lot.left > 0]
+        view["lots"] = [lot.as_dict() for lot in folded.open_lots()]
         view["debt"] = folded.debt
         view["holds"] = [
             dict(r._mapping)

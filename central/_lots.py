@@ -9,7 +9,6 @@ start, the oracle the kept state is checked against.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -227,9 +226,7 @@ def resolve(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
 
 
 def lots_json(folded: Folded) -> str:
-    return json.dumps(
-        [dataclasses.asdict(lot) for lot in folded.lots.values() if lot.left > 0], sort_keys=True
-    )
+    return json.dumps([lot.as_dict() for lot in folded.open_lots()], sort_keys=True)
 
 
 merge_hops_max = 5

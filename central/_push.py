@@ -8,20 +8,23 @@ own), account rows in (account_key, asset) order, and the change counter last.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+import pydantic_core
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 
 from central import _bulk, _changes, _holds, _lot_state
 from central import _tables as t
-from central._clock import to_ms
+from central._clock import Clock, to_ms
 from central._directory import Refused
 from protocol import (
     CENTRAL_DEVICE_ID,
@@ -50,22 +53,34 @@ LOT_KINDS = frozenset(
 APPLICABLE_STATUSES = frozenset({"active", "provisional"})
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
+    """One pushed record, with what push writes of it made before the transaction (outside
+    the writer lock on SQLite): the ledger row but its `received_ms`, the posting to its
+    account, its `lots` row."""
+
     seq: int
     payload: bytes
     sha256: str
     record: LedgerEntry | ChequeDocument | None
     problem: str | None  # why the payload cannot be read (it is quarantined)
-    record_id: str | None = field(init=False)
+    record_id: str | None = field(init=False, default=None)
+    ledger: tuple[Any, ...] | None = field(init=False, default=None)
+    posting: _lot_state.Posting | None = field(init=False, default=None)
+    lot: dict[str, Any] | None = field(init=False, default=None)
+    customer_id: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        if isinstance(self.record, LedgerEntry):
-            self.record_id = str(self.record.entry_id)
-        elif isinstance(self.record, ChequeDocument):
-            self.record_id = str(self.record.document_id)
-        else:
-            self.record_id = None
+        record = self.record
+        if isinstance(record, LedgerEntry):
+            self.record_id = str(record.entry_id)
+            self.ledger = _ledger_values(record, self.payload, self.sha256, self.record_id)
+            self.posting = _lot_state.Posting(*_posting_fields(self.ledger))
+            self.lot = _lot_row(record) if is_lot(record) else None
+            if isinstance(record.account, CustomerAccount):
+                self.customer_id = record.account.customer_id
+        elif isinstance(record, ChequeDocument):
+            self.record_id = str(record.document_id)
 
 
 @dataclass
@@ -150,30 +165,65 @@ def _claimed_device(payload: bytes) -> str | None:
     return claimed if isinstance(claimed, str) else None
 
 
+@dataclass(frozen=True)
+class Pushed:
+    """What push answers: a `PushResponse`, kept as plain values until it is sent."""
+
+    acked_through: int
+    change_seq: int
+    outcomes: list[Outcome]
+    server_time: datetime
+
+    def response(self) -> PushResponse:
+        results = [PushResult(seq=s, outcome=o, reason=r) for s, o, r in self.outcomes]
+        return PushResponse(
+            acked_through=self.acked_through,
+            change_seq=self.change_seq,
+            results=tuple(results),
+            server_time=self.server_time,
+        )
+
+    def json(self) -> bytes:
+        """`self.response().model_dump_json()`, without a model per result."""
+        results = [{"seq": s, "outcome": o.value, "reason": r} for s, o, r in self.outcomes]
+        body = {
+            "acked_through": self.acked_through,
+            "change_seq": self.change_seq,
+            "results": results,
+            "server_time": self.server_time,
+        }
+        return pydantic_core.to_json(body)
+
+
 def push(
     engine: sa.Engine,
     device_id: str,
     request: PushRequest,
-    now: datetime,
+    clock: Clock,
     items: list[_Item] | None = None,
-) -> PushResponse:
+    writing: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+) -> Pushed:
     """Apply one batch; the whole batch or nothing. Raises Refused. `items` are the batch's
-    `read_items`, when the caller read them already (outside its writer lock)."""
+    `read_items`, when the caller read them already; `writing` is held around the
+    transaction (the writer lock on SQLite), and `clock` read inside it."""
     if items is None:
         items = read_items(device_id, request)
+    with writing():
+        now = clock()
+        outcomes, watermark = _transaction(engine, device_id, request, items, now)
+    return Pushed(items[-1].seq, watermark, outcomes, now)
+
+
+def _transaction(
+    engine: sa.Engine, device_id: str, request: PushRequest, items: list[_Item], now: datetime
+) -> tuple[list[Outcome], int]:
     for attempt in range(transaction_attempts_max):
         try:
             with engine.begin() as conn:
                 # First try trusts the UNIQUE constraints to catch a reused id; a retry
                 # (after any IntegrityError) looks the ids up to name the conflict.
-                results, logged = _apply(conn, device_id, request, items, now, attempt > 0)
-                watermark = logged or _changes.counter(conn, "change_seq")
-            return PushResponse(
-                acked_through=items[-1].seq,
-                change_seq=watermark,
-                results=tuple(results),
-                server_time=now,
-            )
+                outcomes, logged = _apply(conn, device_id, request, items, now, attempt > 0)
+                return outcomes, logged or _changes.counter(conn, "change_seq")
         except Conflict as conflict:
             record_conflict(engine, conflict, to_ms(now))
             raise conflict.refusal() from None
@@ -214,12 +264,15 @@ def record_conflict(engine: sa.Engine, conflict: Conflict, now_ms: int) -> None:
             )
 
 
+_EPOCH = "SELECT acked_seq FROM device_epochs WHERE device_id = %s AND epoch = %s"
+
+
 def _lock_epoch(conn: sa.Connection, device_id: str, epoch: int) -> int | None:
-    return conn.execute(
-        sa.select(t.device_epochs.c.acked_seq)
-        .where(t.device_epochs.c.device_id == device_id, t.device_epochs.c.epoch == epoch)
-        .with_for_update()
-    ).scalar_one_or_none()
+    """The epoch's acknowledged seq, its row locked (FOR UPDATE on PostgreSQL; SQLite has
+    one writer)."""
+    sql = f"{_EPOCH} FOR UPDATE" if _bulk.is_postgresql(conn) else _EPOCH
+    acked: int | None = _bulk.run(conn, (sql, (device_id, epoch), False)).scalar_one_or_none()
+    return acked
 
 
 def _apply(
@@ -229,12 +282,12 @@ def _apply(
     items: list[_Item],
     now: datetime,
     look_up_ids: bool,
-) -> tuple[list[PushResult], int]:
-    """The batch's results, and the last change number it logged (0 when none)."""
+) -> tuple[list[Outcome], int]:
+    """The batch's outcomes, and the last change number it logged (0 when none)."""
     epoch = request.device_epoch
     acked = _lock_epoch(conn, device_id, epoch)
-    status = conn.execute(
-        sa.select(t.devices.c.status).where(t.devices.c.device_id == device_id)
+    status = _bulk.run(
+        conn, ("SELECT status FROM devices WHERE device_id = %s", (device_id,), False)
     ).scalar_one_or_none()
     if status != "enrolled":  # revoked while this request waited: checked under the lock
         raise Refused(401, "unauthorized", "a valid device credential is required")
@@ -267,15 +320,11 @@ def _apply(
     return results, _changes.append_deferred(deferred, bodies, now_ms)
 
 
-def _result(seq: int, outcome: ItemOutcome, reason: str | None = None) -> PushResult:
-    """A result built from values push made itself (valid by construction), without
-    validating each of a batch's hundreds again."""
-    return PushResult.model_construct(seq=seq, outcome=outcome, reason=reason)
+Outcome = tuple[int, ItemOutcome, str | None]
+"""An item's seq, outcome and reason: a `PushResult` (see `Pushed`)."""
 
 
-def _check_old(
-    conn: sa.Connection, device_id: str, epoch: int, old: list[_Item]
-) -> list[PushResult]:
+def _check_old(conn: sa.Connection, device_id: str, epoch: int, old: list[_Item]) -> list[Outcome]:
     """Replays: the same bytes are acknowledged again; other bytes are a conflict."""
     if not old:
         return []
@@ -290,7 +339,7 @@ def _check_old(
             )
         ).all()
         stored.update({row.device_seq: row.payload_sha256 for row in rows})
-    results = []
+    results: list[Outcome] = []
     for item in old:
         known = stored.get(item.seq)
         if known is None:
@@ -306,7 +355,7 @@ def _check_old(
                 item.sha256,
                 item.payload,
             )
-        results.append(_result(item.seq, ItemOutcome.duplicate))
+        results.append((item.seq, ItemOutcome.duplicate, None))
     return results
 
 
@@ -343,27 +392,27 @@ def _check_ids(conn: sa.Connection, device_id: str, epoch: int, new: list[_Item]
             )
 
 
-def _customer_statuses(conn: sa.Connection, entries: list[LedgerEntry]) -> dict[str, str]:
-    ids = {e.account.customer_id for e in entries if isinstance(e.account, CustomerAccount)}
+def _customer_statuses(conn: sa.Connection, items: list[_Item]) -> dict[str, str]:
+    ids = {item.customer_id for item in items if item.customer_id is not None}
     if not ids:
         return {}
     where, values = _bulk.among(conn, "customer_id", ids)
     rows = conn.exec_driver_sql(
         f"SELECT customer_id, status FROM customers WHERE {where}", (values,)
-    )
+    ).all()
     return {customer_id: status for customer_id, status in rows}
 
 
 def _quarantine_reason(item: _Item, statuses: dict[str, str]) -> str | None:
     if item.problem is not None:
         return item.problem
-    entry = item.record
-    if isinstance(entry, LedgerEntry) and isinstance(entry.account, CustomerAccount):
-        status = statuses.get(entry.account.customer_id)
+    customer_id = item.customer_id
+    if customer_id is not None:
+        status = statuses.get(customer_id)
         if status is None:
-            return f"customer {entry.account.customer_id} is unknown at central"
+            return f"customer {customer_id} is unknown at central"
         if status not in APPLICABLE_STATUSES:
-            return f"customer {entry.account.customer_id} is {status}"
+            return f"customer {customer_id} is {status}"
     return None
 
 
@@ -375,15 +424,17 @@ def _apply_new(
     new: list[_Item],
     now: datetime,
     look_up_ids: bool,
-) -> tuple[list[PushResult], list[_changes.Body]]:
-    """Results of the new items, and the balance changes to log. Writes go to `deferred`."""
+) -> tuple[list[Outcome], list[_changes.Body]]:
+    """Outcomes of the new items, and the balance changes to log. Writes go to `deferred`."""
     if look_up_ids:
         _check_ids(conn, device_id, epoch, new)
     now_ms = to_ms(now)
-    entries = [i.record for i in new if isinstance(i.record, LedgerEntry)]
-    statuses = _customer_statuses(conn, entries)
-    results: list[PushResult] = []
-    ledger_rows: list[dict[str, Any]] = []
+    statuses = _customer_statuses(conn, new)
+    results: list[Outcome] = []
+    received = (now_ms,)
+    ledger_rows: list[tuple[Any, ...]] = []
+    posted: list[_lot_state.Posting] = []
+    lot_rows: list[dict[str, Any]] = []
     cheque_rows: list[dict[str, Any]] = []
     quarantine_rows: list[dict[str, Any]] = []
     applied: list[LedgerEntry] = []
@@ -391,24 +442,28 @@ def _apply_new(
         reason = _quarantine_reason(item, statuses)
         if reason is not None:
             quarantine_rows.append(_quarantine_row(device_id, epoch, item, reason, now_ms))
-            results.append(_result(item.seq, ItemOutcome.quarantined, reason))
+            results.append((item.seq, ItemOutcome.quarantined, reason))
             continue
         if isinstance(item.record, LedgerEntry):
-            row = _ledger_row(item.record, item.payload, item.sha256, now_ms, item.record_id)
-            ledger_rows.append(row)
+            ledger_rows.append(item.ledger + received)  # type: ignore[operator]  # made with it
+            posted.append(item.posting)  # type: ignore[arg-type]
+            if item.lot is not None:
+                lot_rows.append(item.lot)
             applied.append(item.record)
         elif isinstance(item.record, ChequeDocument):
             cheque_rows.append(_cheque_row(item.record, item.payload, item.sha256, now_ms))
-        results.append(_result(item.seq, ItemOutcome.applied))
+        results.append((item.seq, ItemOutcome.applied, None))
     reversals, granted = _grant_reversals(conn, applied, now)
-    ledger_rows += [_ledger_row(e, canonical_json(e), None, now_ms) for e in reversals]
-    lot_rows = [_lot_row(e) for e in applied if is_lot(e)]
-    ids = [row["entry_id"] for row in ledger_rows]
-    posted = _lot_state.postings([*applied, *reversals], ids)
+    for entry in reversals:
+        ledger_rows.append(_ledger_values(entry, canonical_json(entry), None) + received)
+    posted += _lot_state.postings(reversals)
     # Account rows are locked before the ledger rows are inserted: see `_lot_state`.
     balances = _move_accounts(conn, posted, now_ms, deferred)
+    if deferred.pg:
+        _bulk.copy(conn, t.ledger, LEDGER_COLUMNS, ledger_rows)
+    else:
+        deferred.insert(t.ledger, LEDGER_COLUMNS, ledger_rows)
     for table, rows in (
-        (t.ledger, ledger_rows),
         (t.cheques, cheque_rows),
         (t.quarantine, quarantine_rows),
         (t.lots, lot_rows),
@@ -441,6 +496,38 @@ def _tuples(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]
     return names, list(map(itemgetter(*names), rows))
 
 
+LEDGER_COLUMNS = (
+    *(column.name for column in t.ledger.columns if column.name not in {"id", "received_ms"}),
+    "received_ms",
+)
+"""The ledger's columns as push writes them: the table's order, `received_ms` moved last."""
+_posting_fields = itemgetter(0, 5, 6, 7, 10)
+"""A ledger row's entry_id, account_key, asset, amount, reverses: a `_lot_state.Posting`."""
+
+
+def _ledger_values(
+    entry: LedgerEntry, payload: bytes, digest: str | None, entry_id: str | None = None
+) -> tuple[Any, ...]:
+    """A ledger row in `LEDGER_COLUMNS` order but the last (`received_ms`): the table's order
+    (a test in tests/central/test_push.py holds them together)."""
+    return (
+        entry_id or str(entry.entry_id),
+        entry.device_id,
+        entry.device_epoch,
+        entry.device_seq,
+        entry.kind.value,
+        account_key(entry.account),
+        entry.asset,
+        entry.amount,
+        entry.grant_key,
+        entry.cheque_id,
+        None if entry.reverses is None else str(entry.reverses),
+        to_ms(entry.device_time),
+        payload,
+        digest or sha256_hex(payload),
+    )
+
+
 def _ledger_row(
     entry: LedgerEntry,
     payload: bytes,
@@ -448,23 +535,8 @@ def _ledger_row(
     now_ms: int,
     entry_id: str | None = None,
 ) -> dict[str, Any]:
-    return {
-        "entry_id": entry_id or str(entry.entry_id),
-        "device_id": entry.device_id,
-        "device_epoch": entry.device_epoch,
-        "device_seq": entry.device_seq,
-        "kind": entry.kind.value,
-        "account_key": account_key(entry.account),
-        "asset": entry.asset,
-        "amount": entry.amount,
-        "grant_key": entry.grant_key,
-        "cheque_id": entry.cheque_id,
-        "reverses": None if entry.reverses is None else str(entry.reverses),
-        "device_time_ms": to_ms(entry.device_time),
-        "received_ms": now_ms,
-        "payload": payload,
-        "payload_sha256": digest or sha256_hex(payload),
-    }
+    values = (*_ledger_values(entry, payload, digest, entry_id), now_ms)
+    return dict(zip(LEDGER_COLUMNS, values, strict=True))
 
 
 def _cheque_row(doc: ChequeDocument, payload: bytes, digest: str, now_ms: int) -> dict[str, Any]:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
+import multiprocessing
 import os
+import signal
+import socket
+import threading
 
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -23,11 +28,82 @@ def app_from_environment() -> FastAPI:
     """The app of one `serve --workers N` worker process (the database is migrated already;
     the jobs run in the parent process, under their leases)."""
     settings = Settings(
-        db_url=os.environ[DB_ENV], message_gateway=os.environ.get(GATEWAY_ENV, "log")
+        db_url=os.environ[DB_ENV],
+        message_gateway=os.environ.get(GATEWAY_ENV, "log"),
+        push_lane=True,
     )
     app = create_app(settings)
     settle_garbage_collector()
     return app
+
+
+worker_stop_timeout_s = 15.0
+listen_backlog = 2048
+
+
+def serve_processes(count: int, host: str, port: int, log_level: str) -> int:
+    """`serve --workers N`: N processes, each listening on the same port with a socket of
+    its own (SO_REUSEPORT), so the kernel spreads connections across them. With one shared
+    socket (uvicorn's `workers`), whichever process woke first accepted every connection
+    waiting: fifty tills connecting at once all landed on one process and the others idled.
+    Runs until SIGTERM or SIGINT, or until a worker exits; stops the others then."""
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(host, port, log_level), name=f"central-{n}")
+        for n in range(count)
+    ]
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        for worker in workers:
+            worker.start()
+        while not stop.wait(0.2):
+            if not all(worker.is_alive() for worker in workers):
+                break
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()  # SIGTERM: uvicorn finishes the requests it holds
+        for worker in workers:
+            worker.join(worker_stop_timeout_s)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0 if stop.is_set() else 1
+
+
+def _worker(host: str, port: int, log_level: str) -> None:
+    _die_with_parent()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind((host, port))
+    listener.listen(listen_backlog)  # connections wait here while the app loads
+    import uvicorn
+
+    config = uvicorn.Config(
+        "central._serve:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level,
+    )
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _die_with_parent() -> None:
+    """A worker gets SIGKILL when `serve` dies, however it dies (Linux; elsewhere a no-op)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 gc_young_objects_max = 50_000
@@ -52,7 +128,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--log-level", default="warning")
     serve.add_argument(
-        "--workers", type=int, default=1, help="processes (PostgreSQL; SQLite wants one writer)"
+        "--workers",
+        type=int,
+        default=1,
+        help="processes on one port (on SQLite they write one at a time)",
     )
     serve.add_argument(
         "--no-jobs", action="store_true", help="do not run the processing jobs in this process"
@@ -110,18 +189,10 @@ def run(args: argparse.Namespace) -> int:
             os.environ[DB_ENV] = args.db
             os.environ[GATEWAY_ENV] = args.message_gateway
             try:
-                uvicorn.run(
-                    "central._serve:app_from_environment",
-                    factory=True,
-                    workers=args.workers,
-                    host=args.host,
-                    port=args.port,
-                    log_level=args.log_level,
-                )
+                return serve_processes(args.workers, args.host, args.port, args.log_level)
             finally:
                 if scheduler is not None:
                     scheduler.shutdown()
-            return 0
         settings = Settings(db_url=args.db, message_gateway=args.message_gateway)
         app = create_app(settings, engine=engine)
         settle_garbage_collector()

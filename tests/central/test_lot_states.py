@@ -150,3 +150,39 @@ def test_migration_fills_the_state_from_an_existing_ledger(hq: Hq, engine: sa.En
     with engine.connect() as conn:
         assert open_lots(_lot_state.load(conn, ["customer:c1"])["customer:c1"]) == expected
     assert_ledger_consistent(engine)
+
+
+def _lots_by_day(folded: _lot_state.Folded, now_ms: int) -> list[dict[str, Any]]:
+    """`_changes.lots_of` spelled out lot by lot, the way it was first written."""
+    day = _changes.day_ms
+    groups: dict[tuple[int, int | None], int] = {}
+    for lot in folded.lots.values():
+        if lot.left > 0:
+            activates = lot.activates_ms or 0
+            usable = 0 if activates <= now_ms else -(-activates // day) * day
+            ends = None if lot.expires_ms is None else lot.expires_ms // day * day
+            groups[(usable, ends)] = groups.get((usable, ends), 0) + lot.left
+    ordered = sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or 0))
+    return [_changes._lot_body(usable, ends, left) for (usable, ends), left in ordered]
+
+
+_day_ms = 86_400_000
+lot_times = st.none() | st.integers(0, 90 * _day_ms)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lots=st.lists(st.tuples(st.integers(-5, 50), lot_times, lot_times), max_size=30),
+    now_ms=st.integers(0, 90 * _day_ms),
+)
+def test_lots_by_day_equal_the_lot_by_lot_grouping(
+    lots: list[tuple[int, int | None, int | None]], now_ms: int
+) -> None:
+    folded = _lot_state.Folded(
+        {
+            f"l{n}": _lot_state.LotLeft((f"l{n}", left, activates, expires))
+            for n, (left, activates, expires) in enumerate(lots)
+        },
+        0,
+    )
+    assert _changes.lots_of({"k": folded}, now_ms)["k"] == _lots_by_day(folded, now_ms)

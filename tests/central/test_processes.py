@@ -1,4 +1,5 @@
-"""Real central processes: two on one PostgreSQL at once, SIGKILL mid-push, lost replies."""
+"""Real central processes: two on one database at once, `serve --workers 2`, SIGKILL
+mid-push, lost replies."""
 
 from __future__ import annotations
 
@@ -71,11 +72,11 @@ def _count(engine: sa.Engine, device_id: str) -> int:
         )
 
 
-@pytest.mark.postgres
-def test_two_processes_many_devices_one_postgresql(
-    postgres_url: str, tmp_path: Path, started: list[CentralProcess]
+def test_two_processes_many_devices_one_database(
+    db_url: str, tmp_path: Path, started: list[CentralProcess]
 ) -> None:
-    db_url = postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    """On PostgreSQL row locks order the two processes; on SQLite the writer lock beside the
+    file (`central._db.Writer`) and `BEGIN IMMEDIATE` do."""
     engine, token = _prepare(db_url)
     for index in range(2):
         started.append(CentralProcess(db_url, tmp_path / f"central-{index}.log"))
@@ -291,3 +292,60 @@ def test_lost_reply_and_duplicate_through_the_fault_proxy(
         assert proxy.applied == [Fault.lose_reply, Fault.drop, Fault.duplicate]
     assert _count(engine, till.device_id) == len(first) + len(second)
     assert_ledger_consistent(engine)
+
+
+def _children(pid: int) -> list[int]:
+    listed = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in listed.read_text().split()] if listed.exists() else []
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _workers_of(central: CentralProcess) -> list[int]:
+    assert central.process is not None
+    return [
+        pid
+        for pid in _children(central.process.pid)
+        if b"multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+def test_serve_workers_share_the_connections_and_die_with_serve(
+    db_url: str, tmp_path: Path, started: list[CentralProcess]
+) -> None:
+    """`serve --workers 2`: each worker listens with a socket of its own (SO_REUSEPORT), so
+    tills connecting at once land on both; the workers end with `serve`, even on SIGKILL."""
+    engine, token = _prepare(db_url)
+    central = CentralProcess(db_url, tmp_path / "central.log", workers=2).start()
+    started.append(central)
+    hq = _hq(central.url, token)
+    for index in range(customers_count):
+        hq.customer(f"c{index}")
+    tills = [hq.enroll() for _ in range(12)]
+    workers = _workers_of(central)
+    assert len(workers) == 2
+    before = [_cpu_ticks(pid) for pid in workers]
+
+    def device(till: Till) -> None:
+        with httpx.Client(base_url=central.url, timeout=60) as client:
+            for _ in range(4):
+                body = till.body(_batch(till, 60))
+                response = client.post("/sync/push", json=body, headers=till.headers)
+                assert response.status_code == 200, response.text
+
+    with ThreadPoolExecutor(len(tills)) as pool:
+        list(pool.map(device, tills))
+    used = [_cpu_ticks(pid) - ticks for pid, ticks in zip(workers, before, strict=True)]
+    assert min(used) > 0, f"one worker served nothing: {used} CPU ticks"
+    assert sum(_count(engine, till.device_id) for till in tills) == 12 * 4 * 60
+    assert_ledger_consistent(engine)
+    central.kill()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived serve"
+        time.sleep(0.05)

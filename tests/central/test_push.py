@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from central import _lot_state, _push
 from central import _tables as t
-from protocol import CENTRAL_DEVICE_ID, CardIdentifier, EntryKind
+from protocol import (
+    CENTRAL_DEVICE_ID,
+    CardIdentifier,
+    EntryKind,
+    LedgerEntry,
+    PushRequest,
+    PushResponse,
+)
 
 from .checks import assert_ledger_consistent
 from .tills import NOW, Hq
@@ -95,6 +104,10 @@ def test_quarantine_acknowledges_and_never_blocks(hq: Hq, engine: sa.Engine) -> 
     ]
     response = till.push(items)
     assert response.status_code == 200, response.text
+    # Push writes its answer without a model per result: byte for byte what the model writes.
+    assert PushResponse.model_validate_json(response.content).model_dump_json().encode() == (
+        response.content
+    )
     outcomes = [r["outcome"] for r in response.json()["results"]]
     assert outcomes == ["applied", "quarantined", "quarantined", "quarantined", "applied"]
     assert "unknown" in response.json()["results"][1]["reason"]
@@ -241,3 +254,33 @@ def test_unexpected_failure_answers_json_500(engine: sa.Engine) -> None:
         response = client.get("/boom")
     assert response.status_code == 500
     assert response.json()["code"] == "internal"
+
+
+def test_prepared_rows_name_their_columns(hq: Hq) -> None:
+    """`_push` makes ledger rows as tuples in `LEDGER_COLUMNS` order: each value under its
+    column's name, and the posting the same entry's."""
+    hq.customer("c1")
+    till = hq.enroll()
+    pushed = till.entry("c1", -7, EntryKind.refund_reversal, reverses=str(uuid.uuid4()))
+    payload = pushed.payload.encode()
+    entry = LedgerEntry.model_validate_json(payload)
+    row = _push._ledger_row(entry, payload, pushed.payload_sha256, 123)
+    assert row == {
+        "entry_id": str(entry.entry_id),
+        "device_id": entry.device_id,
+        "device_epoch": entry.device_epoch,
+        "device_seq": entry.device_seq,
+        "kind": "refund_reversal",
+        "account_key": "customer:c1",
+        "asset": "points",
+        "amount": -7,
+        "grant_key": None,
+        "cheque_id": entry.cheque_id,
+        "reverses": str(entry.reverses),
+        "device_time_ms": int(entry.device_time.timestamp() * 1000),
+        "payload": payload,
+        "payload_sha256": pushed.payload_sha256,
+        "received_ms": 123,
+    }
+    [item] = _push.read_items(till.device_id, PushRequest.model_validate(till.body([pushed])))
+    assert item.posting == _lot_state.postings([entry])[0]

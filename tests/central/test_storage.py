@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from central import _db, migrate
 from central import _tables as t
-from central import migrate
 
 
 def test_migrations_build_exactly_the_declared_tables(engine: sa.Engine) -> None:
@@ -49,3 +52,23 @@ def test_ledger_uniqueness_is_enforced_by_the_database(
         conn.execute(sa.insert(t.ledger), [_row("a", 1)])
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
         conn.execute(sa.insert(t.ledger), [_row(*second)])
+
+
+def test_sqlite_writers_of_two_processes_take_turns(tmp_path: Path) -> None:
+    """`_db.Writer` of another process (another open file, as a second `serve` worker has)
+    waits until the holder lets go, and then gets the lock at once."""
+    database = str(tmp_path / "central.db")
+    first, second = _db.Writer(database), _db.Writer(database)
+    entered = threading.Event()
+
+    def other() -> None:
+        with second.held():
+            entered.set()
+
+    with first.held():
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert not entered.wait(0.3), "the second writer got in while the first held the lock"
+    assert entered.wait(5), "the second writer never got the lock"
+    thread.join()
+    assert _db.writer(sa.create_engine(f"sqlite:///{database}")) is not None
