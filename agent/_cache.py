@@ -28,9 +28,11 @@ from protocol import (
 
 _lots = TypeAdapter(tuple[Lot, ...])
 _Model = TypeVar("_Model", bound=BaseModel)
-parsed_documents_cached_max = 256
+parsed_documents_cached_max = 16
 """Stored documents parsed lately, by their text: a customer's state is read on each of their
-sales, a reservation again at its confirmation."""
+sales, a reservation again at its confirmation. Kept small on purpose: at 256 the cached
+models were tens of thousands of live objects that every young garbage collection walked (2.5
+to 8 ms inside one sale in forty: reserve + confirm p99 5.1 ms against 2.5 ms at 16)."""
 
 
 _parsed: OrderedDict[tuple[type[BaseModel], str], BaseModel] = OrderedDict()

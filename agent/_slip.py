@@ -9,7 +9,7 @@ from agent._models import BalanceView, ReceiptLines
 from drivers import LoyaltySlip, NextTier, slip_lines
 from protocol import AccountRef, CustomerState, Quote, RuleSet, effective_tier
 
-receipt_slips_cached_max = 64
+receipt_slips_cached_max = 16
 
 
 def _next_tier(rule_set: RuleSet, customer: CustomerState, spend_now: int) -> NextTier | None:
