@@ -118,8 +118,8 @@ class SyncProcess:
             if self.process is not None:
                 if self.process.is_alive():
                     return
-                self._died(self.process, now)
-                self.process = None
+                died, self.process = self.process, None  # `status` never sees it closed
+                self._died(died, now)
             if now < self.start_after_s:
                 return
             process = self.context.Process(
