@@ -20,13 +20,9 @@ from agent._sales import Till
 from agent._service import AgentService
 from agent._sync import CREDENTIAL_FILE, Credential, SyncClient
 from agent._syncprocess import SyncProcess, sync_step
-from protocol import HoldRequest
 
 from .conftest import make_settings
-
-HOLD = HoldRequest(device_id="d-1", cheque_id="q-1", customer_id="c-1", points=10)
-GRANTED = {"hold_id": "h-1", "points": 10, "expires_at": "2026-11-25T12:00:00Z"}
-REFUSED = {"code": "not_enough_points", "message": "no"}
+from .test_sync_apply import GRANTED, HOLD, REFUSED
 
 
 def _died(process: SyncProcess) -> None:
