@@ -4,14 +4,16 @@ Parsing and applying a pull's pages is Python work. In the POS process it would 
 that the POS API's threads wait for, and a till back from a week offline spends seconds on it.
 In a child process it competes for a core only, and at a lower CPU priority
 (`sync_process_nice`) it gives way to the POS there too. The two processes share nothing but
-the till's SQLite file (WAL: readers never wait, and writers take turns through
-`busy_timeout`) and the event by which a hold's answer ends the sync's backoff. The sync's
-status (online, last push and pull, the last error in words) is in the file's `meta` table.
+the till's SQLite file (WAL: readers never wait, and writers take turns through `busy_timeout`)
+and a file, `sync-wake` beside it, by which a hold's answer ends the sync's backoff (a file
+needs no semaphore, which multiprocessing's resource tracker would report as leaked at every
+stop). The sync's status (online, last push and pull, the last error in words) is in the
+database's `meta` table.
 
 The child is started with `spawn` (the one start method on Windows, and the only safe one in a
-process that already runs threads); it stops as soon as its parent is gone, whatever killed
-it. The parent restarts a child that died, after a pause that grows while it keeps dying, and
-says so in `last_sync_error`.
+process that already runs threads); it stops as soon as its parent is gone, whatever killed it.
+The parent restarts a child that died, after a pause that grows while it keeps dying, and says
+so in `last_sync_error`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import threading
 import time
 from multiprocessing.connection import wait
 from multiprocessing.context import SpawnProcess
-from multiprocessing.synchronize import Event
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent._clock import Clock
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from agent._sync import SyncClient, SyncReport
 
 log = logging.getLogger("kopilka.agent.sync")
+WAKE_FILE = "sync-wake"
 restart_delay_s_max = 300.0
 """Longest pause before a child that keeps dying is started again."""
 stable_run_s = 300.0
@@ -49,9 +52,9 @@ def _exit_when_gone(parent_sentinel: int) -> None:
     os._exit(0)
 
 
-def sync_process_main(settings: AgentSettings, wake: Event) -> None:
+def sync_process_main(settings: AgentSettings) -> None:
     """The child: syncs every `sync_interval_s` (plus up to `sync_jitter_s`) until its parent
-    is gone. `wake` set by the parent (central answered a hold) ends the backoff."""
+    is gone."""
     from agent._runtime import build_till
     from agent._sync import SyncClient, load_credential
 
@@ -70,16 +73,22 @@ def sync_process_main(settings: AgentSettings, wake: Event) -> None:
     till = build_till(settings.model_copy(update={"rules_file": None}))
     client = SyncClient(till, credential, settings)
     rng = random.Random()
+    wake = settings.data_dir / WAKE_FILE
     while True:
         sync_step(client, wake)
         time.sleep(settings.sync_interval_s + rng.uniform(0, settings.sync_jitter_s))
 
 
-def sync_step(client: SyncClient, wake: Event) -> SyncReport | None:
-    """One turn of the child's loop: `wake` set since the last (central answered a hold in
-    the POS process) ends the backoff, then `tick` syncs unless still backing off."""
-    if wake.is_set():
-        wake.clear()
+def sync_step(client: SyncClient, wake: Path) -> SyncReport | None:
+    """One turn of the child's loop: the `wake` file made since the last (central answered a
+    hold in the POS process) ends the backoff, then `tick` syncs unless still backing off."""
+    try:
+        wake.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as error:  # Windows: the POS process has it open this instant
+        log.info("sync-wake left for the next turn: %s", error)
+    else:
         client.next_attempt_s = 0.0
     return client.tick()
 
@@ -92,7 +101,7 @@ class SyncProcess:
         self.store = store
         self.clock = clock
         self.context = multiprocessing.get_context("spawn")
-        self.wake = self.context.Event()
+        self.wake = settings.data_dir / WAKE_FILE
         self.process: SpawnProcess | None = None
         self.started_s = 0.0
         self.start_after_s = 0.0
@@ -107,7 +116,10 @@ class SyncProcess:
 
     def wake_up(self) -> None:
         """Central answered: the child's next tick syncs, backoff or not."""
-        self.wake.set()
+        try:
+            self.wake.touch()
+        except OSError as error:  # the sale goes on; the sync waits out its backoff
+            log.warning("cannot wake the sync process: %s", error)
 
     def keep_running(self) -> None:
         """Starts the child, or restarts it if it died (the agent's sync job, each interval)."""
@@ -124,7 +136,7 @@ class SyncProcess:
                 return
             process = self.context.Process(
                 target=sync_process_main,
-                args=(self.settings, self.wake),
+                args=(self.settings,),
                 name="kopilka-sync",
                 daemon=True,
             )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 from pathlib import Path
 
 import httpx
@@ -101,23 +100,23 @@ def test_an_answer_to_a_hold_in_the_pos_process_wakes_the_sync_process(
     assert service.till.central_hold is not None
     with contextlib.suppress(HoldRefused):
         service.till.central_hold(HOLD)
-    assert service.sync_process.wake.is_set() is wakes
+    assert service.sync_process.wake.exists() is wakes
     assert service.sync_process.status() == {"pid": None, "restarts": 0}  # never started here
 
 
-def test_a_set_wake_ends_the_backoff_of_the_next_step(till: Till, tmp_path: Path) -> None:
+def test_the_wake_file_ends_the_backoff_of_the_next_step(till: Till, tmp_path: Path) -> None:
     def unreachable(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("no route to central", request=request)
 
     credential = Credential("http://central", "d-1", 1, "s" * 40)
     settings = make_settings(tmp_path / "sync-settings")
     client = SyncClient(till, credential, settings, transport=httpx.MockTransport(unreachable))
-    wake = multiprocessing.get_context("spawn").Event()
+    wake = tmp_path / "sync-wake"
     client.next_attempt_s = till.clock.boottime_s() + 300
     sync_step(client, wake)
     assert client.failures == 0, "still backing off: no attempt"
-    wake.set()
+    wake.touch()
     sync_step(client, wake)
     assert client.failures == 1, "woken: it tried central"
-    assert not wake.is_set()
+    assert not wake.exists()
     client.close()

@@ -86,8 +86,11 @@ def test_a_killed_sync_process_is_reported_and_restarted(chain: Chain) -> None:
 def test_the_sync_process_never_outlives_the_agent(chain: Chain, sig: signal.Signals) -> None:
     till = chain.till("till-a")
     pid = _sync_pid(till)
+    children = _children(till.process.pid)  # and multiprocessing's resource tracker
+    assert pid in children
     till.process.kill(sig)
-    _wait_gone(pid)
+    for child in children:
+        _wait_gone(child)
 
 
 def test_the_sync_job_can_still_run_in_the_agents_thread(chain: Chain) -> None:
