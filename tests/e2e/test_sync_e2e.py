@@ -68,6 +68,7 @@ def test_every_fault_of_the_network_leaves_the_invariants(chain: Chain, fault: F
 def test_sigkill_of_each_process_during_sync_loses_nothing(chain: Chain) -> None:
     rng = random.Random(3)
     till = chain.till("till-a")
+    till.wait_synced()  # it knows Anna and the rules: its sales earn her points
     for i in range(45):
         sell(till, f"k-{i}", 5000 + i, redeem=0)
         if i % 15 == 7:
