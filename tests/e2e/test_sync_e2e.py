@@ -24,6 +24,7 @@ def _wait_offline(*tills: object) -> None:
 
 def test_partition_both_tills_spend_the_same_points(chain: Chain) -> None:
     till_a, till_b = chain.till("till-a"), chain.till("till-b")
+    till_a.wait_synced()  # it knows Anna and the rules: A-1 earns her points
     sell(till_a, "A-1", 50000)
     till_a.wait_synced()
     till_b.wait_synced()
