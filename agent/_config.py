@@ -55,6 +55,11 @@ class AgentSettings(BaseSettings):
     sync_backoff_s_max: Annotated[float, Field(ge=1, le=3600)] = 300.0
     """Longest wait between failed syncs (exponential backoff with jitter up to this)."""
     sync_batch_entries_max: Annotated[int, Field(ge=1, le=500)] = 500
+    sync_runs_in: Literal["process", "thread"] = "process"
+    """`process`: the sync job runs in a child process of its own, so that its work never holds
+    the POS API's GIL (docs/sync.md, "The sync process"); `thread`: in the agent's scheduler."""
+    sync_process_nice: Annotated[int, Field(ge=0, le=19)] = 10
+    """How much lower the sync process's CPU priority is than the POS API's (POSIX `nice`)."""
     request_body_bytes_max: Annotated[int, Field(ge=1024, le=4 * 1024 * 1024)] = 256 * 1024
     expiry_check_interval_s: PositiveSeconds = 30.0
     wal_checkpoint_interval_s: PositiveSeconds = 2.0

@@ -21,12 +21,14 @@ from agent._cache import customer_count
 from agent._clock import Clock, SystemClock
 from agent._config import AgentSettings
 from agent._devices import Devices
+from agent._errors import HoldRefused
 from agent._runtime import build_till, enrolled_settings
 from agent._sales import Till
-from protocol import freeze_startup_heap
+from protocol import HoldRequest, HoldResponse, freeze_startup_heap
 
 if TYPE_CHECKING:
     from agent._sync import SyncClient
+    from agent._syncprocess import SyncProcess
 
 log = logging.getLogger("kopilka.agent")
 TOKEN_FILE = "api-token"
@@ -83,6 +85,8 @@ class AgentService:
         self.settings = settings
         self.transport = transport
         self.sync: SyncClient | None = None
+        """Central's client: the sync job's in `thread` mode, only the holds' in `process`."""
+        self.sync_process: SyncProcess | None = None
         self.enroll_after_s = 0.0
         self.enroll_failures = 0
         self.till = build_till(settings, clock=clock or SystemClock())
@@ -98,7 +102,8 @@ class AgentService:
         )
 
     def status(self) -> dict[str, Any]:
-        return {**till_status(self.till), **self.devices.status()}
+        process = None if self.sync_process is None else self.sync_process.status()
+        return {**till_status(self.till), "sync_process": process, **self.devices.status()}
 
     def _session_routes(self, router: APIRouter) -> None:
         @router.get("/session")
@@ -149,11 +154,34 @@ class AgentService:
         if credential is None:
             return
         self.sync = SyncClient(self.till, credential, self.settings, transport=self.transport)
-        self.till.central_hold = self.sync.hold
+        if self.settings.sync_runs_in == "thread":
+            self.till.central_hold = self.sync.hold
+            return
+        from agent._syncprocess import SyncProcess
+
+        self.sync_process = SyncProcess(self.settings, self.till.store, self.till.clock)
+        self.till.central_hold = self._hold
+
+    def _hold(self, request: HoldRequest) -> HoldResponse | None:
+        """A hold through this process's client; an answer from central also ends the sync
+        process's backoff (`SyncClient.hold` ends only its own client's)."""
+        assert self.sync is not None
+        assert self.sync_process is not None
+        try:
+            answer = self.sync.hold(request)
+        except HoldRefused:
+            self.sync_process.wake_up()
+            raise
+        if answer is not None:
+            self.sync_process.wake_up()
+        return answer
 
     def sync_tick(self) -> None:
+        """Enrolls when due; then syncs (`thread`), or keeps the sync process running."""
         self._connect()
-        if self.sync is not None:
+        if self.sync_process is not None:
+            self.sync_process.keep_running()
+        elif self.sync is not None:
             self.sync.tick()
 
     def start_background(self) -> None:
@@ -193,6 +221,8 @@ class AgentService:
 
     def stop_background(self) -> None:
         self.scheduler.shutdown(wait=False)
+        if self.sync_process is not None:
+            self.sync_process.stop()
         self.devices.stop()
 
     def serve(self) -> None:

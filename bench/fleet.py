@@ -226,9 +226,13 @@ def _quote_ms(agent: Agent, customer: str, gap_ms: float = 0) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _p99(samples: list[float]) -> float:
+def _percentile(samples: list[float], share: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def _p99(samples: list[float]) -> float:
+    return _percentile(samples, 0.99)
 
 
 def _sell(agent: Agent, cheques: int, customers: list[str], prefix: str) -> None:
@@ -284,10 +288,17 @@ def _catch_up(agent: Agent, central_db: Path, customers: list[str], gap_ms: floa
 
 
 def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far: on a shared machine, the work
-    done, where wall time also counts the waits for a core."""
+    """CPU seconds (user + system) a process and its live children (the agent's sync process)
+    have used so far: on a shared machine, the work done, where wall time also counts the
+    waits for a core."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    return own + sum(_cpu_s(child) for child in children)
 
 
 def _audit(central_db: Path, log: AckLog, agent: Agent) -> dict[str, int]:
@@ -393,6 +404,8 @@ def main(argv: list[str]) -> int:
             "catchup_changes": week_changes,
             "pos_gap_ms": args.pos_gap_ms,
             "pos_samples": len(busy),
+            "pos_p50_idle_ms": round(_percentile(idle, 0.5), 2),
+            "pos_p50_catchup_ms": round(_percentile(busy, 0.5), 2),
             "pos_p99_idle_ms": round(_p99(idle), 2),
             "pos_p99_catchup_ms": round(_p99(busy), 2),
             "pos_p99_ratio": round(_p99(busy) / _p99(idle), 2),

@@ -7,10 +7,15 @@ of it in `ESCPOS_CAPABILITIES_PICKLE_DIR`. `installer/build.sh` puts that pickle
 `capabilities.json` in the bundle; escpos only reads it while it is newer than the JSON, which
 holds as long as the folder is copied with its times (`cp -a`, as `install.sh` does). Otherwise
 escpos would rewrite it, so the bundle's own folder is then not offered.
+
+The agent's sync process (`agent/_syncprocess.py`) is started with multiprocessing's `spawn`:
+from the bundle, that runs this executable again with multiprocessing's own arguments, which
+`multiprocessing.freeze_support()` recognises (and then runs the child instead of the CLI).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
 import sys
@@ -35,6 +40,7 @@ def _bundled_escpos_pickle_dir() -> Path | None:
 
 
 def _main() -> int:
+    multiprocessing.freeze_support()  # returns at once unless this is a spawned child
     if PICKLE_DIR_VARIABLE not in os.environ:
         folder = _bundled_escpos_pickle_dir()
         if folder is not None:

@@ -24,6 +24,7 @@ def _wait_offline(*tills: object) -> None:
 
 def test_partition_both_tills_spend_the_same_points(chain: Chain) -> None:
     till_a, till_b = chain.till("till-a"), chain.till("till-b")
+    till_a.wait_synced()  # it knows Anna and the rules: A-1 earns her points
     sell(till_a, "A-1", 50000)
     till_a.wait_synced()
     till_b.wait_synced()
@@ -68,6 +69,7 @@ def test_every_fault_of_the_network_leaves_the_invariants(chain: Chain, fault: F
 def test_sigkill_of_each_process_during_sync_loses_nothing(chain: Chain) -> None:
     rng = random.Random(3)
     till = chain.till("till-a")
+    till.wait_synced()  # it knows Anna and the rules: its sales earn her points
     for i in range(45):
         sell(till, f"k-{i}", 5000 + i, redeem=0)
         if i % 15 == 7:
