@@ -167,8 +167,8 @@ def _sync_routes(app: FastAPI) -> None:
         central = _central(request)
         with central.reader.begin() as conn:
             page = _changes.pull(conn, since, limit, central.clock())
-        if isinstance(page, PullResponse):
-            return page
+        if isinstance(page, bytes):
+            return Response(page, media_type="application/json")
         return JSONResponse(page.model_dump(mode="json"), status_code=410)
 
     @app.get("/sync/snapshot", response_model=SnapshotPage)

@@ -14,6 +14,7 @@ from protocol import (
     EnrollResponse,
     EntryKind,
     LedgerEntry,
+    PullResponse,
     PushItem,
     PushRequest,
     canonical_json,
@@ -107,9 +108,12 @@ class Till:
         return response
 
     def pull(self, since: int, limit: int = 500) -> httpx.Response:
+        """A page of changes; a page central serves must parse as a till parses it."""
         response: httpx.Response = self.client.get(
             "/sync/pull", params={"since": since, "limit": limit}, headers=self.headers
         )
+        if response.status_code == 200:
+            PullResponse.model_validate_json(response.content)
         return response
 
 
