@@ -87,31 +87,66 @@ class Writer:
     after it ended."""
 
     def __init__(self, database: str | None) -> None:
-        self._thread_lock = threading.Lock()
+        self._thread_lock = threading.RLock()
+        self._depth = 0
         self._path = None if not database or database == ":memory:" else f"{database}-writer"
         self._fd: int | None = None
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
+        """Reentrant in one thread: a job run from a route that holds the lock takes it
+        again without waiting for itself."""
         with self._thread_lock:
-            if self._path is None:
-                yield
+            if self._path is None or self._depth > 0:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
                 return
             if self._fd is None:
                 self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
                 weakref.finalize(self, os.close, self._fd)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth = 1
             try:
                 yield
             finally:
+                self._depth = 0
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
+_writers: weakref.WeakValueDictionary[tuple[int, str], Writer] = weakref.WeakValueDictionary()
+_writers_lock = threading.Lock()
+
+
 def writer(engine: sa.Engine) -> Writer | None:
-    """The writer lock of a SQLite engine (None on PostgreSQL: row locks order writers)."""
+    """The writer lock of a SQLite engine (None on PostgreSQL: row locks order writers).
+    One per file in a process, while someone holds it: the routes and the jobs of one
+    process queue on the same lock (two open files in one process would each wait for the
+    other's `flock`)."""
     if not is_sqlite(engine):
         return None
-    return Writer(engine.url.database)
+    database = engine.url.database or ""
+    key = (os.getpid(), database)
+    with _writers_lock:
+        found = _writers.get(key)
+        if found is None:
+            found = Writer(database)
+            _writers[key] = found
+    return found
+
+
+@contextlib.contextmanager
+def writing(engine: sa.Engine) -> Iterator[None]:
+    """Hold the engine's writer lock (SQLite) around a write transaction; nothing on
+    PostgreSQL."""
+    lock = writer(engine)
+    if lock is None:
+        yield
+        return
+    with lock.held():
+        yield
 
 
 def reading(engine: sa.Engine) -> sa.Engine:

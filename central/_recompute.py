@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from central import _directory, _entries
+from central import _db, _directory, _entries
 from central import _tables as t
 from central._clock import to_ms
 from protocol import (
@@ -101,41 +102,100 @@ def alert(
 def recompute(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
     """Recompute pending cheques. Returns (cheques decided, lag in ms): the lag is how long
     the oldest cheque still pending has waited since it arrived."""
-    return _drain(engine, "pending", _recompute_one, now)
+    return _drain(engine, "pending", _read_for_recompute, _recompute_one, now)
+
+
+@dataclass
+class _Read:
+    """What deciding a cheque needs that costs CPU but no write lock: its document parsed
+    and, for a sale whose rules central knows, its evaluation again."""
+
+    doc: ChequeDocument
+    rules: RuleSet | None = None
+    again: Quote | None = None
+
+
+_RuleSets = dict[str, "RuleSet | None"]
+Read = Callable[[sa.Connection, Any, _RuleSets], _Read]
+Decide = Callable[[sa.Connection, Any, _Read, datetime], int]
+_UNREADABLE = (ValueError, KeyError, RuntimeError)
+rule_sets_cached_max = 16
 
 
 def _drain(
-    engine: sa.Engine, state: str, one: Callable[[sa.Connection, Any, datetime], int], now: datetime
+    engine: sa.Engine, state: str, read: Read, decide: Decide, now: datetime
 ) -> tuple[int, int | None]:
-    """Apply `one` to every cheque in `state`, a batch a transaction, each cheque under a
-    savepoint: a cheque that cannot be read or evaluated is set aside as `failed` with an
-    alert, never retried forever. Returns (decided, lag of the oldest still in `state`)."""
+    """Decide every cheque in `state`, a batch at a time: `read` each one in a read-only
+    transaction (parsing and evaluating, the CPU-heavy part, holds no lock), then `decide`
+    them in one short write transaction under the writer lock, each under a savepoint, so
+    pushes wait for a few milliseconds of writes and not for the evaluation. A cheque that
+    cannot be read or evaluated is set aside as `failed` with an alert, never retried
+    forever. Returns (decided, lag of the oldest still in `state`)."""
     decided = 0
     after = 0
+    rule_sets: _RuleSets = {}
+    reader = _db.reading(engine)
     while True:
-        with engine.begin() as conn:
+        with reader.begin() as conn:
             rows = _pending(conn, state, after)
-            if not rows:
-                break
-            for row in rows:
-                after = row.id
-                try:
-                    with conn.begin_nested():
-                        decided += one(conn, row, now)
-                except (ValueError, KeyError, RuntimeError) as error:
-                    detail = {"error": f"{type(error).__name__}: {error}"[:500]}
-                    if _claim(conn, row, state, "failed", detail):
-                        alert(conn, "recompute_failed", row, row.document_id, detail, to_ms(now))
-                        decided += 1
-    with engine.connect() as conn:
+            reads = [_read_one(read, conn, row, rule_sets) for row in rows]
+        if not rows:
+            break
+        after = rows[-1].id
+        with _db.writing(engine), engine.begin() as conn:
+            for row, got in zip(rows, reads, strict=True):
+                decided += _decide_one(conn, state, row, got, decide, now)
+    with reader.connect() as conn:
         oldest = conn.execute(
             sa.select(sa.func.min(t.cheques.c.received_ms)).where(t.cheques.c.recomputed == state)
         ).scalar()
     return decided, 0 if oldest is None else max(to_ms(now) - int(oldest), 0)
 
 
-def _recompute_one(conn: sa.Connection, row: Any, now: datetime) -> int:
+def _read_one(read: Read, conn: sa.Connection, row: Any, rule_sets: _RuleSets) -> _Read | Exception:
+    if len(rule_sets) > rule_sets_cached_max:
+        rule_sets.clear()
+    try:
+        return read(conn, row, rule_sets)
+    except _UNREADABLE as error:
+        return error
+
+
+def _decide_one(
+    conn: sa.Connection, state: str, row: Any, got: _Read | Exception, decide: Decide, now: datetime
+) -> int:
+    try:
+        if isinstance(got, Exception):
+            raise got
+        with conn.begin_nested():
+            return decide(conn, row, got, now)
+    except _UNREADABLE as error:
+        detail = {"error": f"{type(error).__name__}: {error}"[:500]}
+        if not _claim(conn, row, state, "failed", detail):
+            return 0
+        alert(conn, "recompute_failed", row, row.document_id, detail, to_ms(now))
+        return 1
+
+
+def _read_for_recompute(conn: sa.Connection, row: Any, rule_sets: _RuleSets) -> _Read:
     doc = ChequeDocument.model_validate_json(row.payload)
+    if doc.quote is None:
+        return _Read(doc)
+    content_hash = doc.quote.rule_set_hash
+    if content_hash not in rule_sets:
+        rule_sets[content_hash] = _rule_set(conn, content_hash)
+    rules = rule_sets[content_hash]
+    if rules is None or doc.kind is ChequeKind.refund or not _same_evaluator(doc):
+        return _Read(doc, rules)
+    return _Read(doc, rules, _evaluate_again(conn, doc, rules))
+
+
+def _same_evaluator(doc: ChequeDocument) -> bool:
+    return doc.quote is not None and doc.quote.evaluator_version == EVALUATOR_VERSION
+
+
+def _recompute_one(conn: sa.Connection, row: Any, got: _Read, now: datetime) -> int:
+    doc = got.doc
     if doc.kind is ChequeKind.refund and doc.quote is None:
         return int(_claim(conn, row, "pending", "foreign"))
     if doc.quote is None:
@@ -143,10 +203,9 @@ def _recompute_one(conn: sa.Connection, row: Any, now: datetime) -> int:
     entries = _entries_of(conn, doc)
     if entries is None:
         return 0  # its entries have not all arrived yet: the lag shows it
-    rules = _rule_set(conn, doc.quote.rule_set_hash)
     now_ms = to_ms(now)
-    if rules is None or doc.quote.evaluator_version != EVALUATOR_VERSION:
-        why = "unknown_rules" if rules is None else "other_evaluator"
+    if got.rules is None or not _same_evaluator(doc):
+        why = "unknown_rules" if got.rules is None else "other_evaluator"
         if not _claim(conn, row, "pending", why):
             return 0
         stamped = {
@@ -157,8 +216,10 @@ def _recompute_one(conn: sa.Connection, row: Any, now: datetime) -> int:
         return 1
     if doc.kind is ChequeKind.refund:
         expected, found = _refund_points(conn, doc, entries)
+    elif got.again is not None:
+        expected, found = _sale_points(doc, got.again, entries)
     else:
-        expected, found = _sale_points(conn, doc, rules, entries)
+        raise AssertionError("a sale with known rules was evaluated when it was read")
     if expected == found:
         return int(_claim(conn, row, "pending", "ok"))
     delta = expected["net"] - found["net"]
@@ -222,9 +283,8 @@ def quoted_at(doc: ChequeDocument, rules: RuleSet) -> datetime:
     return doc.device_time
 
 
-def _sale_points(
-    conn: sa.Connection, doc: ChequeDocument, rules: RuleSet, entries: list[Any]
-) -> tuple[dict[str, int], dict[str, int]]:
+def _evaluate_again(conn: sa.Connection, doc: ChequeDocument, rules: RuleSet) -> Quote:
+    """The sale evaluated again with the rules and the evaluator stamped on it."""
     quote = doc.quote
     if quote is None:
         raise AssertionError("a sale to recompute has a quote")
@@ -233,7 +293,15 @@ def _sale_points(
         update={"points_balance": max(doc.customer.points_balance, quote.burn_points), "lots": ()}
     )
     redeem = RedeemRequest(mode="points", points=quote.burn_points)
-    again = evaluate(rules, customer, doc.basket, store, quoted_at(doc, rules), redeem)
+    return evaluate(rules, customer, doc.basket, store, quoted_at(doc, rules), redeem)
+
+
+def _sale_points(
+    doc: ChequeDocument, again: Quote, entries: list[Any]
+) -> tuple[dict[str, int], dict[str, int]]:
+    quote = doc.quote
+    if quote is None:
+        raise AssertionError("a sale to recompute has a quote")
     points = [e for e in entries if e.asset == "points" and e.kind in _POINT_KINDS]
     found = {
         "earn": sum(e.amount for e in points if e.kind == EntryKind.earn.value),
@@ -308,7 +376,11 @@ def reconcile_refunds(engine: sa.Engine, now: datetime) -> tuple[int, int | None
     """Refunds of cheques sold at another till: find the original, compute what the refund
     reverses from its quote, and write those entries from central. A refund whose original
     has not arrived waits (the lag shows the oldest one)."""
-    return _drain(engine, "foreign", _reconcile_one, now)
+    return _drain(engine, "foreign", _read_document, _reconcile_one, now)
+
+
+def _read_document(_conn: sa.Connection, row: Any, _rule_sets: _RuleSets) -> _Read:
+    return _Read(ChequeDocument.model_validate_json(row.payload))
 
 
 def _original(conn: sa.Connection, doc: ChequeDocument) -> ChequeDocument | None:
@@ -323,8 +395,8 @@ def _original(conn: sa.Connection, doc: ChequeDocument) -> ChequeDocument | None
     return paid[-1] if paid else None
 
 
-def _reconcile_one(conn: sa.Connection, row: Any, now: datetime) -> int:
-    doc = ChequeDocument.model_validate_json(row.payload)
+def _reconcile_one(conn: sa.Connection, row: Any, got: _Read, now: datetime) -> int:
+    doc = got.doc
     original = _original(conn, doc)
     if original is None or original.quote is None:
         return 0

@@ -4,11 +4,13 @@ work, a second run changes nothing, and the ledger still folds to every balance.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
-from central import _jobs, _lots
+from central import _db, _jobs, _lots
 from central import _tables as t
 from protocol import CardIdentifier, EntryKind, refund_quote
 
@@ -112,6 +114,29 @@ def test_recomputation_waits_for_entries_and_reports_its_lag(hq: Hq, engine: sa.
     done = run(engine, "recompute", later)
     assert (done.items, done.lag_ms) == (1, 0)
     assert conflicts(engine) == []
+
+
+def test_recomputation_writes_its_verdicts_in_the_writers_queue(hq: Hq, engine: sa.Engine) -> None:
+    """On SQLite the job evaluates without the writer lock and queues on it to write, as
+    pushes do: while someone else holds the lock, nothing is decided; then all of it is."""
+    publish_rules(hq)
+    hq.customer("c1")
+    till = hq.enroll()
+    for n in range(3):
+        ok(till.push(list(sale(till, "c1", f"ch-{n}", quote_for("c1")))))
+    lock = _db.writer(engine)
+    if lock is None:
+        pytest.skip("PostgreSQL orders writers with row locks, not a writer lock")
+    outcome: list[_jobs.Outcome] = []
+    with lock.held():
+        job = threading.Thread(target=lambda: outcome.append(run(engine, "recompute")))
+        job.start()
+        job.join(1.0)
+        assert outcome == []
+        assert set(recomputed(engine)[0].values()) == {"pending"}
+    job.join(30)
+    assert outcome[0].items == 3
+    assert set(recomputed(engine)[0].values()) == {"ok"}
 
 
 def test_recomputation_checks_a_till_s_own_refunds(hq: Hq, engine: sa.Engine) -> None:

@@ -54,6 +54,28 @@ def test_ledger_uniqueness_is_enforced_by_the_database(
         conn.execute(sa.insert(t.ledger), [_row(*second)])
 
 
+def test_one_writer_per_sqlite_file_in_a_process_and_reentrant(tmp_path: Path) -> None:
+    """The routes and the jobs of one process share the file's writer lock: a job run from
+    a route that holds it takes it again at once, and another thread waits its turn."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'central.db'}")
+    lock = _db.writer(engine)
+    assert lock is not None
+    assert _db.writer(sa.create_engine(f"sqlite:///{tmp_path / 'central.db'}")) is lock
+    entered = threading.Event()
+
+    def other() -> None:
+        with _db.writing(engine):
+            entered.set()
+
+    with lock.held():
+        with _db.writing(engine):  # the same thread again: no wait for itself
+            thread = threading.Thread(target=other)
+            thread.start()
+        assert not entered.wait(0.3), "another thread got in while the lock was held"
+    assert entered.wait(5), "the other thread never got the lock"
+    thread.join()
+
+
 def test_sqlite_writers_of_two_processes_take_turns(tmp_path: Path) -> None:
     """`_db.Writer` of another process (another open file, as a second `serve` worker has)
     waits until the holder lets go, and then gets the lock at once."""
