@@ -21,11 +21,13 @@ last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -287,6 +289,51 @@ def _catch_up(agent: Agent, central_db: Path, customers: list[str], gap_ms: floa
     raise RuntimeError(f"{agent.name} did not catch up: {agent.status()}")
 
 
+def _jobs_overlapping(db: Path, started_ms: int) -> list[str]:
+    """Central's jobs whose last run overlapped the catch-up (started in it, or still
+    running or finished after it began)."""
+    with closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute(
+            "SELECT name FROM job_state WHERE last_started_ms >= ? OR last_finished_ms >= ? "
+            "OR last_finished_ms IS NULL OR last_finished_ms < last_started_ms ORDER BY name",
+            (started_ms, started_ms),
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+class JobsDuringCatchUp:
+    """`--recompute-in-catchup`: a second jobs process (`kopilka-central jobs`, at the same
+    lower priority as the one `serve` runs) runs `recompute` every second while the till
+    catches up, so that its cheques are evaluated and written in the middle of the push: the
+    worst case, which `serve`'s 30-second interval hits only sometimes."""
+
+    def __init__(self, central: Central) -> None:
+        self.central = central
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> JobsDuringCatchUp:
+        argv = ["nice", "-n", "10", sys.executable, "-m", "central.cli", "jobs"]
+        self.process = subprocess.Popen(
+            [*argv, "--db", self.central.db_url, "--job", "recompute", "--every-s", "1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+def _recomputed(db: Path) -> int:
+    with closing(sqlite3.connect(db)) as conn:
+        found = conn.execute(
+            "SELECT COALESCE(SUM(items_total), 0) FROM job_state WHERE name = 'recompute'"
+        ).fetchone()
+    return int(found[0])
+
+
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process and its live children (the agent's sync process)
     have used so far: on a shared machine, the work done, where wall time also counts the
@@ -334,6 +381,11 @@ def main(argv: list[str]) -> int:
         type=float,
         default=pos_gap_ms_default,
         help=f"pause between POS samples (default {pos_gap_ms_default}; 0: back to back)",
+    )
+    parser.add_argument(
+        "--recompute-in-catchup",
+        action="store_true",
+        help="run central's recompute job back to back during the catch-up (the worst case)",
     )
     args = parser.parse_args(argv)
     tills_count = 200
@@ -385,8 +437,14 @@ def main(argv: list[str]) -> int:
         week_changes = _changes_since(central_db, cursor_before)
         print(f"fleet: agent B back with {week_changes} changes to pull", flush=True)
         cpu_before = _cpu_s(central.process.pid), _cpu_s(agent_b.process.pid)
+        started_ms = int(time.time() * 1000)
         proxy.partitioned = False
-        catchup = _catch_up(agent_b, central_db, customers, args.pos_gap_ms)
+        recomputed_before = _recomputed(central_db)
+        forced = JobsDuringCatchUp(central) if args.recompute_in_catchup else None
+        with forced or contextlib.nullcontext():
+            catchup = _catch_up(agent_b, central_db, customers, args.pos_gap_ms)
+        overlapping = _jobs_overlapping(central_db, started_ms)
+        recomputed = _recomputed(central_db) - recomputed_before
         cpu_central_s = _cpu_s(central.process.pid) - cpu_before[0]
         cpu_agent_s = _cpu_s(agent_b.process.pid) - cpu_before[1]
         agent_a.wait_synced(timeout_s=120)
@@ -401,6 +459,9 @@ def main(argv: list[str]) -> int:
             "catchup_cpu_central_s": round(cpu_central_s, 2),
             "catchup_cpu_agent_s": round(cpu_agent_s, 2),
             "catchup_cheques": cheques,
+            "catchup_jobs": overlapping,
+            "catchup_recompute_forced": args.recompute_in_catchup,
+            "catchup_recomputed": recomputed,
             "catchup_changes": week_changes,
             "pos_gap_ms": args.pos_gap_ms,
             "pos_samples": len(busy),

@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -166,6 +166,7 @@ class Scheduler:
         clock: Clock,
         holder: str | None = None,
         intervals_s: dict[str, int] | None = None,
+        only: Collection[str] | None = None,
     ) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -173,7 +174,7 @@ class Scheduler:
         self.clock = clock
         self.holder = holder or holder_name()
         self._scheduler = BackgroundScheduler(timezone="UTC")
-        for job in JOBS:
+        for job in JOBS if only is None else [BY_NAME[name] for name in only]:
             every = (intervals_s or {}).get(job.name, job.interval_s)
             self._scheduler.add_job(
                 self._tick,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -102,49 +102,64 @@ def alert(
 def recompute(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
     """Recompute pending cheques. Returns (cheques decided, lag in ms): the lag is how long
     the oldest cheque still pending has waited since it arrived."""
-    return _drain(engine, "pending", _read_for_recompute, _recompute_one, now)
+    return _drain(engine, "pending", _recompute_one, now)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What becomes of one cheque: its new state, what is kept with it, a conflict for HQ
+    (kind, detail) and central's own entries for it (corrections, refund reversals)."""
+
+    state: str
+    result: Any = None
+    alert: tuple[str, Any] | None = None
+    entries: tuple[dict[str, Any], ...] = ()
+
+
+class _Later:
+    """Decide this cheque in the next batch: it depends on a verdict of this one."""
+
+
+LATER = _Later()
 
 
 @dataclass
-class _Read:
-    """What deciding a cheque needs that costs CPU but no write lock: its document parsed
-    and, for a sale whose rules central knows, its evaluation again."""
+class Reading:
+    """What one run reads once: rule sets and stores by key; and what this batch decided
+    about each original cheque (a second refund of it waits for the next batch)."""
 
-    doc: ChequeDocument
-    rules: RuleSet | None = None
-    again: Quote | None = None
+    rule_sets: dict[str, RuleSet | None] = field(default_factory=dict)
+    stores: dict[str, Store] = field(default_factory=dict)
+    originals: set[str] = field(default_factory=set)
 
 
-_RuleSets = dict[str, "RuleSet | None"]
-Read = Callable[[sa.Connection, Any, _RuleSets], _Read]
-Decide = Callable[[sa.Connection, Any, _Read, datetime], int]
+Judge = Callable[[sa.Connection, Any, Reading], "Verdict | _Later | None"]
 _UNREADABLE = (ValueError, KeyError, RuntimeError)
-rule_sets_cached_max = 16
+cached_per_run_max = 64
 
 
-def _drain(
-    engine: sa.Engine, state: str, read: Read, decide: Decide, now: datetime
-) -> tuple[int, int | None]:
-    """Decide every cheque in `state`, a batch at a time: `read` each one in a read-only
-    transaction (parsing and evaluating, the CPU-heavy part, holds no lock), then `decide`
-    them in one short write transaction under the writer lock, each under a savepoint, so
-    pushes wait for a few milliseconds of writes and not for the evaluation. A cheque that
-    cannot be read or evaluated is set aside as `failed` with an alert, never retried
-    forever. Returns (decided, lag of the oldest still in `state`)."""
+def _drain(engine: sa.Engine, state: str, judge: Judge, now: datetime) -> tuple[int, int | None]:
+    """Decide every cheque in `state`, a batch at a time: `judge` each one in a read-only
+    transaction (parsing, evaluating, reading what it needs: the CPU, under no lock), then
+    write the verdicts in one short write transaction under the writer lock, so pushes wait
+    for a few milliseconds of writes and not for the evaluation. What `judge` reads does not
+    change between the two: entries, documents and rule sets are never rewritten, and each
+    claim is `UPDATE ... WHERE recomputed = state`, so a verdict another run wrote first is
+    left alone. A cheque that cannot be read or evaluated is set aside as `failed` with an
+    alert, never retried forever. Returns (decided, lag of the oldest still in `state`)."""
     decided = 0
     after = 0
-    rule_sets: _RuleSets = {}
+    reading = Reading()
     reader = _db.reading(engine)
     while True:
         with reader.begin() as conn:
             rows = _pending(conn, state, after)
-            reads = [_read_one(read, conn, row, rule_sets) for row in rows]
+            verdicts = _judge_batch(judge, conn, rows, reading)
         if not rows:
             break
-        after = rows[-1].id
+        after = rows[len(verdicts) - 1].id
         with _db.writing(engine), engine.begin() as conn:
-            for row, got in zip(rows, reads, strict=True):
-                decided += _decide_one(conn, state, row, got, decide, now)
+            decided += _write(conn, state, rows, verdicts, now)
     with reader.connect() as conn:
         oldest = conn.execute(
             sa.select(sa.func.min(t.cheques.c.received_ms)).where(t.cheques.c.recomputed == state)
@@ -152,97 +167,122 @@ def _drain(
     return decided, 0 if oldest is None else max(to_ms(now) - int(oldest), 0)
 
 
-def _read_one(read: Read, conn: sa.Connection, row: Any, rule_sets: _RuleSets) -> _Read | Exception:
-    if len(rule_sets) > rule_sets_cached_max:
-        rule_sets.clear()
-    try:
-        return read(conn, row, rule_sets)
-    except _UNREADABLE as error:
-        return error
+def _judge_batch(
+    judge: Judge, conn: sa.Connection, rows: list[Any], reading: Reading
+) -> list[Verdict | None]:
+    """Each row's verdict (None: not yet), up to the first that must wait for this batch."""
+    if len(reading.rule_sets) + len(reading.stores) > cached_per_run_max:
+        reading.rule_sets.clear()
+        reading.stores.clear()
+    reading.originals.clear()
+    verdicts: list[Verdict | None] = []
+    for row in rows:
+        try:
+            verdict = judge(conn, row, reading)
+        except _UNREADABLE as error:
+            detail = {"error": f"{type(error).__name__}: {error}"[:500]}
+            verdict = Verdict("failed", detail, ("recompute_failed", detail))
+        if isinstance(verdict, _Later):
+            break
+        verdicts.append(verdict)
+    return verdicts
 
 
-def _decide_one(
-    conn: sa.Connection, state: str, row: Any, got: _Read | Exception, decide: Decide, now: datetime
+def _write(
+    conn: sa.Connection, state: str, rows: list[Any], verdicts: list[Verdict | None], now: datetime
 ) -> int:
-    try:
-        if isinstance(got, Exception):
-            raise got
-        with conn.begin_nested():
-            return decide(conn, row, got, now)
-    except _UNREADABLE as error:
-        detail = {"error": f"{type(error).__name__}: {error}"[:500]}
-        if not _claim(conn, row, state, "failed", detail):
-            return 0
-        alert(conn, "recompute_failed", row, row.document_id, detail, to_ms(now))
-        return 1
+    """The verdicts, each only if the cheque is still in `state`: the plain ones in one
+    statement, those with a conflict or entries one by one."""
+    plain = [
+        {"b_cheque": row.id, "b_state": state, "b_verdict": verdict.state}
+        for row, verdict in zip(rows, verdicts, strict=False)
+        if verdict is not None and _is_plain(verdict)
+    ]
+    decided = conn.execute(_CLAIM, plain).rowcount if plain else 0
+    for row, verdict in zip(rows, verdicts, strict=False):
+        if verdict is not None and not _is_plain(verdict):
+            with conn.begin_nested():
+                decided += _apply(conn, state, row, verdict, now)
+    return decided
 
 
-def _read_for_recompute(conn: sa.Connection, row: Any, rule_sets: _RuleSets) -> _Read:
+def _is_plain(verdict: Verdict) -> bool:
+    return verdict.alert is None and not verdict.entries and verdict.result is None
+
+
+_CLAIM = (
+    sa.update(t.cheques)
+    .where(
+        t.cheques.c.id == sa.bindparam("b_cheque"),
+        t.cheques.c.recomputed == sa.bindparam("b_state"),
+    )
+    .values(recomputed=sa.bindparam("b_verdict"))
+)
+
+
+def _apply(conn: sa.Connection, state: str, row: Any, verdict: Verdict, now: datetime) -> int:
+    if not _claim(conn, row, state, verdict.state, verdict.result):
+        return 0
+    if verdict.alert is not None:
+        kind, detail = verdict.alert
+        alert(conn, kind, row, str(row.document_id), detail, to_ms(now))
+    if verdict.entries:
+        _entries.write(conn, list(verdict.entries), now)
+    return 1
+
+
+def _recompute_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict | None:
     doc = ChequeDocument.model_validate_json(row.payload)
-    if doc.quote is None:
-        return _Read(doc)
-    content_hash = doc.quote.rule_set_hash
-    if content_hash not in rule_sets:
-        rule_sets[content_hash] = _rule_set(conn, content_hash)
-    rules = rule_sets[content_hash]
-    if rules is None or doc.kind is ChequeKind.refund or not _same_evaluator(doc):
-        return _Read(doc, rules)
-    return _Read(doc, rules, _evaluate_again(conn, doc, rules))
-
-
-def _same_evaluator(doc: ChequeDocument) -> bool:
-    return doc.quote is not None and doc.quote.evaluator_version == EVALUATOR_VERSION
-
-
-def _recompute_one(conn: sa.Connection, row: Any, got: _Read, now: datetime) -> int:
-    doc = got.doc
     if doc.kind is ChequeKind.refund and doc.quote is None:
-        return int(_claim(conn, row, "pending", "foreign"))
+        return Verdict("foreign")
     if doc.quote is None:
-        return int(_claim(conn, row, "pending", "skipped"))
+        return Verdict("skipped")
     entries = _entries_of(conn, doc)
     if entries is None:
-        return 0  # its entries have not all arrived yet: the lag shows it
-    now_ms = to_ms(now)
-    if got.rules is None or not _same_evaluator(doc):
-        why = "unknown_rules" if got.rules is None else "other_evaluator"
-        if not _claim(conn, row, "pending", why):
-            return 0
+        return None  # its entries have not all arrived yet: the lag shows it
+    rules = _rule_set(conn, doc.quote.rule_set_hash, reading)
+    if rules is None or doc.quote.evaluator_version != EVALUATOR_VERSION:
+        why = "unknown_rules" if rules is None else "other_evaluator"
         stamped = {
             "rule_set_hash": doc.quote.rule_set_hash,
             "evaluator": doc.quote.evaluator_version,
         }
-        alert(conn, why, row, str(doc.document_id), stamped, now_ms)
-        return 1
+        return Verdict(why, alert=(why, stamped))
     if doc.kind is ChequeKind.refund:
-        expected, found = _refund_points(conn, doc, entries)
-    elif got.again is not None:
-        expected, found = _sale_points(doc, got.again, entries)
+        expected, found = _refund_points(conn, doc, entries, row.id)
     else:
-        raise AssertionError("a sale with known rules was evaluated when it was read")
+        again = _evaluate_again(doc, rules, _store(conn, doc.store_id, reading))
+        expected, found = _sale_points(doc, again, entries)
     if expected == found:
-        return int(_claim(conn, row, "pending", "ok"))
+        return Verdict("ok")
     delta = expected["net"] - found["net"]
     detail: dict[str, Any] = {"expected": expected, "found": found, "correction": delta}
-    if not _claim(conn, row, "pending", "mismatch", detail):
-        return 0
-    alert(conn, "recompute_mismatch", row, str(doc.document_id), detail, now_ms)
+    correction: tuple[dict[str, Any], ...] = ()
     if delta != 0 and doc.account is not None:
-        _entries.write(
-            conn,
-            [
-                {
-                    "kind": EntryKind.correction,
-                    "account": doc.account,
-                    "amount": delta,
-                    "cheque_id": doc.cheque_id,
-                    "grant_key": f"correct:{doc.document_id}",
-                    "reason": f"recomputation of cheque {doc.cheque_id} differs",
-                }
-            ],
-            now,
+        correction = (
+            {
+                "kind": EntryKind.correction,
+                "account": doc.account,
+                "amount": delta,
+                "cheque_id": doc.cheque_id,
+                "grant_key": f"correct:{doc.document_id}",
+                "reason": f"recomputation of cheque {doc.cheque_id} differs",
+            },
         )
-    return 1
+    return Verdict("mismatch", detail, ("recompute_mismatch", detail), correction)
+
+
+def _store(conn: sa.Connection, store_id: str, reading: Reading) -> Store:
+    found = reading.stores.get(store_id)
+    if found is None:
+        found = _directory.store(conn, store_id) or Store(store_id=store_id, name="")
+        reading.stores[store_id] = found
+    return found
+
+
+_ENTRIES = sa.select(
+    t.ledger.c.entry_id, t.ledger.c.kind, t.ledger.c.amount, t.ledger.c.asset
+).where(t.ledger.c.entry_id.in_(sa.bindparam("ids", expanding=True)))
 
 
 def _entries_of(conn: sa.Connection, doc: ChequeDocument) -> list[Any] | None:
@@ -251,11 +291,7 @@ def _entries_of(conn: sa.Connection, doc: ChequeDocument) -> list[Any] | None:
     ids = [str(entry_id) for entry_id in doc.entry_ids]
     if not ids:
         return []
-    rows = conn.execute(
-        sa.select(t.ledger.c.entry_id, t.ledger.c.kind, t.ledger.c.amount, t.ledger.c.asset).where(
-            t.ledger.c.entry_id.in_(ids)
-        )
-    ).all()
+    rows = conn.execute(_ENTRIES, {"ids": ids}).all()
     if len(rows) < len(ids):
         held = conn.execute(
             sa.select(sa.func.count()).where(
@@ -267,11 +303,14 @@ def _entries_of(conn: sa.Connection, doc: ChequeDocument) -> list[Any] | None:
     return list(rows)
 
 
-def _rule_set(conn: sa.Connection, content_hash: str) -> RuleSet | None:
-    text = conn.execute(
-        sa.select(t.rule_sets.c.document).where(t.rule_sets.c.content_hash == content_hash)
-    ).scalar_one_or_none()
-    return None if text is None else rule_set_from_data(json.loads(text))
+def _rule_set(conn: sa.Connection, content_hash: str, reading: Reading) -> RuleSet | None:
+    if content_hash not in reading.rule_sets:
+        text = conn.execute(
+            sa.select(t.rule_sets.c.document).where(t.rule_sets.c.content_hash == content_hash)
+        ).scalar_one_or_none()
+        found = None if text is None else rule_set_from_data(json.loads(text))
+        reading.rule_sets[content_hash] = found
+    return reading.rule_sets[content_hash]
 
 
 def quoted_at(doc: ChequeDocument, rules: RuleSet) -> datetime:
@@ -283,12 +322,11 @@ def quoted_at(doc: ChequeDocument, rules: RuleSet) -> datetime:
     return doc.device_time
 
 
-def _evaluate_again(conn: sa.Connection, doc: ChequeDocument, rules: RuleSet) -> Quote:
+def _evaluate_again(doc: ChequeDocument, rules: RuleSet, store: Store) -> Quote:
     """The sale evaluated again with the rules and the evaluator stamped on it."""
     quote = doc.quote
     if quote is None:
         raise AssertionError("a sale to recompute has a quote")
-    store = _directory.store(conn, doc.store_id) or Store(store_id=doc.store_id, name="")
     customer = doc.customer.model_copy(
         update={"points_balance": max(doc.customer.points_balance, quote.burn_points), "lots": ()}
     )
@@ -345,14 +383,11 @@ def _earlier_refunds(conn: sa.Connection, doc: ChequeDocument, before_id: int) -
 
 
 def _refund_points(
-    conn: sa.Connection, doc: ChequeDocument, entries: list[Any]
+    conn: sa.Connection, doc: ChequeDocument, entries: list[Any], row_id: int
 ) -> tuple[dict[str, int], dict[str, int]]:
     """An own-till refund: what the till reversed against what the quote says it should."""
     if doc.quote is None or doc.refund is None:
         raise AssertionError("an own-till refund carries the original quote and its refund")
-    row_id = conn.execute(
-        sa.select(t.cheques.c.id).where(t.cheques.c.document_id == str(doc.document_id))
-    ).scalar_one()
     returned = {line.line_id: line.quantity_milli for line in doc.returned}
     try:
         again = refund_quote(doc.quote, doc.basket, returned, _earlier_refunds(conn, doc, row_id))
@@ -376,11 +411,7 @@ def reconcile_refunds(engine: sa.Engine, now: datetime) -> tuple[int, int | None
     """Refunds of cheques sold at another till: find the original, compute what the refund
     reverses from its quote, and write those entries from central. A refund whose original
     has not arrived waits (the lag shows the oldest one)."""
-    return _drain(engine, "foreign", _read_document, _reconcile_one, now)
-
-
-def _read_document(_conn: sa.Connection, row: Any, _rule_sets: _RuleSets) -> _Read:
-    return _Read(ChequeDocument.model_validate_json(row.payload))
+    return _drain(engine, "foreign", _reconcile_one, now)
 
 
 def _original(conn: sa.Connection, doc: ChequeDocument) -> ChequeDocument | None:
@@ -395,28 +426,26 @@ def _original(conn: sa.Connection, doc: ChequeDocument) -> ChequeDocument | None
     return paid[-1] if paid else None
 
 
-def _reconcile_one(conn: sa.Connection, row: Any, got: _Read, now: datetime) -> int:
-    doc = got.doc
+def _reconcile_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict | _Later | None:
+    doc = ChequeDocument.model_validate_json(row.payload)
+    key = f"{doc.original_device_id}/{doc.original_cheque_id}"
+    if key in reading.originals:
+        return LATER  # what it may still refund depends on the refund decided before it
     original = _original(conn, doc)
     if original is None or original.quote is None:
-        return 0
+        return None
+    reading.originals.add(key)
     returned = {line.line_id: line.quantity_milli for line in doc.returned}
     try:
         refund = refund_quote(
             original.quote, original.basket, returned, _earlier_refunds(conn, doc, row.id)
         )
     except RefundError as error:
-        if not _claim(conn, row, "foreign", "unmatched", {"error": str(error)}):
-            return 0
         detail = {"original_cheque_id": doc.original_cheque_id, "error": str(error)}
-        alert(conn, "refund_unmatched", row, str(doc.document_id), detail, to_ms(now))
-        return 1
-    if not _claim(conn, row, "foreign", "reconciled", refund.model_dump(mode="json")):
-        return 0
+        return Verdict("unmatched", {"error": str(error)}, ("refund_unmatched", detail))
     account = original.account
-    if account is not None:
-        _entries.write(conn, _refund_specs(doc, original.quote, refund, account), now)
-    return 1
+    specs = () if account is None else tuple(_refund_specs(doc, original.quote, refund, account))
+    return Verdict("reconciled", refund.model_dump(mode="json"), entries=specs)
 
 
 def _refund_specs(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import multiprocessing
 import os
@@ -17,6 +16,7 @@ from fastapi import FastAPI
 from central import _csv_cli, _db, _directory, _jobs_cli
 from central._app import Settings, create_app
 from central._clock import from_ms, system_clock, to_ms
+from central._process import die_with_parent
 from protocol import Store
 
 DEFAULT_DB = "sqlite:///var/central.db"
@@ -78,7 +78,7 @@ def serve_processes(count: int, host: str, port: int, log_level: str) -> int:
 
 
 def _worker(host: str, port: int, log_level: str) -> None:
-    _die_with_parent()
+    die_with_parent()  # a worker dies with `serve`, however `serve` dies
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -95,15 +95,6 @@ def _worker(host: str, port: int, log_level: str) -> None:
         log_level=log_level,
     )
     uvicorn.Server(config).run(sockets=[listener])
-
-
-def _die_with_parent() -> None:
-    """A worker gets SIGKILL when `serve` dies, however it dies (Linux; elsewhere a no-op)."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 gc_young_objects_max = 50_000
@@ -134,7 +125,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         help="processes on one port (on SQLite they write one at a time)",
     )
     serve.add_argument(
-        "--no-jobs", action="store_true", help="do not run the processing jobs in this process"
+        "--no-jobs",
+        action="store_true",
+        help="do not run the processing jobs (they run in a child process at lower priority)",
     )
     serve.add_argument(
         "--message-gateway", default="log", help="confirmation codes: `log` or `file:PATH`"
@@ -184,24 +177,20 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         import uvicorn
 
-        scheduler = None if args.no_jobs else _jobs_cli.start_scheduler(engine)
-        if args.workers > 1:
-            os.environ[DB_ENV] = args.db
-            os.environ[GATEWAY_ENV] = args.message_gateway
-            try:
-                return serve_processes(args.workers, args.host, args.port, args.log_level)
-            finally:
-                if scheduler is not None:
-                    scheduler.shutdown()
-        settings = Settings(db_url=args.db, message_gateway=args.message_gateway)
-        app = create_app(settings, engine=engine)
-        settle_garbage_collector()
+        jobs = None if args.no_jobs else _jobs_cli.JobsProcess(args.db).start()
         try:
+            if args.workers > 1:
+                os.environ[DB_ENV] = args.db
+                os.environ[GATEWAY_ENV] = args.message_gateway
+                return serve_processes(args.workers, args.host, args.port, args.log_level)
+            settings = Settings(db_url=args.db, message_gateway=args.message_gateway)
+            app = create_app(settings, engine=engine)
+            settle_garbage_collector()
             uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+            return 0
         finally:
-            if scheduler is not None:
-                scheduler.shutdown()
-        return 0
+            if jobs is not None:
+                jobs.stop()
     if args.command == "jobs":
         return _jobs_cli.run(engine, args)
     if args.command in {"import", "export"}:

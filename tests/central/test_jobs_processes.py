@@ -4,12 +4,15 @@ each job's work is done once, and `serve` runs the scheduler unless told `--no-j
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -136,3 +139,68 @@ def test_two_serve_processes_run_the_scheduler_and_do_the_work_once(
     assert len(holders) >= 1
     assert_ledger_consistent(engine)
     engine.dispose()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` spawned with multiprocessing (not its resource tracker)."""
+    found = [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    return [child for child in found if b"spawn_main" in _cmdline(child)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _eventually(check: Any, timeout_s: float = ready_timeout_s) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout_s} s: {check}")
+
+
+def _alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_serve_runs_the_jobs_in_a_child_at_lower_priority_restarts_it_and_takes_it_down(
+    tmp_path: Path,
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'central.db'}"
+    proc, _ = _serve(db_url, tmp_path / "central.log")
+    try:
+        (jobs,) = _eventually(lambda: _children(proc.pid))
+        lower = _nice(proc.pid) + 10
+        assert _eventually(lambda: _nice(jobs) == lower)
+        engine = make_engine(db_url).execution_options(sqlite_begin="DEFERRED")
+
+        def holders() -> set[str]:
+            with engine.connect() as conn:
+                return set(conn.execute(sa.select(t.job_state.c.last_holder)).scalars())
+
+        assert _eventually(lambda: any(f":{jobs}:" in str(h) for h in holders()))
+        os.kill(jobs, signal.SIGKILL)
+        (again,) = _eventually(lambda: [c for c in _children(proc.pid) if c != jobs])
+        assert _eventually(lambda: _nice(again) == lower)
+        proc.kill()
+        proc.wait(timeout=15)
+        assert _eventually(lambda: not _alive(again)), "the jobs process outlived serve"
+        engine.dispose()
+    finally:
+        proc.kill()
+        proc.wait(timeout=15)
