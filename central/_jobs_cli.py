@@ -72,9 +72,9 @@ def _until_stopped(scheduler: _jobs.Scheduler) -> None:
     scheduler.shutdown()
 
 
-def _jobs_process(db_url: str) -> None:
+def _jobs_process(parent_pid: int, db_url: str) -> None:
     """The child process: every job on its interval until SIGTERM."""
-    die_with_parent()
+    die_with_parent(parent_pid)
     os.nice(jobs_process_nice)
     logging.basicConfig(level=logging.WARNING)
     _until_stopped(_jobs.Scheduler(_db.make_engine(db_url), system_clock))
@@ -105,7 +105,10 @@ class JobsProcess:
         context = multiprocessing.get_context("spawn")
         while not self._stop.is_set():
             self._child = context.Process(
-                target=_jobs_process, args=(self.db_url,), name="central-jobs", daemon=True
+                target=_jobs_process,
+                args=(os.getpid(), self.db_url),
+                name="central-jobs",
+                daemon=True,
             )
             self._child.start()
             while self._child.is_alive() and not self._stop.wait(0.5):

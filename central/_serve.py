@@ -49,7 +49,9 @@ def serve_processes(count: int, host: str, port: int, log_level: str) -> int:
     Runs until SIGTERM or SIGINT, or until a worker exits; stops the others then."""
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_worker, args=(host, port, log_level), name=f"central-{n}")
+        context.Process(
+            target=_worker, args=(os.getpid(), host, port, log_level), name=f"central-{n}"
+        )
         for n in range(count)
     ]
     stop = threading.Event()
@@ -77,8 +79,8 @@ def serve_processes(count: int, host: str, port: int, log_level: str) -> int:
     return 0 if stop.is_set() else 1
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
-    die_with_parent()  # a worker dies with `serve`, however `serve` dies
+def _worker(parent_pid: int, host: str, port: int, log_level: str) -> None:
+    die_with_parent(parent_pid)  # a worker dies with `serve`, however `serve` dies
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -204,3 +204,21 @@ def test_serve_runs_the_jobs_in_a_child_at_lower_priority_restarts_it_and_takes_
     finally:
         proc.kill()
         proc.wait(timeout=15)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_jobs_process_whose_serve_died_while_it_started_does_not_linger(
+    tmp_path: Path,
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'central.db'}"
+    argv = [sys.executable, "-m", "central.cli", "serve", "--db", db_url]
+    proc = subprocess.Popen([*argv, "--port", str(_free_port())], stderr=subprocess.DEVNULL)
+    try:
+        (jobs,) = _eventually(lambda: _children(proc.pid) if proc.poll() is None else [-1])
+        assert jobs > 0, "serve exited"
+        proc.kill()  # before the child could have asked to die with its parent
+        proc.wait(timeout=15)
+        assert _eventually(lambda: not _alive(jobs)), "the jobs process outlived serve"
+    finally:
+        proc.kill()
+        proc.wait(timeout=15)
