@@ -253,12 +253,20 @@ def balance_bodies(
 
 
 def identifier_bodies(conn: sa.Connection, customer_id: str) -> list[Body]:
+    return _identifier_bodies(conn, [customer_id]).get(customer_id, [])
+
+
+def _identifier_bodies(conn: sa.Connection, customer_ids: list[str]) -> dict[str, list[Body]]:
+    idents = t.identifiers.c
     rows = conn.execute(
-        sa.select(t.identifiers.c.kind, t.identifiers.c.value)
-        .where(t.identifiers.c.customer_id == customer_id)
-        .order_by(t.identifiers.c.kind, t.identifiers.c.value)
-    ).all()
-    return [account_ref(f"{row.kind}:{row.value}") for row in rows]
+        sa.select(idents.customer_id, idents.kind, idents.value)
+        .where(idents.customer_id.in_(customer_ids))
+        .order_by(idents.customer_id, idents.kind, idents.value)
+    )
+    found: dict[str, list[Body]] = {}
+    for row in rows:
+        found.setdefault(row.customer_id, []).append(account_ref(f"{row.kind}:{row.value}"))
+    return found
 
 
 def grant_customer(grant_key: str) -> str | None:
@@ -274,16 +282,21 @@ def grant_customer(grant_key: str) -> str | None:
 
 def grants_received(conn: sa.Connection, customer_id: str) -> list[str]:
     """The grant keys central holds for `customer_id`, sorted."""
+    return _grants_received(conn, [customer_id]).get(customer_id, [])
+
+
+def _grants_received(conn: sa.Connection, customer_ids: list[str]) -> dict[str, list[str]]:
     keys = t.grants.c.grant_key
-    candidates = conn.execute(
-        sa.select(keys).where(
-            sa.or_(
-                keys.in_([f"welcome:{customer_id}", f"referral:{customer_id}"]),
-                keys.startswith(f"birthday:{customer_id}:", autoescape=True),
-            )
-        )
-    ).scalars()
-    return sorted(key for key in candidates if grant_customer(key) == customer_id)
+    exact = [f"{kind}:{c}" for c in customer_ids for kind in ("welcome", "referral")]
+    birthdays = [keys.startswith(f"birthday:{c}:", autoescape=True) for c in customer_ids]
+    candidates = conn.execute(sa.select(keys).where(sa.or_(keys.in_(exact), *birthdays))).scalars()
+    wanted = set(customer_ids)
+    found: dict[str, list[str]] = {}
+    for key in sorted(candidates):
+        customer = grant_customer(key)
+        if customer in wanted:
+            found.setdefault(customer, []).append(key)
+    return found
 
 
 def granted_bodies(conn: sa.Connection, grant_keys: list[str]) -> list[Body]:
@@ -292,14 +305,43 @@ def granted_bodies(conn: sa.Connection, grant_keys: list[str]) -> list[Body]:
     customers = sorted({c for c in map(grant_customer, grant_keys) if c is not None})
     if not customers:  # most batches grant nothing: no query on the push path
         return []
-    known = conn.execute(
-        sa.select(t.customers.c.customer_id).where(t.customers.c.customer_id.in_(customers))
-    ).scalars()
-    return [customer_body(conn, customer_id) for customer_id in sorted(known)]
+    return customer_bodies(conn, customers)
 
 
 def customer_body(conn: sa.Connection, customer_id: str) -> Body:
-    row = conn.execute(sa.select(t.customers).where(t.customers.c.customer_id == customer_id)).one()
+    (body,) = customer_bodies(conn, [customer_id])
+    return body
+
+
+customers_per_query_max = 100
+"""Customers whose bodies one set of queries reads (one `LIKE` each for their birthdays)."""
+
+
+def customer_bodies(conn: sa.Connection, customer_ids: list[str]) -> list[Body]:
+    """The change bodies of the customers among `customer_ids` that exist, in that order:
+    three queries for each `customers_per_query_max` of them, not three for each."""
+    bodies: list[Body] = []
+    for start in range(0, len(customer_ids), customers_per_query_max):
+        bodies += _customer_bodies(conn, customer_ids[start : start + customers_per_query_max])
+    return bodies
+
+
+def _customer_bodies(conn: sa.Connection, customer_ids: list[str]) -> list[Body]:
+    rows = {
+        row.customer_id: row
+        for row in conn.execute(
+            sa.select(t.customers).where(t.customers.c.customer_id.in_(customer_ids))
+        )
+    }
+    present = [c for c in customer_ids if c in rows]
+    if not present:
+        return []
+    grants = _grants_received(conn, present)
+    identifiers = _identifier_bodies(conn, present)
+    return [_customer_body(rows[c], grants.get(c), identifiers.get(c, [])) for c in present]
+
+
+def _customer_body(row: Any, grants: list[str] | None, identifiers: list[Body]) -> Body:
     state: Body = {
         "customer_id": row.customer_id,
         "status": row.status,
@@ -309,12 +351,12 @@ def customer_body(conn: sa.Connection, customer_id: str) -> Body:
         "consent_data": row.consent_data,
         "language": row.language,
         "referred_by": row.referred_by,
-        "grants_received": grants_received(conn, customer_id) or None,
+        "grants_received": grants or None,
     }
     return {
         "type": "customer",
         "state": {key: value for key, value in state.items() if value is not None},
-        "identifiers": identifier_bodies(conn, customer_id),
+        "identifiers": identifiers,
         "first_name": row.first_name,
     }
 
@@ -398,7 +440,7 @@ def _section(
             .limit(limit)
         ).scalars()
         keys = list(ids)
-        return [customer_body(conn, key) for key in keys], (keys[-1] if keys else None)
+        return customer_bodies(conn, keys), (keys[-1] if keys else None)
     account_after, _, asset_after = after.partition("\t")
     rows = conn.execute(
         sa.select(t.accounts)
