@@ -263,6 +263,56 @@ def test_sigkill_mid_push_leaves_all_or_nothing(
     client.close()
 
 
+@pytest.mark.parametrize("after_s", [0.2, 0.5])
+def test_sigkill_during_group_commit_leaves_each_batch_all_or_nothing(
+    db_url: str, tmp_path: Path, started: list[CentralProcess], after_s: float
+) -> None:
+    """Several devices push at once, so on SQLite their batches are written in groups
+    (`central._group`); a SIGKILL at any moment leaves each batch wholly there or wholly
+    absent, and every till's retry then lands."""
+    engine, token = _prepare(db_url)
+    central = CentralProcess(db_url, tmp_path / "central.log").start()
+    started.append(central)
+    hq = _hq(central.url, token)
+    for index in range(customers_count):
+        hq.customer(f"c{index}")
+    tills = [hq.enroll() for _ in range(6)]
+    batches = [[_batch(till, 300) for _ in range(3)] for till in tills]
+
+    def device(till: Till, mine: list[list[Any]]) -> None:
+        with httpx.Client(base_url=central.url, timeout=30) as client:
+            for items in mine:
+                try:
+                    response = client.post(
+                        "/sync/push", json=till.body(items), headers=till.headers
+                    )
+                except httpx.TransportError:
+                    return
+                assert response.status_code == 200, response.text
+
+    senders = [
+        threading.Thread(target=device, args=pair) for pair in zip(tills, batches, strict=True)
+    ]
+    for sender in senders:
+        sender.start()
+    time.sleep(after_s)
+    central.kill()
+    for sender in senders:
+        sender.join(timeout=30)
+    for till in tills:
+        assert _count(engine, till.device_id) % 300 == 0  # whole batches only
+    assert_ledger_consistent(engine)
+    central.start()
+    client = httpx.Client(base_url=central.url, timeout=30)
+    _open_clients.append(client)
+    for till, mine in zip(tills, batches, strict=True):
+        for items in mine:
+            response = client.post("/sync/push", json=till.body(items), headers=till.headers)
+            assert response.status_code == 200, response.text
+        assert _count(engine, till.device_id) == 900
+    assert_ledger_consistent(engine)
+
+
 def test_lost_reply_and_duplicate_through_the_fault_proxy(
     db_url: str, tmp_path: Path, started: list[CentralProcess]
 ) -> None:
