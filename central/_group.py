@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from central._push import Batch, Pushed
 
-push_group_batches_max = 8
+push_group_batches_max = 16
 """Batches written in one transaction, at most."""
 push_waiting_batches_max = 64
 """Batches queued for the writer, at most; a further request waits for room."""

@@ -100,12 +100,6 @@ class Folded:
         """The lots with points left, in fold order."""
         return [lot for lot in self.lots.values() if lot[_LEFT] > 0]
 
-    def copy(self) -> Folded:
-        """What `load` would read back after `save`: the open lots, each a copy."""
-        return Folded(
-            {lot[0]: LotLeft(lot) for lot in self.lots.values() if lot[_LEFT] > 0}, self.debt
-        )
-
 
 class Step(NamedTuple):
     """What the fold reads of one points entry."""
@@ -255,30 +249,29 @@ def advance(
 class Kept:
     """The kept folds of one write transaction that applies several batches (group commit):
     each account is read once and written once for the whole group. `advance` folds a
-    batch onto copies; `adopt` takes them once the batch is applied (a batch rolled back
-    to its savepoint leaves the group's states as they were); `save` writes the adopted."""
+    batch into them in place, so a batch that fails after its `advance` cannot be rolled
+    back to its savepoint alone: the caller redoes the transaction without it (`advances`
+    counts the batches folded in)."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
         self.states: dict[str, Folded] = {}
+        self.advances = 0
 
-    def advance(self, posted: Iterable[Posting], lot_times: LotTimes) -> dict[str, Folded]:
-        """The new fold of each points account the postings touch (not yet adopted)."""
+    def advance(self, posted: Iterable[Posting], lot_times: LotTimes) -> None:
+        """Fold new entries (in the order they are inserted into the ledger) into their
+        accounts' states. Call it after the account rows are locked."""
         steps: dict[str, list[Posting]] = {}
         for posting in posted:
             if posting.asset == "points":
                 steps.setdefault(posting.account_key, []).append(posting)
+        if not steps:
+            return
+        self.advances += 1
         kept = self.states
-        states = load(self.conn, [key for key in steps if key not in kept])
+        kept.update(load(self.conn, [key for key in steps if key not in kept]))
         for key, mine in steps.items():
-            state = states.get(key)
-            if state is None:
-                state = states[key] = kept[key].copy()
-            fold(mine, lot_times, state)
-        return states
-
-    def adopt(self, states: dict[str, Folded]) -> None:
-        self.states.update(states)
+            fold(mine, lot_times, kept[key])
 
     def save(self, now_ms: int, deferred: _bulk.Deferred) -> None:
         if self.states:

@@ -263,38 +263,63 @@ def _group_transaction(
     engine: sa.Engine, batches: list[Batch], now: datetime
 ) -> list[Pushed | Exception]:
     saving = len(batches) > 1
-    for attempt in range(transaction_attempts_max):
+    look_up_ids = False
+    failed: dict[int, Exception] = {}  # batches that failed after changing the group's state
+    attempts = 0
+    while True:
+        attempts += 1
         try:
             with engine.begin() as conn:
                 # First try trusts the UNIQUE constraints to catch a reused id; a retry
                 # (after any IntegrityError) looks the ids up to name the conflict.
                 group = _Group(conn, to_ms(now))
-                answers = [group.apply(batch, now, saving, attempt > 0) for batch in batches]
+                answers: dict[int, list[Outcome] | Exception] = dict(failed)
+                for index, batch in enumerate(batches):
+                    if index not in failed:
+                        answers[index] = group.apply(index, batch, now, saving, look_up_ids)
                 watermark = group.finish()
             return [
                 Pushed(batch.items[-1].seq, watermark, answer, now)
                 if isinstance(answer, list)
                 else answer
-                for batch, answer in zip(batches, answers, strict=True)
+                for batch, answer in ((b, answers[i]) for i, b in enumerate(batches))
             ]
+        except _Redo as redo:  # rolled back; again without it, or looking up its ids first
+            if isinstance(redo.error, sa.exc.IntegrityError) and not look_up_ids:
+                look_up_ids = True
+            elif isinstance(redo.error, Conflict):
+                record_conflict(engine, redo.error, to_ms(now))
+                failed[redo.index] = redo.error.refusal()
+            else:
+                failed[redo.index] = redo.error
+            if len(failed) == len(batches):
+                return [failed[index] for index in range(len(batches))]
         except Conflict as conflict:  # a group of one: rolled back whole, then recorded
             record_conflict(engine, conflict, to_ms(now))
             raise conflict.refusal() from None
         except (sa.exc.OperationalError, sa.exc.IntegrityError) as error:
             state = getattr(error.orig, "sqlstate", None)
             retry = isinstance(error, sa.exc.IntegrityError) or state in _retryable_sqlstates
-            if not retry or attempt == transaction_attempts_max - 1:
+            if not retry or attempts >= transaction_attempts_max:
                 raise
-    raise AssertionError("unreachable")
+            look_up_ids = True
+
+
+@dataclass
+class _Redo(Exception):
+    """A batch of a group failed after it folded its entries into the group's kept lots:
+    the transaction is rolled back and done again (without it, or with its ids looked up)."""
+
+    index: int
+    error: Exception
 
 
 @dataclass(slots=True)
 class _Changed:
     """What one applied batch changed that the group logs once: the new (balance, entries)
-    of its accounts, the new folds of its points accounts, the grant keys it recorded."""
+    of its accounts, the grant keys it recorded."""
 
     balances: dict[tuple[str, str], tuple[int, int]]
-    states: dict[str, _lot_state.Folded]
     granted: list[str]
 
 
@@ -306,52 +331,58 @@ class _Group:
         self.now_ms = now_ms
         self.deferred = _bulk.Deferred(conn)
         self.kept = _lot_state.Kept(conn)
+        self.accounts: dict[tuple[str, str], tuple[int, int]] | None = (
+            None if self.deferred.pg else {}
+        )
+        """On SQLite, the (balance, entries) of the accounts the group moved, read once and
+        written once at `finish`. On PostgreSQL each batch's upsert takes the account row
+        locks in key order (see the module's docstring)."""
+        self.moves = 0
+        """Batches that changed `accounts` or `kept` in place: one of them failing after
+        that cannot be rolled back to its savepoint alone."""
         self.balances: dict[tuple[str, str], tuple[int, int]] = {}
         self.granted: list[str] = []
 
     def apply(
-        self, batch: Batch, now: datetime, saving: bool, look_up_ids: bool
+        self, index: int, batch: Batch, now: datetime, saving: bool, look_up_ids: bool
     ) -> list[Outcome] | Exception:
         """The batch's outcomes. With `saving`, inside a SAVEPOINT, and a refusal is
-        returned (the batch rolled back to it) instead of raised."""
+        returned (the batch rolled back to it) instead of raised; `_Redo` when the batch
+        failed after it changed the group's kept lots."""
         if not saving:
             outcomes, changed = _apply(self, batch, now, look_up_ids)
             self._adopt(changed)
             return outcomes
-        for looking in (look_up_ids, True) if not look_up_ids else (True,):
-            savepoint = self.conn.begin_nested()
-            try:
-                outcomes, changed = _apply(self, batch, now, looking)
-                self.deferred.flush()
-            except Conflict as conflict:
-                self._undo(savepoint)
-                _record_conflict(self.conn, conflict, self.now_ms)
-                return conflict.refusal()
-            except Refused as refused:
-                self._undo(savepoint)
-                return refused
-            except sa.exc.IntegrityError as error:
-                self._undo(savepoint)
-                if looking:
-                    return error
-                continue
-            savepoint.commit()
-            self._adopt(changed)
-            return outcomes
-        raise AssertionError("unreachable")
-
-    def _undo(self, savepoint: sa.NestedTransaction) -> None:
-        self.deferred.statements.clear()
-        savepoint.rollback()
+        moves = self.moves
+        savepoint = self.conn.begin_nested()
+        try:
+            outcomes, changed = _apply(self, batch, now, look_up_ids)
+            self.deferred.flush()
+        except (Conflict, Refused, sa.exc.IntegrityError) as error:
+            self.deferred.statements.clear()
+            savepoint.rollback()
+            if self.moves != moves or isinstance(error, sa.exc.IntegrityError):
+                raise _Redo(index, error) from error
+            if isinstance(error, Conflict):
+                _record_conflict(self.conn, error, self.now_ms)
+                return error.refusal()
+            return error
+        savepoint.commit()
+        self._adopt(changed)
+        return outcomes
 
     def _adopt(self, changed: _Changed) -> None:
-        self.kept.adopt(changed.states)
         self.balances.update(changed.balances)
         self.granted += changed.granted
 
     def finish(self) -> int:
         """Write the kept lots and log the group's changes; the last change number."""
         conn, now_ms = self.conn, self.now_ms
+        if self.accounts:
+            held = [(k, a, b, n, now_ms) for (k, a), (b, n) in sorted(self.accounts.items())]
+            self.deferred.upsert(
+                t.accounts, _ACCOUNT_COLUMNS, held, ("account_key", "asset"), _ACCOUNT_SETS
+            )
         self.kept.save(now_ms, self.deferred)
         rows = [(k, a, b, n) for (k, a), (b, n) in sorted(self.balances.items())]
         bodies = _changes.balance_bodies(conn, rows, now_ms, self.kept.states)
@@ -429,7 +460,7 @@ def _apply(
     new = [item for item in items if item.seq > acked]
     results = _check_old(conn, device_id, epoch, old)
     deferred = group.deferred
-    changed = _Changed({}, {}, [])
+    changed = _Changed({}, [])
     if new:
         applied, changed = _apply_new(group, device_id, epoch, new, now, look_up_ids)
         results += applied
@@ -583,7 +614,8 @@ def _apply_new(
         ledger_rows.append(_ledger_values(entry, canonical_json(entry), None) + received)
     posted += _lot_state.postings(reversals)
     # Account rows are locked before the ledger rows are inserted: see `_lot_state`.
-    balances = _move_accounts(conn, posted, now_ms, deferred)
+    group.moves += 1  # from here on the group's accounts and kept lots change in place
+    balances = _move_accounts(conn, posted, now_ms, deferred, group.accounts)
     if deferred.pg:
         _bulk.copy(conn, t.ledger, LEDGER_COLUMNS, ledger_rows)
     else:
@@ -595,9 +627,9 @@ def _apply_new(
     ):
         if rows:
             deferred.insert(table, *_tuples(rows))
-    states = group.kept.advance(posted, lot_times(lot_rows))
+    group.kept.advance(posted, lot_times(lot_rows))
     _holds.settle(conn, device_id, applied, _documents(new), now_ms, deferred)
-    return results, _Changed(balances, states, granted)
+    return results, _Changed(balances, granted)
 
 
 def lot_times(lot_rows: list[dict[str, Any]]) -> _lot_state.LotTimes:
@@ -815,6 +847,11 @@ _ACCOUNT_UPDATES = {
     "entries": "accounts.entries + excluded.entries",
     "updated_ms": "excluded.updated_ms",
 }
+_ACCOUNT_SETS = {
+    "balance": "excluded.balance",
+    "entries": "excluded.entries",
+    "updated_ms": "excluded.updated_ms",
+}
 
 
 def _upsert_accounts(
@@ -836,13 +873,40 @@ def _upsert_accounts(
     return {(k, a): (balance, n) for k, a, balance, n in found if (k, a) in wanted}
 
 
+def _add_held(
+    conn: sa.Connection,
+    rows: list[tuple[str, str, int, int, int]],
+    held: dict[tuple[str, str], tuple[int, int]],
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """`_upsert_accounts` on accounts held in memory (SQLite: one writer)."""
+    missing = {row[0] for row in rows if (row[0], row[1]) not in held}
+    stored: dict[tuple[str, str], tuple[int, int]] = {}
+    if missing:
+        where, values = _bulk.among(conn, "account_key", missing)
+        found = conn.exec_driver_sql(
+            f"SELECT account_key, asset, balance, entries FROM accounts WHERE {where}", (values,)
+        ).all()
+        stored = {(k, a): (balance, n) for k, a, balance, n in found}
+    after = {}
+    for k, a, amount, count, _ in rows:
+        key = (k, a)
+        now = held.get(key)
+        if now is None:
+            now = stored.get(key, (0, 0))
+        after[key] = held[key] = (now[0] + amount, now[1] + count)
+    return after
+
+
 def _move_accounts(
     conn: sa.Connection,
     posted: list[_lot_state.Posting],
     now_ms: int,
     deferred: _bulk.Deferred | None = None,
+    held: dict[tuple[str, str], tuple[int, int]] | None = None,
 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """Add the entries to their accounts in one statement, rows in key order; new balances."""
+    """Add the entries to their accounts in one statement, rows in key order; new balances.
+    With `held` (SQLite's group commit: the group's accounts), in `held` instead, read from
+    the table once; the group writes them."""
     deltas: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     last_entry: dict[tuple[str, str], str] = {}
     for posting in posted:
@@ -853,7 +917,7 @@ def _move_accounts(
     if not deltas:
         return {}
     rows = [(k, a, d[0], d[1], now_ms) for (k, a), d in sorted(deltas.items())]
-    after = _upsert_accounts(conn, rows)
+    after = _upsert_accounts(conn, rows) if held is None else _add_held(conn, rows, held)
     debts = [
         (k, a, last_entry[(k, a)], balance, now_ms)
         for (k, a), (balance, _) in sorted(after.items())
