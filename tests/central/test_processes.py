@@ -180,6 +180,11 @@ def test_two_processes_many_devices_one_database(
         client.close()
 
 
+def _total(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t.ledger)).scalar_one())
+
+
 def _batch(till: Till, size: int) -> list[Any]:
     return [till.entry(f"c{index % customers_count}", 1) for index in range(size)]
 
@@ -263,13 +268,14 @@ def test_sigkill_mid_push_leaves_all_or_nothing(
     client.close()
 
 
-@pytest.mark.parametrize("after_s", [0.2, 0.5])
+@pytest.mark.parametrize("landed_first", [1, 300])
 def test_sigkill_during_group_commit_leaves_each_batch_all_or_nothing(
-    db_url: str, tmp_path: Path, started: list[CentralProcess], after_s: float
+    db_url: str, tmp_path: Path, started: list[CentralProcess], landed_first: int
 ) -> None:
     """Several devices push at once, so on SQLite their batches are written in groups
-    (`central._group`); a SIGKILL at any moment leaves each batch wholly there or wholly
-    absent, and every till's retry then lands."""
+    (`central._group`); a SIGKILL while they are being written (once `landed_first` of the
+    5,400 entries are in) leaves each batch wholly there or wholly absent, and every till's
+    retry then lands."""
     engine, token = _prepare(db_url)
     central = CentralProcess(db_url, tmp_path / "central.log").start()
     started.append(central)
@@ -295,7 +301,9 @@ def test_sigkill_during_group_commit_leaves_each_batch_all_or_nothing(
     ]
     for sender in senders:
         sender.start()
-    time.sleep(after_s)
+    deadline = time.monotonic() + 20
+    while _total(engine) < landed_first and time.monotonic() < deadline:
+        time.sleep(0.002)
     central.kill()
     for sender in senders:
         sender.join(timeout=30)
