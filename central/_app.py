@@ -22,6 +22,7 @@ from central._clock import Clock, system_clock, to_ms
 from central._credentials import bearer
 from central._directory import Device, Refused
 from central._gateway import MessageGateway, gateway_from
+from central._group import GroupCommit, push_group_batches_max
 from protocol import EnrollRequest, EnrollResponse, PullResponse, PushRequest, SnapshotPage
 from protocol._sync import pull_page_changes_max
 
@@ -59,6 +60,13 @@ class Central:
         call into the database, and every other writer waits with it; several processes
         (`serve --workers N`) read in one while another writes. A single process is better
         off without it: the next batch is read while the commit waits for the disk."""
+        self.pushes = GroupCommit(self._write_group, push_group_batches_max if self._writer else 1)
+        """Batches waiting for the writer, written together (`central._group`). Only on
+        SQLite: on PostgreSQL a group would take the row locks of several batches in no
+        global order, and two processes could deadlock on them."""
+
+    def _write_group(self, batches: list[_push.Batch]) -> None:
+        _push.push_group(self.engine, batches, self.clock, self.writing)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
@@ -150,9 +158,7 @@ def _sync_routes(app: FastAPI) -> None:
                 if body.device_id != me.device_id:
                     raise Refused(403, "wrong_device", "device_id is not the authenticated device")
                 items = _push.read_items(me.device_id, body)  # before the writer lock
-                done = _push.push(
-                    central.engine, me.device_id, body, central.clock, items, central.writing
-                )
+                done = central.pushes.push(_push.Batch(me.device_id, body, items))
                 return Response(done.json(), media_type="application/json")
 
         return await run_in_threadpool(work)

@@ -246,6 +246,38 @@ def advance(
     return states
 
 
+class Kept:
+    """The kept folds of one write transaction that applies several batches (group commit):
+    each account is read once and written once for the whole group. `advance` folds a
+    batch into them in place, so a batch that fails after its `advance` cannot be rolled
+    back to its savepoint alone: the caller redoes the transaction without it (`advances`
+    counts the batches folded in)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.states: dict[str, Folded] = {}
+        self.advances = 0
+
+    def advance(self, posted: Iterable[Posting], lot_times: LotTimes) -> None:
+        """Fold new entries (in the order they are inserted into the ledger) into their
+        accounts' states. Call it after the account rows are locked."""
+        steps: dict[str, list[Posting]] = {}
+        for posting in posted:
+            if posting.asset == "points":
+                steps.setdefault(posting.account_key, []).append(posting)
+        if not steps:
+            return
+        self.advances += 1
+        kept = self.states
+        kept.update(load(self.conn, [key for key in steps if key not in kept]))
+        for key, mine in steps.items():
+            fold(mine, lot_times, kept[key])
+
+    def save(self, now_ms: int, deferred: _bulk.Deferred) -> None:
+        if self.states:
+            save(self.conn, self.states, now_ms, deferred)
+
+
 def rebuild(conn: sa.Connection, now_ms: int) -> int:
     """Fold every account's points entries from the ledger again and keep the result (a
     migration, or a repair). Returns the number of accounts."""

@@ -195,6 +195,25 @@ class Pushed:
         return pydantic_core.to_json(body)
 
 
+@dataclass(eq=False, slots=True)
+class Batch:
+    """One device's push on its way to the writer: what it asks (its items read already)
+    and, once its group's transaction ended, its answer or its refusal."""
+
+    device_id: str
+    request: PushRequest
+    items: list[_Item]
+    done: Pushed | None = None
+    error: Exception | None = None
+
+    def answer(self) -> Pushed:
+        if self.error is not None:
+            raise self.error
+        if self.done is None:
+            raise AssertionError("a batch was answered before its group was written")
+        return self.done
+
+
 def push(
     engine: sa.Engine,
     device_id: str,
@@ -208,60 +227,201 @@ def push(
     transaction (the writer lock on SQLite), and `clock` read inside it."""
     if items is None:
         items = read_items(device_id, request)
+    batch = Batch(device_id, request, items)
+    push_group(engine, [batch], clock, writing)
+    return batch.answer()
+
+
+def push_group(
+    engine: sa.Engine,
+    batches: list[Batch],
+    clock: Clock,
+    writing: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+) -> None:
+    """Apply several devices' batches in one write transaction (group commit): one commit
+    for all of them, and each account's kept lots read and written once, its balance logged
+    once. Each batch is still all or nothing: with more than one, each is applied inside a
+    SAVEPOINT, and a batch refused there (a gap, a conflict, a revoked device) is rolled
+    back to it without undoing the others. Sets every batch's `done` or `error`, only after
+    the transaction ended; a failure of the transaction itself is every batch's error."""
     with writing():
         now = clock()
-        outcomes, watermark = _transaction(engine, device_id, request, items, now)
-    return Pushed(items[-1].seq, watermark, outcomes, now)
+        try:
+            answers = _group_transaction(engine, batches, now)
+        except Exception as error:  # noqa: BLE001  # each waiting request answers with it
+            for batch in batches:
+                batch.error = error
+            return
+    for batch, answer in zip(batches, answers, strict=True):
+        if isinstance(answer, Exception):
+            batch.error = answer
+        else:
+            batch.done = answer
 
 
-def _transaction(
-    engine: sa.Engine, device_id: str, request: PushRequest, items: list[_Item], now: datetime
-) -> tuple[list[Outcome], int]:
-    for attempt in range(transaction_attempts_max):
+def _group_transaction(
+    engine: sa.Engine, batches: list[Batch], now: datetime
+) -> list[Pushed | Exception]:
+    saving = len(batches) > 1
+    look_up_ids = False
+    failed: dict[int, Exception] = {}  # batches that failed after changing the group's state
+    attempts = 0
+    while True:
+        attempts += 1
         try:
             with engine.begin() as conn:
                 # First try trusts the UNIQUE constraints to catch a reused id; a retry
                 # (after any IntegrityError) looks the ids up to name the conflict.
-                outcomes, logged = _apply(conn, device_id, request, items, now, attempt > 0)
-                return outcomes, logged or _changes.counter(conn, "change_seq")
-        except Conflict as conflict:
+                group = _Group(conn, to_ms(now))
+                answers: dict[int, list[Outcome] | Exception] = dict(failed)
+                for index, batch in enumerate(batches):
+                    if index not in failed:
+                        answers[index] = group.apply(index, batch, now, saving, look_up_ids)
+                watermark = group.finish()
+            return [
+                Pushed(batch.items[-1].seq, watermark, answer, now)
+                if isinstance(answer, list)
+                else answer
+                for batch, answer in ((b, answers[i]) for i, b in enumerate(batches))
+            ]
+        except _Redo as redo:  # rolled back; again without it, or looking up its ids first
+            if isinstance(redo.error, sa.exc.IntegrityError) and not look_up_ids:
+                look_up_ids = True
+            elif isinstance(redo.error, Conflict):
+                record_conflict(engine, redo.error, to_ms(now))
+                failed[redo.index] = redo.error.refusal()
+            else:
+                failed[redo.index] = redo.error
+            if len(failed) == len(batches):
+                return [failed[index] for index in range(len(batches))]
+        except Conflict as conflict:  # a group of one: rolled back whole, then recorded
             record_conflict(engine, conflict, to_ms(now))
             raise conflict.refusal() from None
         except (sa.exc.OperationalError, sa.exc.IntegrityError) as error:
             state = getattr(error.orig, "sqlstate", None)
             retry = isinstance(error, sa.exc.IntegrityError) or state in _retryable_sqlstates
-            if not retry or attempt == transaction_attempts_max - 1:
+            if not retry or attempts >= transaction_attempts_max:
                 raise
-    raise AssertionError("unreachable")
+            look_up_ids = True
+
+
+@dataclass
+class _Redo(Exception):
+    """A batch of a group failed after it folded its entries into the group's kept lots:
+    the transaction is rolled back and done again (without it, or with its ids looked up)."""
+
+    index: int
+    error: Exception
+
+
+@dataclass(slots=True)
+class _Changed:
+    """What one applied batch changed that the group logs once: the new (balance, entries)
+    of its accounts, the grant keys it recorded."""
+
+    balances: dict[tuple[str, str], tuple[int, int]]
+    granted: list[str]
+
+
+class _Group:
+    """The batches of one write transaction, and what they changed so far."""
+
+    def __init__(self, conn: sa.Connection, now_ms: int) -> None:
+        self.conn = conn
+        self.now_ms = now_ms
+        self.deferred = _bulk.Deferred(conn)
+        self.kept = _lot_state.Kept(conn)
+        self.accounts: dict[tuple[str, str], tuple[int, int]] | None = (
+            None if self.deferred.pg else {}
+        )
+        """On SQLite, the (balance, entries) of the accounts the group moved, read once and
+        written once at `finish`. On PostgreSQL each batch's upsert takes the account row
+        locks in key order (see the module's docstring)."""
+        self.moves = 0
+        """Batches that changed `accounts` or `kept` in place: one of them failing after
+        that cannot be rolled back to its savepoint alone."""
+        self.balances: dict[tuple[str, str], tuple[int, int]] = {}
+        self.granted: list[str] = []
+
+    def apply(
+        self, index: int, batch: Batch, now: datetime, saving: bool, look_up_ids: bool
+    ) -> list[Outcome] | Exception:
+        """The batch's outcomes. With `saving`, inside a SAVEPOINT, and a refusal is
+        returned (the batch rolled back to it) instead of raised; `_Redo` when the batch
+        failed after it changed the group's kept lots."""
+        if not saving:
+            outcomes, changed = _apply(self, batch, now, look_up_ids)
+            self._adopt(changed)
+            return outcomes
+        moves = self.moves
+        savepoint = self.conn.begin_nested()
+        try:
+            outcomes, changed = _apply(self, batch, now, look_up_ids)
+            self.deferred.flush()
+        except (Conflict, Refused, sa.exc.IntegrityError) as error:
+            self.deferred.statements.clear()
+            savepoint.rollback()
+            if self.moves != moves or isinstance(error, sa.exc.IntegrityError):
+                raise _Redo(index, error) from error
+            if isinstance(error, Conflict):
+                _record_conflict(self.conn, error, self.now_ms)
+                return error.refusal()
+            return error
+        savepoint.commit()
+        self._adopt(changed)
+        return outcomes
+
+    def _adopt(self, changed: _Changed) -> None:
+        self.balances.update(changed.balances)
+        self.granted += changed.granted
+
+    def finish(self) -> int:
+        """Write the kept lots and log the group's changes; the last change number."""
+        conn, now_ms = self.conn, self.now_ms
+        if self.accounts:
+            held = [(k, a, b, n, now_ms) for (k, a), (b, n) in sorted(self.accounts.items())]
+            self.deferred.upsert(
+                t.accounts, _ACCOUNT_COLUMNS, held, ("account_key", "asset"), _ACCOUNT_SETS
+            )
+        self.kept.save(now_ms, self.deferred)
+        rows = [(k, a, b, n) for (k, a), (b, n) in sorted(self.balances.items())]
+        bodies = _changes.balance_bodies(conn, rows, now_ms, self.kept.states)
+        bodies += _changes.granted_bodies(conn, self.granted)
+        logged = _changes.append_deferred(self.deferred, bodies, now_ms)
+        return logged or _changes.counter(conn, "change_seq")
 
 
 def record_conflict(engine: sa.Engine, conflict: Conflict, now_ms: int) -> None:
+    with engine.begin() as conn:
+        _record_conflict(conn, conflict, now_ms)
+
+
+def _record_conflict(conn: sa.Connection, conflict: Conflict, now_ms: int) -> None:
     key = (
         t.conflicts.c.device_id == conflict.device_id,
         t.conflicts.c.device_epoch == conflict.device_epoch,
         t.conflicts.c.device_seq == conflict.device_seq,
         t.conflicts.c.incoming_sha256 == conflict.incoming_sha256,
     )
-    with engine.begin() as conn:
-        seen = conn.execute(
-            sa.update(t.conflicts).where(*key).values(last_ms=now_ms, times=t.conflicts.c.times + 1)
-        ).rowcount
-        if seen == 0:
-            conn.execute(
-                sa.insert(t.conflicts).values(
-                    kind=conflict.kind,
-                    device_id=conflict.device_id,
-                    device_epoch=conflict.device_epoch,
-                    device_seq=conflict.device_seq,
-                    record_id=conflict.record_id,
-                    stored_sha256=conflict.stored_sha256,
-                    incoming_sha256=conflict.incoming_sha256,
-                    incoming_payload=conflict.incoming_payload,
-                    first_ms=now_ms,
-                    last_ms=now_ms,
-                    times=1,
-                )
+    seen = conn.execute(
+        sa.update(t.conflicts).where(*key).values(last_ms=now_ms, times=t.conflicts.c.times + 1)
+    ).rowcount
+    if seen == 0:
+        conn.execute(
+            sa.insert(t.conflicts).values(
+                kind=conflict.kind,
+                device_id=conflict.device_id,
+                device_epoch=conflict.device_epoch,
+                device_seq=conflict.device_seq,
+                record_id=conflict.record_id,
+                stored_sha256=conflict.stored_sha256,
+                incoming_sha256=conflict.incoming_sha256,
+                incoming_payload=conflict.incoming_payload,
+                first_ms=now_ms,
+                last_ms=now_ms,
+                times=1,
             )
+        )
 
 
 _EPOCH = "SELECT acked_seq FROM device_epochs WHERE device_id = %s AND epoch = %s"
@@ -276,14 +436,10 @@ def _lock_epoch(conn: sa.Connection, device_id: str, epoch: int) -> int | None:
 
 
 def _apply(
-    conn: sa.Connection,
-    device_id: str,
-    request: PushRequest,
-    items: list[_Item],
-    now: datetime,
-    look_up_ids: bool,
-) -> tuple[list[Outcome], int]:
-    """The batch's outcomes, and the last change number it logged (0 when none)."""
+    group: _Group, batch: Batch, now: datetime, look_up_ids: bool
+) -> tuple[list[Outcome], _Changed]:
+    """The batch's outcomes and changes; its writes go to `group.deferred`."""
+    conn, device_id, request, items = group.conn, batch.device_id, batch.request, batch.items
     epoch = request.device_epoch
     acked = _lock_epoch(conn, device_id, epoch)
     status = _bulk.run(
@@ -303,21 +459,21 @@ def _apply(
     old = [item for item in items if item.seq <= acked]
     new = [item for item in items if item.seq > acked]
     results = _check_old(conn, device_id, epoch, old)
-    deferred = _bulk.Deferred(conn)
-    bodies: list[_changes.Body] = []
+    deferred = group.deferred
+    changed = _Changed({}, [])
     if new:
-        applied, bodies = _apply_new(conn, deferred, device_id, epoch, new, now, look_up_ids)
+        applied, changed = _apply_new(group, device_id, epoch, new, now, look_up_ids)
         results += applied
         deferred.execute(
             "UPDATE device_epochs SET acked_seq = %s WHERE device_id = %s AND epoch = %s",
             (new[-1].seq, device_id, epoch),
         )
-    now_ms = to_ms(now)
+    now_ms = group.now_ms
     deferred.execute(
         "UPDATE devices SET last_push_ms = %s, clock_skew_ms = %s WHERE device_id = %s",
         (now_ms, to_ms(request.device_time) - now_ms, device_id),
     )
-    return results, _changes.append_deferred(deferred, bodies, now_ms)
+    return results, changed
 
 
 Outcome = tuple[int, ItemOutcome, str | None]
@@ -417,15 +573,15 @@ def _quarantine_reason(item: _Item, statuses: dict[str, str]) -> str | None:
 
 
 def _apply_new(
-    conn: sa.Connection,
-    deferred: _bulk.Deferred,
+    group: _Group,
     device_id: str,
     epoch: int,
     new: list[_Item],
     now: datetime,
     look_up_ids: bool,
-) -> tuple[list[Outcome], list[_changes.Body]]:
-    """Outcomes of the new items, and the balance changes to log. Writes go to `deferred`."""
+) -> tuple[list[Outcome], _Changed]:
+    """Outcomes of the new items, and what they changed. Writes go to `group.deferred`."""
+    conn, deferred = group.conn, group.deferred
     if look_up_ids:
         _check_ids(conn, device_id, epoch, new)
     now_ms = to_ms(now)
@@ -458,7 +614,8 @@ def _apply_new(
         ledger_rows.append(_ledger_values(entry, canonical_json(entry), None) + received)
     posted += _lot_state.postings(reversals)
     # Account rows are locked before the ledger rows are inserted: see `_lot_state`.
-    balances = _move_accounts(conn, posted, now_ms, deferred)
+    group.moves += 1  # from here on the group's accounts and kept lots change in place
+    balances = _move_accounts(conn, posted, now_ms, deferred, group.accounts)
     if deferred.pg:
         _bulk.copy(conn, t.ledger, LEDGER_COLUMNS, ledger_rows)
     else:
@@ -470,11 +627,9 @@ def _apply_new(
     ):
         if rows:
             deferred.insert(table, *_tuples(rows))
-    states = _lot_state.advance(conn, posted, lot_times(lot_rows), now_ms, deferred)
+    group.kept.advance(posted, lot_times(lot_rows))
     _holds.settle(conn, device_id, applied, _documents(new), now_ms, deferred)
-    balance_rows = [(k, a, b, n) for (k, a), (b, n) in balances.items()]
-    bodies = _changes.balance_bodies(conn, balance_rows, now_ms, states)
-    return results, bodies + _changes.granted_bodies(conn, granted)
+    return results, _Changed(balances, granted)
 
 
 def lot_times(lot_rows: list[dict[str, Any]]) -> _lot_state.LotTimes:
@@ -692,6 +847,11 @@ _ACCOUNT_UPDATES = {
     "entries": "accounts.entries + excluded.entries",
     "updated_ms": "excluded.updated_ms",
 }
+_ACCOUNT_SETS = {
+    "balance": "excluded.balance",
+    "entries": "excluded.entries",
+    "updated_ms": "excluded.updated_ms",
+}
 
 
 def _upsert_accounts(
@@ -713,13 +873,40 @@ def _upsert_accounts(
     return {(k, a): (balance, n) for k, a, balance, n in found if (k, a) in wanted}
 
 
+def _add_held(
+    conn: sa.Connection,
+    rows: list[tuple[str, str, int, int, int]],
+    held: dict[tuple[str, str], tuple[int, int]],
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """`_upsert_accounts` on accounts held in memory (SQLite: one writer)."""
+    missing = {row[0] for row in rows if (row[0], row[1]) not in held}
+    stored: dict[tuple[str, str], tuple[int, int]] = {}
+    if missing:
+        where, values = _bulk.among(conn, "account_key", missing)
+        found = conn.exec_driver_sql(
+            f"SELECT account_key, asset, balance, entries FROM accounts WHERE {where}", (values,)
+        ).all()
+        stored = {(k, a): (balance, n) for k, a, balance, n in found}
+    after = {}
+    for k, a, amount, count, _ in rows:
+        key = (k, a)
+        now = held.get(key)
+        if now is None:
+            now = stored.get(key, (0, 0))
+        after[key] = held[key] = (now[0] + amount, now[1] + count)
+    return after
+
+
 def _move_accounts(
     conn: sa.Connection,
     posted: list[_lot_state.Posting],
     now_ms: int,
     deferred: _bulk.Deferred | None = None,
+    held: dict[tuple[str, str], tuple[int, int]] | None = None,
 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """Add the entries to their accounts in one statement, rows in key order; new balances."""
+    """Add the entries to their accounts in one statement, rows in key order; new balances.
+    With `held` (SQLite's group commit: the group's accounts), in `held` instead, read from
+    the table once; the group writes them."""
     deltas: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     last_entry: dict[tuple[str, str], str] = {}
     for posting in posted:
@@ -730,7 +917,7 @@ def _move_accounts(
     if not deltas:
         return {}
     rows = [(k, a, d[0], d[1], now_ms) for (k, a), d in sorted(deltas.items())]
-    after = _upsert_accounts(conn, rows)
+    after = _upsert_accounts(conn, rows) if held is None else _add_held(conn, rows, held)
     debts = [
         (k, a, last_entry[(k, a)], balance, now_ms)
         for (k, a), (balance, _) in sorted(after.items())

@@ -180,6 +180,11 @@ def test_two_processes_many_devices_one_database(
         client.close()
 
 
+def _total(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t.ledger)).scalar_one())
+
+
 def _batch(till: Till, size: int) -> list[Any]:
     return [till.entry(f"c{index % customers_count}", 1) for index in range(size)]
 
@@ -261,6 +266,59 @@ def test_sigkill_mid_push_leaves_all_or_nothing(
     assert _count(engine, till.device_id) == len(items)
     assert_ledger_consistent(engine)
     client.close()
+
+
+@pytest.mark.parametrize("landed_first", [1, 300])
+def test_sigkill_during_group_commit_leaves_each_batch_all_or_nothing(
+    db_url: str, tmp_path: Path, started: list[CentralProcess], landed_first: int
+) -> None:
+    """Several devices push at once, so on SQLite their batches are written in groups
+    (`central._group`); a SIGKILL while they are being written (once `landed_first` of the
+    5,400 entries are in) leaves each batch wholly there or wholly absent, and every till's
+    retry then lands."""
+    engine, token = _prepare(db_url)
+    central = CentralProcess(db_url, tmp_path / "central.log").start()
+    started.append(central)
+    hq = _hq(central.url, token)
+    for index in range(customers_count):
+        hq.customer(f"c{index}")
+    tills = [hq.enroll() for _ in range(6)]
+    batches = [[_batch(till, 300) for _ in range(3)] for till in tills]
+
+    def device(till: Till, mine: list[list[Any]]) -> None:
+        with httpx.Client(base_url=central.url, timeout=30) as client:
+            for items in mine:
+                try:
+                    response = client.post(
+                        "/sync/push", json=till.body(items), headers=till.headers
+                    )
+                except httpx.TransportError:
+                    return
+                assert response.status_code == 200, response.text
+
+    senders = [
+        threading.Thread(target=device, args=pair) for pair in zip(tills, batches, strict=True)
+    ]
+    for sender in senders:
+        sender.start()
+    deadline = time.monotonic() + 20
+    while _total(engine) < landed_first and time.monotonic() < deadline:
+        time.sleep(0.002)
+    central.kill()
+    for sender in senders:
+        sender.join(timeout=30)
+    for till in tills:
+        assert _count(engine, till.device_id) % 300 == 0  # whole batches only
+    assert_ledger_consistent(engine)
+    central.start()
+    client = httpx.Client(base_url=central.url, timeout=30)
+    _open_clients.append(client)
+    for till, mine in zip(tills, batches, strict=True):
+        for items in mine:
+            response = client.post("/sync/push", json=till.body(items), headers=till.headers)
+            assert response.status_code == 200, response.text
+        assert _count(engine, till.device_id) == 900
+    assert_ledger_consistent(engine)
 
 
 def test_lost_reply_and_duplicate_through_the_fault_proxy(
