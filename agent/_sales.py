@@ -146,16 +146,22 @@ class Till:
 
     def reserve(self, request: ReserveRequest) -> ReserveResponse:
         request_hash = content_hash(request)
-        with self.store.read() as db:
-            earlier = _stored_reservation(db, request.cheque_id, request_hash)
-            if earlier is not None:
-                return earlier
-            resolved = self._resolve(db, request.customer)
-        hold = None if resolved is None else self._central_hold(request, resolved)
+        hold: CentralAnswer = None
+        resolved: Resolved | None = None
+        asks_central = self._may_ask_central(request)
+        if asks_central:  # before the write, never inside it
+            with self.store.read() as db:
+                earlier = _stored_reservation(db, request.cheque_id, request_hash)
+                if earlier is not None:
+                    return earlier
+                resolved = self._resolve(db, request.customer)
+            hold = None if resolved is None else self._central_hold(request, resolved)
         with self.store.write() as db:
             earlier = _stored_reservation(db, request.cheque_id, request_hash)
             if earlier is not None:
                 return earlier
+            if not asks_central:
+                resolved = self._resolve(db, request.customer)
             priced = self._price(db, resolved, request.basket, request.redeem, hold)
             quote = priced.quote
             slip = loyalty_slip(
@@ -178,9 +184,14 @@ class Till:
             self._insert_cheque(db, request, request_hash, resolved, response)
         return response
 
-    def _central_hold(self, request: ReserveRequest, resolved: Resolved) -> CentralAnswer:
+    def _may_ask_central(self, request: ReserveRequest) -> bool:
+        """Whether a hold could be asked of central: a till with central that spends points
+        for an identified customer."""
         wants = request.redeem.mode == "all" or request.redeem.points > 0
-        if not wants or self.central_hold is None or resolved.customer is None:
+        return wants and self.central_hold is not None and request.customer is not None
+
+    def _central_hold(self, request: ReserveRequest, resolved: Resolved) -> CentralAnswer:
+        if not self._may_ask_central(request) or resolved.customer is None:
             return None
         customer_id = resolved.customer.state.customer_id
         if customer_id is None:
@@ -275,7 +286,7 @@ class Till:
         remember(stored, reservation)
         db.execute(
             "INSERT INTO cheques(cheque_id, state, request_hash, account_key, hold_mode,"
-            " points_held, reserved_at, expires_at, reservation) VALUES (?,?,?,?,?,?,?,?,?)",
+            " points_held, reserved_at, expires_at) VALUES (?,?,?,?,?,?,?,?)",
             [
                 request.cheque_id,
                 str(ChequeState.reserved),
@@ -285,8 +296,11 @@ class Till:
                 response.points_held,
                 utc_iso(now),
                 utc_iso(now + timedelta(seconds=ttl_s)),
-                stored,
             ],
+        )
+        db.execute(
+            "INSERT INTO reservations(cheque_id, document) VALUES (?, ?)",
+            [request.cheque_id, stored],
         )
 
     # --- confirm, void, expire --------------------------------------------------------------
@@ -370,7 +384,7 @@ class Till:
         with self.store.write() as db:
             rows = list(
                 db.query(
-                    "SELECT * FROM cheques WHERE state = 'reserved' AND expires_at < ? "
+                    f"{_CHEQUE_ROWS} WHERE state = 'reserved' AND expires_at < ? "
                     "ORDER BY expires_at LIMIT 500",
                     [now],
                 )
@@ -399,7 +413,7 @@ class Till:
             earlier = _stored_refund(db, request.refund_id, request_hash)
             if earlier is not None:
                 return earlier
-            rows = list(db.query("SELECT * FROM cheques WHERE cheque_id = ?", [request.cheque_id]))
+            rows = list(db.query(f"{_CHEQUE_ROWS} WHERE cheque_id = ?", [request.cheque_id]))
             if rows:
                 response = self._refund_own(db, rows[0], request)
             else:
@@ -576,6 +590,12 @@ class Till:
         )
 
 
+_CHEQUE_ROWS = (
+    "SELECT cheques.*, reservations.document AS reservation "
+    "FROM cheques JOIN reservations USING (cheque_id)"
+)
+"""A cheque's row with its reservation document (`reservation`)."""
+
 _PAID = {
     str(ChequeState.confirmed),
     str(ChequeState.partially_refunded),
@@ -607,7 +627,7 @@ def _stored_refund(
 
 
 def _cheque(db: sqlite_utils.Database, cheque_id: str) -> dict[str, Any]:
-    cursor = db.execute("SELECT * FROM cheques WHERE cheque_id = ?", [cheque_id])
+    cursor = db.execute(f"{_CHEQUE_ROWS} WHERE cheque_id = ?", [cheque_id])
     row = cursor.fetchone()
     if row is None:
         raise NotFound("cheque_unknown", f"no reservation for cheque {cheque_id} on this till")
@@ -618,7 +638,9 @@ def _stored_reservation(
     db: sqlite_utils.Database, cheque_id: str, request_hash: str
 ) -> ReserveResponse | None:
     row = db.execute(
-        "SELECT request_hash, reservation FROM cheques WHERE cheque_id = ?", [cheque_id]
+        "SELECT request_hash, document FROM cheques JOIN reservations USING (cheque_id) "
+        "WHERE cheque_id = ?",
+        [cheque_id],
     ).fetchone()
     if row is None:
         return None
