@@ -27,15 +27,20 @@ def pull_cursor(db: sqlite_utils.Database) -> int:
 
 
 def balance_view(
-    db: sqlite_utils.Database, key: str, cached: CachedCustomer | None, now: datetime
+    db: sqlite_utils.Database,
+    key: str,
+    cached: CachedCustomer | None,
+    now: datetime,
+    cursor: int | None = None,
 ) -> BalanceView:
+    """`cursor`: the pull cursor, when the caller has read it already."""
     local, local_pending, held = db.execute(
         "SELECT COALESCE(SUM(amount), 0), "
         "COALESCE(SUM(CASE WHEN activates_at > ? THEN amount ELSE 0 END), 0), "
         "(SELECT COALESCE(SUM(points_held), 0) FROM cheques "
         " WHERE account_key = ? AND state = 'reserved') "
         f"FROM outbox WHERE account_key = ? AND {_UNREFLECTED}",
-        [utc_iso(now), key, key, pull_cursor(db)],
+        [utc_iso(now), key, key, pull_cursor(db) if cursor is None else cursor],
     ).fetchone()
     central, central_pending = 0, 0
     if cached is not None:

@@ -18,7 +18,7 @@ import sqlite_utils
 from agent import _outbox
 from agent._allowance import Allowance, data_age_s, offline_allowance
 from agent._balances import balance_view, offline_spent
-from agent._cache import get_customer, offline_limits, parsed, remember, utc_iso
+from agent._cache import get_customer, limits_of, parsed, remember, utc_iso
 from agent._clock import Clock
 from agent._entries import append_entries, grants_given, refund_movements, sale_movements
 from agent._errors import Conflict, HoldRefused, NotFound, TillError
@@ -54,6 +54,7 @@ from protocol import (
     HoldRequest,
     HoldResponse,
     LedgerEntry,
+    OfflineLimits,
     Quote,
     RedeemRequest,
     Refund,
@@ -83,6 +84,7 @@ class Priced:
     view: BalanceView | None
     rule_set: RuleSet
     customer: CustomerState
+    limits: OfflineLimits
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,8 @@ class Till:
                 redeem_note=priced.note,
                 receipt=receipt_lines(slip),
             )
-            self._insert_cheque(db, request, request_hash, resolved, response)
+            ttl_s = priced.limits.reservation_ttl_s
+            self._insert_cheque(db, request, request_hash, resolved, response, ttl_s)
         return response
 
     def _may_ask_central(self, request: ReserveRequest) -> bool:
@@ -218,13 +221,15 @@ class Till:
         hold: CentralAnswer,
     ) -> Priced:
         now = self.clock.wall()
+        meta = _sale_meta(db)
         state = CustomerState() if resolved is None or resolved.customer is None else None
         view = None
         if state is None and resolved is not None and resolved.customer is not None:
-            view = self._view(db, resolved)
+            view = self._view(db, resolved, int(meta.get("pull_cursor", 0)))
             state = _as_seen_here(db, resolved.customer.state, view)
         assert state is not None
-        allowed = self._allowed(db, resolved, redeem, view, hold)
+        limits = limits_of(meta.get("offline_limits"))
+        allowed = self._allowed(db, resolved, redeem, view, hold, (limits, self._age(meta)))
         capped = RedeemRequest(mode="points", points=allowed.points)
         rule_set = self.rulebook.active(db, now)
         quote = evaluate(rule_set, state, basket, self.settings.store, now, capped)
@@ -232,7 +237,7 @@ class Till:
         if quote.burn_points > 0:
             mode = HoldMode.central if isinstance(hold, HoldResponse) else HoldMode.offline
         note = allowed.reason or quote.redeem_limited_by
-        return Priced(quote, mode, note, view, rule_set, state)
+        return Priced(quote, mode, note, view, rule_set, state, limits)
 
     def _allowed(
         self,
@@ -241,7 +246,9 @@ class Till:
         redeem: RedeemRequest,
         view: BalanceView | None,
         hold: CentralAnswer,
+        offline: tuple[OfflineLimits, float | None],
     ) -> Allowance:
+        """`offline`: HQ's limits and the data's age, for spending without central."""
         asked = redeem.points if redeem.mode == "points" else 10**12
         if asked == 0:
             return Allowance(0, None)
@@ -253,11 +260,12 @@ class Till:
         if hold is not None:
             points = min(asked, hold.points, available)
             return Allowance(points, None if points == asked else "limited by the balance")
+        limits, age_s = offline
         allowance = offline_allowance(
-            offline_limits(db),
+            limits,
             min(asked, available),
             offline_spent(db, account_key(resolved.account)),
-            self.data_age_s(db),
+            age_s,
             resolved.phone_only,
         )
         if allowance.reason is None and allowance.points < asked and redeem.mode == "points":
@@ -271,9 +279,9 @@ class Till:
         request_hash: str,
         resolved: Resolved | None,
         response: ReserveResponse,
+        ttl_s: int,
     ) -> None:
         now = self.clock.wall()
-        ttl_s = offline_limits(db).reservation_ttl_s
         reservation = Reservation(
             request=request,
             response=response,
@@ -349,7 +357,7 @@ class Till:
             account,
             _customer_of(reservation),
             view,
-            self.rulebook.active(db, self.clock.wall()),
+            self.rulebook.named(db, quote.rule_set_hash, self.clock.wall()),
             request.cheque_id,
         )
         response = ConfirmResponse(
@@ -543,15 +551,19 @@ class Till:
             quote=reservation.response.quote,
             fiscal_document=fiscal_document,
             entry_ids=tuple(entry.entry_id for entry in entries),
+            seq=entries[-1].device_seq + 1 if entries else None,
         )
 
-    def _document(self, db: sqlite_utils.Database, **fields: Any) -> ChequeDocument:
-        """The next outbox record: a cheque document of this till's current epoch."""
+    def _document(
+        self, db: sqlite_utils.Database, seq: int | None = None, **fields: Any
+    ) -> ChequeDocument:
+        """The next outbox record: a cheque document of this till's current epoch (`seq`
+        when the caller has just appended the records before it)."""
         return ChequeDocument(
             document_id=self.make_id(),
             device_id=self.seat.device_id,
             device_epoch=self.seat.epoch,
-            device_seq=_outbox.next_seq(db, self.seat.epoch),
+            device_seq=_outbox.next_seq(db, self.seat.epoch) if seq is None else seq,
             store_id=self.settings.store.store_id,
             device_time=self.clock.wall(),
             **fields,
@@ -570,17 +582,21 @@ class Till:
     def _resolve(self, db: sqlite_utils.Database, given: IdentifierInput | None) -> Resolved | None:
         return None if given is None else resolve(db, self.settings.identity, given)
 
-    def _view(self, db: sqlite_utils.Database, resolved: Resolved) -> BalanceView:
-        return balance_view(db, account_key(resolved.account), resolved.customer, self.clock.wall())
+    def _view(
+        self, db: sqlite_utils.Database, resolved: Resolved, cursor: int | None = None
+    ) -> BalanceView:
+        return balance_view(
+            db, account_key(resolved.account), resolved.customer, self.clock.wall(), cursor
+        )
 
     def data_age_s(self, db: sqlite_utils.Database) -> float | None:
         """Seconds since the last successful pull by the boot clock; None when unknown."""
-        pulled = dict(
-            db.execute(
-                "SELECT key, value FROM meta "
-                "WHERE key IN ('last_pull_boottime_s', 'last_pull_boot_id')"
-            ).fetchall()
-        )
+        pulled = db.execute(
+            "SELECT key, value FROM meta WHERE key IN ('last_pull_boottime_s', 'last_pull_boot_id')"
+        ).fetchall()
+        return self._age(dict(pulled))
+
+    def _age(self, pulled: dict[str, str]) -> float | None:
         pulled_at = pulled.get("last_pull_boottime_s")
         return data_age_s(
             pulled.get("last_pull_boot_id"),
@@ -588,6 +604,15 @@ class Till:
             self.clock.boot_id(),
             self.clock.boottime_s(),
         )
+
+
+_SALE_META = ("pull_cursor", "offline_limits", "last_pull_boottime_s", "last_pull_boot_id")
+
+
+def _sale_meta(db: sqlite_utils.Database) -> dict[str, str]:
+    """What of the till's meta a sale reads (pull cursor, HQ's limits, pull time), at once."""
+    rows = db.execute("SELECT key, value FROM meta WHERE key IN (?, ?, ?, ?)", _SALE_META)
+    return dict(rows.fetchall())
 
 
 _CHEQUE_ROWS = (

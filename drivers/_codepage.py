@@ -80,7 +80,17 @@ def codepage_number(model: str, codepage: str, override: int | None = None) -> i
 
 def normalize_text(text: str, codepage: str = "cp866") -> str:
     """`text` made printable on `codepage`, one line: nothing the page lacks survives."""
-    return "".join(_printable(char, codepage) for char in unicodedata.normalize("NFC", text))
+    text = unicodedata.normalize("NFC", text)
+    if _kept(codepage).issuperset(text):
+        return text  # the common case: every character prints as it is
+    return "".join(_printable(char, codepage) for char in text)
+
+
+@functools.lru_cache(maxsize=16)
+def _kept(codepage: str) -> frozenset[str]:
+    """The characters `codepage` prints as they are (of the 256 it has)."""
+    chars = bytes(range(256)).decode(codepage, errors="ignore")
+    return frozenset(char for char in chars if _printable(char, codepage) == char)
 
 
 @functools.lru_cache(maxsize=4096)
