@@ -58,7 +58,8 @@ def balance_view(
 
 
 def offline_spent(db: sqlite_utils.Database, key: str) -> OfflineSpent:
-    """Points spent and held offline, not yet known to central: per customer and per till."""
+    """Points spent and held offline, not yet known to central: per customer and per till
+    (the till's burns from the running total schema 7 keeps, not summed per sale)."""
     burns = (
         "SELECT COALESCE(SUM(-amount), 0) FROM outbox INDEXED BY outbox_offline_burns "
         "WHERE record = 'entry' AND kind = 'burn' AND offline = 1 AND state = 'local'"
@@ -68,7 +69,7 @@ def offline_spent(db: sqlite_utils.Database, key: str) -> OfflineSpent:
         "WHERE state = 'reserved' AND hold_mode = 'offline'"
     )
     till_burns, till_holds, burns_here, holds_here = db.execute(
-        f"SELECT ({burns}), ({holds}), ({burns} AND account_key = ?1), "
+        f"SELECT (SELECT points FROM offline_burns), ({holds}), ({burns} AND account_key = ?1), "
         f"({holds} AND account_key = ?1)",
         [key],
     ).fetchone()

@@ -382,7 +382,9 @@ def test_a_reservation_made_before_the_upgrade_is_confirmed_after_it(
     till.store.close()
     with sqlite3.connect(path, isolation_level=None) as raw:  # back to schema 5's layout
         raw.executescript(
-            "BEGIN; ALTER TABLE cheques ADD COLUMN reservation TEXT NOT NULL DEFAULT '';"
+            "BEGIN; DROP TRIGGER offline_burn_made; DROP TRIGGER offline_burn_settled;"
+            "DROP TABLE offline_burns;"  # schema 7 undone
+            "ALTER TABLE cheques ADD COLUMN reservation TEXT NOT NULL DEFAULT '';"
             "UPDATE cheques SET reservation = (SELECT document FROM reservations"
             " WHERE reservations.cheque_id = cheques.cheque_id);"
             "DROP TABLE reservations; PRAGMA user_version=5; COMMIT;"
