@@ -194,7 +194,8 @@ class Till:
         return wants and self.central_hold is not None and request.customer is not None
 
     def _central_hold(self, request: ReserveRequest, resolved: Resolved) -> CentralAnswer:
-        if not self._may_ask_central(request) or resolved.customer is None:
+        central = self.central_hold
+        if central is None or not self._may_ask_central(request) or resolved.customer is None:
             return None
         customer_id = resolved.customer.state.customer_id
         if customer_id is None:
@@ -208,7 +209,7 @@ class Till:
             confirmation_code=request.confirmation_code,
         )
         try:
-            return self.central_hold(asked)
+            return central(asked)
         except HoldRefused as refused:
             return refused
 
