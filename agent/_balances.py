@@ -27,15 +27,20 @@ def pull_cursor(db: sqlite_utils.Database) -> int:
 
 
 def balance_view(
-    db: sqlite_utils.Database, key: str, cached: CachedCustomer | None, now: datetime
+    db: sqlite_utils.Database,
+    key: str,
+    cached: CachedCustomer | None,
+    now: datetime,
+    cursor: int | None = None,
 ) -> BalanceView:
+    """`cursor`: the pull cursor, when the caller has read it already."""
     local, local_pending, held = db.execute(
         "SELECT COALESCE(SUM(amount), 0), "
         "COALESCE(SUM(CASE WHEN activates_at > ? THEN amount ELSE 0 END), 0), "
         "(SELECT COALESCE(SUM(points_held), 0) FROM cheques "
         " WHERE account_key = ? AND state = 'reserved') "
         f"FROM outbox WHERE account_key = ? AND {_UNREFLECTED}",
-        [utc_iso(now), key, key, pull_cursor(db)],
+        [utc_iso(now), key, key, pull_cursor(db) if cursor is None else cursor],
     ).fetchone()
     central, central_pending = 0, 0
     if cached is not None:
@@ -53,7 +58,8 @@ def balance_view(
 
 
 def offline_spent(db: sqlite_utils.Database, key: str) -> OfflineSpent:
-    """Points spent and held offline, not yet known to central: per customer and per till."""
+    """Points spent and held offline, not yet known to central: per customer and per till
+    (the till's burns from the running total schema 7 keeps, not summed per sale)."""
     burns = (
         "SELECT COALESCE(SUM(-amount), 0) FROM outbox INDEXED BY outbox_offline_burns "
         "WHERE record = 'entry' AND kind = 'burn' AND offline = 1 AND state = 'local'"
@@ -63,7 +69,7 @@ def offline_spent(db: sqlite_utils.Database, key: str) -> OfflineSpent:
         "WHERE state = 'reserved' AND hold_mode = 'offline'"
     )
     till_burns, till_holds, burns_here, holds_here = db.execute(
-        f"SELECT ({burns}), ({holds}), ({burns} AND account_key = ?1), "
+        f"SELECT (SELECT points FROM offline_burns), ({holds}), ({burns} AND account_key = ?1), "
         f"({holds} AND account_key = ?1)",
         [key],
     ).fetchone()

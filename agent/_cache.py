@@ -206,9 +206,9 @@ def put_rule_set(
     )
 
 
-def offline_limits(db: sqlite_utils.Database) -> OfflineLimits:
-    row = db.execute("SELECT value FROM meta WHERE key = 'offline_limits'").fetchone()
-    return parsed(OfflineLimits, row[0]) if row else OfflineLimits()
+def limits_of(stored: str | None) -> OfflineLimits:
+    """HQ's offline limits from their stored text; the defaults before the first pull."""
+    return OfflineLimits() if stored is None else parsed(OfflineLimits, stored)
 
 
 def put_offline_limits(db: sqlite_utils.Database, limits: OfflineLimits) -> None:

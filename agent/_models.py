@@ -117,7 +117,7 @@ class ReserveResponse(WireModel):
 
 
 class Reservation(WireModel):
-    """What the till keeps of a reserved cheque (the `cheques.reservation` column): read back
+    """What the till keeps of a reserved cheque (the `reservations` table): read back
     with one parse when the cheque is confirmed, voided, expired or refunded."""
 
     request: ReserveRequest

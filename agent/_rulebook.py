@@ -43,6 +43,20 @@ class RuleBook:
             return self._empty
         return self._load(db, row[0])
 
+    def named(self, db: sqlite_utils.Database, content_hash: str, now: datetime) -> RuleSet:
+        """The rule set with this content hash (one a quote was evaluated with); the active
+        one should the till not hold it."""
+        if content_hash == self._empty.content_hash:
+            return self._empty
+        with self._lock:
+            found = self._parsed.get(content_hash)
+        if found is not None:
+            return found
+        known = db.execute(
+            "SELECT 1 FROM rule_sets WHERE content_hash = ?", [content_hash]
+        ).fetchone()
+        return self._load(db, content_hash) if known else self.active(db, now)
+
     def _load(self, db: sqlite_utils.Database, content_hash: str) -> RuleSet:
         with self._lock:
             found = self._parsed.get(content_hash)

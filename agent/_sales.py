@@ -18,7 +18,7 @@ import sqlite_utils
 from agent import _outbox
 from agent._allowance import Allowance, data_age_s, offline_allowance
 from agent._balances import balance_view, offline_spent
-from agent._cache import get_customer, offline_limits, parsed, remember, utc_iso
+from agent._cache import get_customer, limits_of, parsed, remember, utc_iso
 from agent._clock import Clock
 from agent._entries import append_entries, grants_given, refund_movements, sale_movements
 from agent._errors import Conflict, HoldRefused, NotFound, TillError
@@ -54,6 +54,7 @@ from protocol import (
     HoldRequest,
     HoldResponse,
     LedgerEntry,
+    OfflineLimits,
     Quote,
     RedeemRequest,
     Refund,
@@ -83,6 +84,7 @@ class Priced:
     view: BalanceView | None
     rule_set: RuleSet
     customer: CustomerState
+    limits: OfflineLimits
 
 
 @dataclass(frozen=True)
@@ -146,16 +148,22 @@ class Till:
 
     def reserve(self, request: ReserveRequest) -> ReserveResponse:
         request_hash = content_hash(request)
-        with self.store.read() as db:
-            earlier = _stored_reservation(db, request.cheque_id, request_hash)
-            if earlier is not None:
-                return earlier
-            resolved = self._resolve(db, request.customer)
-        hold = None if resolved is None else self._central_hold(request, resolved)
+        hold: CentralAnswer = None
+        resolved: Resolved | None = None
+        asks_central = self._may_ask_central(request)
+        if asks_central:  # before the write, never inside it
+            with self.store.read() as db:
+                earlier = _stored_reservation(db, request.cheque_id, request_hash)
+                if earlier is not None:
+                    return earlier
+                resolved = self._resolve(db, request.customer)
+            hold = None if resolved is None else self._central_hold(request, resolved)
         with self.store.write() as db:
             earlier = _stored_reservation(db, request.cheque_id, request_hash)
             if earlier is not None:
                 return earlier
+            if not asks_central:
+                resolved = self._resolve(db, request.customer)
             priced = self._price(db, resolved, request.basket, request.redeem, hold)
             quote = priced.quote
             slip = loyalty_slip(
@@ -175,12 +183,19 @@ class Till:
                 redeem_note=priced.note,
                 receipt=receipt_lines(slip),
             )
-            self._insert_cheque(db, request, request_hash, resolved, response)
+            ttl_s = priced.limits.reservation_ttl_s
+            self._insert_cheque(db, request, request_hash, resolved, response, ttl_s)
         return response
 
-    def _central_hold(self, request: ReserveRequest, resolved: Resolved) -> CentralAnswer:
+    def _may_ask_central(self, request: ReserveRequest) -> bool:
+        """Whether a hold could be asked of central: a till with central that spends points
+        for an identified customer."""
         wants = request.redeem.mode == "all" or request.redeem.points > 0
-        if not wants or self.central_hold is None or resolved.customer is None:
+        return wants and self.central_hold is not None and request.customer is not None
+
+    def _central_hold(self, request: ReserveRequest, resolved: Resolved) -> CentralAnswer:
+        central = self.central_hold
+        if central is None or not self._may_ask_central(request) or resolved.customer is None:
             return None
         customer_id = resolved.customer.state.customer_id
         if customer_id is None:
@@ -194,7 +209,7 @@ class Till:
             confirmation_code=request.confirmation_code,
         )
         try:
-            return self.central_hold(asked)
+            return central(asked)
         except HoldRefused as refused:
             return refused
 
@@ -207,13 +222,15 @@ class Till:
         hold: CentralAnswer,
     ) -> Priced:
         now = self.clock.wall()
+        meta = _sale_meta(db)
         state = CustomerState() if resolved is None or resolved.customer is None else None
         view = None
         if state is None and resolved is not None and resolved.customer is not None:
-            view = self._view(db, resolved)
+            view = self._view(db, resolved, int(meta.get("pull_cursor", 0)))
             state = _as_seen_here(db, resolved.customer.state, view)
         assert state is not None
-        allowed = self._allowed(db, resolved, redeem, view, hold)
+        limits = limits_of(meta.get("offline_limits"))
+        allowed = self._allowed(db, resolved, redeem, view, hold, (limits, self._age(meta)))
         capped = RedeemRequest(mode="points", points=allowed.points)
         rule_set = self.rulebook.active(db, now)
         quote = evaluate(rule_set, state, basket, self.settings.store, now, capped)
@@ -221,7 +238,7 @@ class Till:
         if quote.burn_points > 0:
             mode = HoldMode.central if isinstance(hold, HoldResponse) else HoldMode.offline
         note = allowed.reason or quote.redeem_limited_by
-        return Priced(quote, mode, note, view, rule_set, state)
+        return Priced(quote, mode, note, view, rule_set, state, limits)
 
     def _allowed(
         self,
@@ -230,7 +247,9 @@ class Till:
         redeem: RedeemRequest,
         view: BalanceView | None,
         hold: CentralAnswer,
+        offline: tuple[OfflineLimits, float | None],
     ) -> Allowance:
+        """`offline`: HQ's limits and the data's age, for spending without central."""
         asked = redeem.points if redeem.mode == "points" else 10**12
         if asked == 0:
             return Allowance(0, None)
@@ -242,11 +261,12 @@ class Till:
         if hold is not None:
             points = min(asked, hold.points, available)
             return Allowance(points, None if points == asked else "limited by the balance")
+        limits, age_s = offline
         allowance = offline_allowance(
-            offline_limits(db),
+            limits,
             min(asked, available),
             offline_spent(db, account_key(resolved.account)),
-            self.data_age_s(db),
+            age_s,
             resolved.phone_only,
         )
         if allowance.reason is None and allowance.points < asked and redeem.mode == "points":
@@ -260,9 +280,9 @@ class Till:
         request_hash: str,
         resolved: Resolved | None,
         response: ReserveResponse,
+        ttl_s: int,
     ) -> None:
         now = self.clock.wall()
-        ttl_s = offline_limits(db).reservation_ttl_s
         reservation = Reservation(
             request=request,
             response=response,
@@ -275,7 +295,7 @@ class Till:
         remember(stored, reservation)
         db.execute(
             "INSERT INTO cheques(cheque_id, state, request_hash, account_key, hold_mode,"
-            " points_held, reserved_at, expires_at, reservation) VALUES (?,?,?,?,?,?,?,?,?)",
+            " points_held, reserved_at, expires_at) VALUES (?,?,?,?,?,?,?,?)",
             [
                 request.cheque_id,
                 str(ChequeState.reserved),
@@ -285,8 +305,11 @@ class Till:
                 response.points_held,
                 utc_iso(now),
                 utc_iso(now + timedelta(seconds=ttl_s)),
-                stored,
             ],
+        )
+        db.execute(
+            "INSERT INTO reservations(cheque_id, document) VALUES (?, ?)",
+            [request.cheque_id, stored],
         )
 
     # --- confirm, void, expire --------------------------------------------------------------
@@ -335,7 +358,7 @@ class Till:
             account,
             _customer_of(reservation),
             view,
-            self.rulebook.active(db, self.clock.wall()),
+            self.rulebook.named(db, quote.rule_set_hash, self.clock.wall()),
             request.cheque_id,
         )
         response = ConfirmResponse(
@@ -370,7 +393,7 @@ class Till:
         with self.store.write() as db:
             rows = list(
                 db.query(
-                    "SELECT * FROM cheques WHERE state = 'reserved' AND expires_at < ? "
+                    f"{_CHEQUE_ROWS} WHERE state = 'reserved' AND expires_at < ? "
                     "ORDER BY expires_at LIMIT 500",
                     [now],
                 )
@@ -399,7 +422,7 @@ class Till:
             earlier = _stored_refund(db, request.refund_id, request_hash)
             if earlier is not None:
                 return earlier
-            rows = list(db.query("SELECT * FROM cheques WHERE cheque_id = ?", [request.cheque_id]))
+            rows = list(db.query(f"{_CHEQUE_ROWS} WHERE cheque_id = ?", [request.cheque_id]))
             if rows:
                 response = self._refund_own(db, rows[0], request)
             else:
@@ -529,15 +552,19 @@ class Till:
             quote=reservation.response.quote,
             fiscal_document=fiscal_document,
             entry_ids=tuple(entry.entry_id for entry in entries),
+            seq=entries[-1].device_seq + 1 if entries else None,
         )
 
-    def _document(self, db: sqlite_utils.Database, **fields: Any) -> ChequeDocument:
-        """The next outbox record: a cheque document of this till's current epoch."""
+    def _document(
+        self, db: sqlite_utils.Database, seq: int | None = None, **fields: Any
+    ) -> ChequeDocument:
+        """The next outbox record: a cheque document of this till's current epoch (`seq`
+        when the caller has just appended the records before it)."""
         return ChequeDocument(
             document_id=self.make_id(),
             device_id=self.seat.device_id,
             device_epoch=self.seat.epoch,
-            device_seq=_outbox.next_seq(db, self.seat.epoch),
+            device_seq=_outbox.next_seq(db, self.seat.epoch) if seq is None else seq,
             store_id=self.settings.store.store_id,
             device_time=self.clock.wall(),
             **fields,
@@ -556,17 +583,21 @@ class Till:
     def _resolve(self, db: sqlite_utils.Database, given: IdentifierInput | None) -> Resolved | None:
         return None if given is None else resolve(db, self.settings.identity, given)
 
-    def _view(self, db: sqlite_utils.Database, resolved: Resolved) -> BalanceView:
-        return balance_view(db, account_key(resolved.account), resolved.customer, self.clock.wall())
+    def _view(
+        self, db: sqlite_utils.Database, resolved: Resolved, cursor: int | None = None
+    ) -> BalanceView:
+        return balance_view(
+            db, account_key(resolved.account), resolved.customer, self.clock.wall(), cursor
+        )
 
     def data_age_s(self, db: sqlite_utils.Database) -> float | None:
         """Seconds since the last successful pull by the boot clock; None when unknown."""
-        pulled = dict(
-            db.execute(
-                "SELECT key, value FROM meta "
-                "WHERE key IN ('last_pull_boottime_s', 'last_pull_boot_id')"
-            ).fetchall()
-        )
+        pulled = db.execute(
+            "SELECT key, value FROM meta WHERE key IN ('last_pull_boottime_s', 'last_pull_boot_id')"
+        ).fetchall()
+        return self._age(dict(pulled))
+
+    def _age(self, pulled: dict[str, str]) -> float | None:
         pulled_at = pulled.get("last_pull_boottime_s")
         return data_age_s(
             pulled.get("last_pull_boot_id"),
@@ -575,6 +606,21 @@ class Till:
             self.clock.boottime_s(),
         )
 
+
+_SALE_META = ("pull_cursor", "offline_limits", "last_pull_boottime_s", "last_pull_boot_id")
+
+
+def _sale_meta(db: sqlite_utils.Database) -> dict[str, str]:
+    """What of the till's meta a sale reads (pull cursor, HQ's limits, pull time), at once."""
+    rows = db.execute("SELECT key, value FROM meta WHERE key IN (?, ?, ?, ?)", _SALE_META)
+    return dict(rows.fetchall())
+
+
+_CHEQUE_ROWS = (
+    "SELECT cheques.*, reservations.document AS reservation "
+    "FROM cheques JOIN reservations USING (cheque_id)"
+)
+"""A cheque's row with its reservation document (`reservation`)."""
 
 _PAID = {
     str(ChequeState.confirmed),
@@ -607,7 +653,7 @@ def _stored_refund(
 
 
 def _cheque(db: sqlite_utils.Database, cheque_id: str) -> dict[str, Any]:
-    cursor = db.execute("SELECT * FROM cheques WHERE cheque_id = ?", [cheque_id])
+    cursor = db.execute(f"{_CHEQUE_ROWS} WHERE cheque_id = ?", [cheque_id])
     row = cursor.fetchone()
     if row is None:
         raise NotFound("cheque_unknown", f"no reservation for cheque {cheque_id} on this till")
@@ -618,7 +664,9 @@ def _stored_reservation(
     db: sqlite_utils.Database, cheque_id: str, request_hash: str
 ) -> ReserveResponse | None:
     row = db.execute(
-        "SELECT request_hash, reservation FROM cheques WHERE cheque_id = ?", [cheque_id]
+        "SELECT request_hash, document FROM cheques JOIN reservations USING (cheque_id) "
+        "WHERE cheque_id = ?",
+        [cheque_id],
     ).fetchone()
     if row is None:
         return None

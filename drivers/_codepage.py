@@ -80,7 +80,30 @@ def codepage_number(model: str, codepage: str, override: int | None = None) -> i
 
 def normalize_text(text: str, codepage: str = "cp866") -> str:
     """`text` made printable on `codepage`, one line: nothing the page lacks survives."""
-    return "".join(_printable(char, codepage) for char in unicodedata.normalize("NFC", text))
+    return unicodedata.normalize("NFC", text).translate(_table(codepage))
+
+
+class _Table(dict[int, str]):
+    """What each character becomes on a code page, filled in as characters are met, for
+    `str.translate` (a C loop over the text once the characters are known)."""
+
+    def __init__(self, codepage: str) -> None:
+        super().__init__()
+        self.codepage = codepage
+
+    def __missing__(self, ordinal: int) -> str:
+        value = _printable(chr(ordinal), self.codepage)
+        if len(self) < translated_chars_max:
+            self[ordinal] = value
+        return value
+
+
+translated_chars_max = 4096
+
+
+@functools.lru_cache(maxsize=16)
+def _table(codepage: str) -> _Table:
+    return _Table(codepage)
 
 
 @functools.lru_cache(maxsize=4096)

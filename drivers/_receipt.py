@@ -105,11 +105,44 @@ def layout_slip(
     """The loyalty block, line by line, for paper `columns` wide."""
     if columns < 24:
         raise ValueError("a receipt line is at least 24 columns")
-    norm = _Normaliser(codepage)
+    texts = _slip_texts(slip, codepage)
     rule = Text("-" * columns)
-    title = _wrap(norm(slip.title), columns)
+    title = _wrap(texts.title, columns)
     blocks: list[Block] = [Text(line, Align.center, bold=True, tall=True) for line in title]
     blocks.append(rule)
+    for label, value, bold in texts.rows:
+        blocks += _pair(label, value, columns, bold=bold)
+    if texts.next_tier is not None:
+        blocks += _wrapped(texts.next_tier, columns, Align.left)
+    if texts.message is not None:
+        blocks.append(rule)
+        for paragraph in texts.message:
+            blocks += _wrapped(paragraph, columns, Align.center)
+    if slip.qr:
+        blocks += [Feed(1), Qr(slip.qr)]
+    if texts.cheque is not None:
+        blocks += _wrapped(texts.cheque, columns, Align.center)
+    blocks.append(Feed(3))
+    if cut:
+        blocks.append(Cut())
+    return blocks
+
+
+@dataclass(frozen=True, slots=True)
+class _SlipTexts:
+    """The words of a slip, normalised for a code page: the same for every paper width."""
+
+    title: str
+    rows: tuple[tuple[str, str, bool], ...]
+    next_tier: str | None
+    message: tuple[str, ...] | None
+    cheque: str | None
+
+
+@functools.lru_cache(maxsize=8)
+def _slip_texts(slip: LoyaltySlip, codepage: str) -> _SlipTexts:
+    """(cached: a slip is laid out for several widths in a row)"""
+    norm = _Normaliser(codepage)
     rows: list[tuple[str, str]] = []
     if slip.card_number:
         rows.append(("Карта", mask(slip.card_number)))
@@ -120,25 +153,18 @@ def layout_slip(
     rows.append(("Баланс", group_digits(slip.balance_points)))
     if slip.pending_points:
         rows.append(("Ожидают начисления", group_digits(slip.pending_points)))
-    for label, value in rows:
-        blocks += _pair(norm(label), norm(value), columns, bold=label == "Баланс")
+    next_tier = None
     if slip.next_tier is not None:
         tier = slip.next_tier
         missing = format_money(tier.spend_missing_kopecks)
-        text = f"До уровня «{tier.name}» осталось покупок на {missing}"
-        blocks += _wrapped(norm(text), columns, Align.left)
-    if slip.message:
-        blocks.append(rule)
-        for paragraph in slip.message.splitlines():
-            blocks += _wrapped(norm(paragraph), columns, Align.center)
-    if slip.qr:
-        blocks += [Feed(1), Qr(slip.qr)]
-    if slip.cheque:
-        blocks += _wrapped(norm(f"Чек {slip.cheque}"), columns, Align.center)
-    blocks.append(Feed(3))
-    if cut:
-        blocks.append(Cut())
-    return blocks
+        next_tier = norm(f"До уровня «{tier.name}» осталось покупок на {missing}")
+    return _SlipTexts(
+        title=norm(slip.title),
+        rows=tuple((norm(label), norm(value), label == "Баланс") for label, value in rows),
+        next_tier=next_tier,
+        message=tuple(norm(line) for line in slip.message.splitlines()) if slip.message else None,
+        cheque=norm(f"Чек {slip.cheque}") if slip.cheque else None,
+    )
 
 
 class _Normaliser:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agent import _outbox
+from agent._balances import offline_spent
 from agent._cache import get_customer, put_customer
 from agent._clock import ManualClock
 from agent._models import ConfirmRequest, IdentifierInput, RefundLine, RefundRequest, ReserveRequest
@@ -123,6 +124,12 @@ class BalanceMachine(RuleBasedStateMachine):
         assert view.available <= view.balance
 
     @invariant()
+    def the_till_offline_spending_is_its_local_offline_burns(self) -> None:
+        """The running total schema 7 keeps equals the sum it replaced."""
+        burns = -self._entries_total("kind = 'burn' AND offline = 1 AND state = 'local'")
+        assert offline_spent(self.till.store.db, "nobody").till == burns
+
+    @invariant()
     def documents_name_their_entries(self) -> None:
         rows = self.till.store.db.execute(
             "SELECT payload FROM outbox WHERE record = 'cheque'"
@@ -136,3 +143,29 @@ class BalanceMachine(RuleBasedStateMachine):
 
 TestBalanceView = BalanceMachine.TestCase
 TestBalanceView.settings = settings(max_examples=25, stateful_step_count=12, deadline=None)
+
+
+def test_quarantined_and_acknowledged_burns_leave_the_till_offline_total(tmp_path: Path) -> None:
+    clock = ManualClock()
+    till = build_till(make_settings(tmp_path / "a"), clock=clock)
+    seed_customer(till, clock, points=OPENING)
+    for cheque in ("q1", "q2", "q3"):
+        request = ReserveRequest(
+            cheque_id=cheque,
+            customer=CUSTOMER,
+            basket=_basket(20000),
+            redeem=RedeemRequest(points=50),
+        )
+        till.reserve(request)
+        till.confirm(ConfirmRequest(cheque_id=cheque, fiscal_document=cheque))
+    db = till.store.db
+    burns = db.execute("SELECT epoch, seq FROM outbox WHERE kind = 'burn' ORDER BY seq").fetchall()
+    assert len(burns) == 3
+    assert offline_spent(db, "nobody").till == 150
+    with till.store.write() as db:
+        _outbox.quarantine(db, *burns[0])
+    assert offline_spent(db, "nobody").till == 100
+    with till.store.write() as db:
+        _outbox.acknowledge(db, burns[1][0], burns[1][1], 7)
+    assert offline_spent(db, "nobody").till == 50
+    till.store.close()

@@ -19,10 +19,11 @@ from agent._models import (
     SignupRequest,
     VoidRequest,
 )
+from agent._runtime import build_till
 from agent._sales import Till
 from protocol import Basket, BasketLine, ChequeState, IdentifierRejected, RedeemRequest
 
-from .conftest import CARD, PHONE
+from .conftest import CARD, PHONE, make_settings
 
 CARD_INPUT = IdentifierInput(type="card", value=CARD)
 
@@ -362,3 +363,36 @@ def test_signup_needs_consent(till: Till) -> None:
     with pytest.raises(TillError) as caught:
         till.signup(SignupRequest(signup_id="s-3", phone="+79035551234", consent_data=False))
     assert caught.value.code == "consent_required"
+
+
+def test_a_reservation_made_before_the_upgrade_is_confirmed_after_it(
+    till: Till, clock: ManualClock
+) -> None:
+    """Schema 6 keeps reservation documents in a table of their own; a cheque reserved by
+    the agent before it (the document in `cheques.reservation`) is still confirmed."""
+    reserved = till.reserve(
+        ReserveRequest(
+            cheque_id="pos-old",
+            customer=CARD_INPUT,
+            basket=basket(10000),
+            redeem=RedeemRequest(points=100),
+        )
+    )
+    path = till.store.path
+    till.store.close()
+    with sqlite3.connect(path, isolation_level=None) as raw:  # back to schema 5's layout
+        raw.executescript(
+            "BEGIN; DROP TRIGGER offline_burn_made; DROP TRIGGER offline_burn_settled;"
+            "DROP TABLE offline_burns;"  # schema 7 undone
+            "ALTER TABLE cheques ADD COLUMN reservation TEXT NOT NULL DEFAULT '';"
+            "UPDATE cheques SET reservation = (SELECT document FROM reservations"
+            " WHERE reservations.cheque_id = cheques.cheque_id);"
+            "DROP TABLE reservations; PRAGMA user_version=5; COMMIT;"
+        )
+    raw.close()
+    upgraded = build_till(make_settings(path.parent), clock=clock)
+    done = upgraded.confirm(ConfirmRequest(cheque_id="pos-old", fiscal_document="FD-old"))
+    assert reserved.points_held > 0
+    assert done.spent_points == reserved.points_held
+    assert done.balance is not None
+    assert done.balance.held == 0

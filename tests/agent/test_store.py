@@ -90,3 +90,32 @@ def test_sales_do_not_checkpoint_the_background_job_does(tmp_path: Path) -> None
     assert (tmp_path / "till.db").stat().st_size > before + 1_500 * 3000
     with sqlite3.connect(tmp_path / "till.db") as raw:
         assert raw.execute("SELECT COUNT(*) FROM filler").fetchone()[0] == 1_501
+
+
+def test_upgrade_to_schema_5_keeps_the_grants_a_till_gave(tmp_path: Path) -> None:
+    """A till upgraded from schema 4 still knows which one-time grants its sales gave, so
+    the customer's next sale does not offer them again."""
+    from agent._entries import grants_given
+    from agent._store import MIGRATIONS
+
+    with sqlite3.connect(tmp_path / "till.db", isolation_level=None) as raw:
+        raw.execute("PRAGMA journal_mode=WAL")
+        for number, script in enumerate(MIGRATIONS[:4], start=1):
+            raw.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+        raw.execute(
+            "INSERT INTO grants_given(grant_key, customer_id) VALUES ('welcome:c-1', 'c-1')"
+        )
+    raw.close()
+    store = TillStore(tmp_path / "till.db")
+    with store.read() as db:
+        assert grants_given(db, "c-1") == {"welcome:c-1"}
+        assert grants_given(db, "c-2") == set()
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "outbox_by_account" not in indexes
+    with store.write() as db:  # the same grant again from the same customer's sale: no error
+        db.execute(
+            "INSERT OR IGNORE INTO grants_given(grant_key, customer_id) VALUES (?, ?)",
+            ["welcome:c-1", "c-1"],
+        )
+    with store.read() as db:
+        assert grants_given(db, "c-1") == {"welcome:c-1"}

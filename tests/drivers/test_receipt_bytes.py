@@ -8,9 +8,12 @@ table as the manuals print it, in rows of sixteen.
 from __future__ import annotations
 
 import json
+import unicodedata
 from importlib import resources
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers import (
     CODEPAGE_NUMBERS,
@@ -170,3 +173,22 @@ def test_a_rouble_sign_in_a_message_prints_as_rub() -> None:
     data = slip_bytes(slip, config())
     assert pc866("Скидка 100 руб. на кофе") in data
     assert "Скидка 100 руб. на кофе" in view_escpos(data).texts
+
+
+@given(
+    text=st.text(
+        alphabet=st.sampled_from("Чек №12 абвЁё«»—…₽×\u00a0\t\r\néàÅ€☕\x1b\u0301 -Ab9")
+        | st.characters(),
+        max_size=40,
+    ),
+    codepage=st.sampled_from(["cp866", "cp1251"]),
+)
+def test_text_that_prints_as_it_is_comes_back_unchanged_and_the_rest_as_before(
+    text: str, codepage: str
+) -> None:
+    """Normalising skips the character-by-character walk only when it would change nothing."""
+    from drivers._codepage import _printable
+
+    walked = "".join(_printable(char, codepage) for char in unicodedata.normalize("NFC", text))
+    assert normalize_text(text, codepage) == walked
+    walked.encode(codepage)
