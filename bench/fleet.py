@@ -3,19 +3,19 @@
     .venv/bin/python bench/fleet.py --quick    # about a minute
     .venv/bin/python bench/fleet.py            # 200 tills, 100,000 entries, 5,000 cheques
 
-A real `kopilka-central serve` process on an SQLite file; `tills` simulated tills enrolled
-with HQ codes that push ledger entries (protocol models, canonical JSON, as a till stores
-them) from worker threads in batches, each till going offline for some rounds and pushing its
-backlog when it comes back; and two real `kopilka-agent run` processes. Half the entries are
-sold before "the week", with both agents online and pulling. Then agent B is cut off (a
-partitioning proxy) for the week: it sells `cheques` cheques while the simulated fleet makes
-the week's chain-wide changes, at least `week_changes_min` change records (50,000, as issue 8
-names it: five rounds, then rounds of as many sales as records are missing). Then the link returns
-and the bench times B's catch-up (outbox empty and pull cursor at central's last change),
-sampling B's POS API (`/v1/quote`, one every `--pos-gap-ms`) meanwhile against the same
-samples taken while B was idle. Lost, duplicated and mismatched are counted from the load
-generator's own log of acknowledgements (and B's outbox) against central's SQLite ledger. The
-last line is one JSON object.
+A real `kopilka-central serve` process on an SQLite file; `tills` simulated tills enrolled with
+HQ codes that push ledger entries (protocol models, canonical JSON, as a till stores them) from
+worker threads in batches, each till going offline for some rounds and pushing its backlog when
+it comes back; and two real `kopilka-agent run` processes. Half the entries are sold before "the
+week", with both agents online and pulling. Then agent B is cut off (a partitioning proxy, in a
+process of its own) for the week: it sells `cheques` cheques while the simulated fleet makes the
+week's chain-wide changes, at least `week_changes_min` change records (50,000, as issue 8 names
+it: five rounds, then rounds of as many sales as records are missing). Then the link returns and
+the bench times B's catch-up (outbox empty and pull cursor at central's last change), sampling
+B's POS API (`/v1/quote`, one every `--pos-gap-ms`) meanwhile against the same samples taken
+while B was idle. Lost, duplicated and mismatched are counted from the load generator's own log
+of acknowledgements (and B's outbox) against central's SQLite ledger. The last line is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from protocol import (  # noqa: E402
     canonical_json,
     sha256_hex,
 )
-from tests.faultproxy import FaultProxy  # noqa: E402
+from tests.faultproxy import ProxyProcess  # noqa: E402
 
 batch_entries_max = 500
 push_workers = 8
@@ -397,7 +397,7 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="kopilka-fleet-"))
     central = Central(workdir / "central").start()
     central_db = workdir / "central" / "central.db"
-    proxy: FaultProxy | None = None
+    proxy: ProxyProcess | None = None
     agents: list[Agent] = []
     try:
         code = setup_central(central)
@@ -405,7 +405,7 @@ def main(argv: list[str]) -> int:
         for customer in customers:
             central.call("POST", "/customers", {"customer_id": customer, "consent_data": True})
         fleet = Fleet(central, _enroll_sims(central, tills_count), customers, AckLog())
-        proxy = FaultProxy(central.port)
+        proxy = ProxyProcess(central.port)  # not in this process: it times the POS
         second = central.call("POST", "/stores/msk-1/enrollment-codes")["code"]
         agent_a = Agent(workdir, "agent-a", central.url, code).start()
         agent_b = Agent(workdir, "agent-b", proxy.url, second).start()

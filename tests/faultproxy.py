@@ -165,3 +165,65 @@ class FaultProxy:
         with socket.create_connection(self.target, timeout=io_timeout_s) as upstream:
             upstream.sendall(request)
             return _read_message(upstream, bytearray())
+
+
+class ProxyProcess:
+    """A `FaultProxy` in a process of its own (`python -m tests.faultproxy PORT`), for a
+    benchmark that must not time its own requests against the proxy's threads: the relay's
+    Python work would hold the measuring process's interpreter lock. `partitioned` is set by
+    a line on its standard input ("partition" or "heal"), answered "ok"."""
+
+    def __init__(self, target_port: int) -> None:
+        import subprocess
+        import sys
+
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.faultproxy", str(target_port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        self.port = int(self._process.stdout.readline())
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._partitioned = False
+
+    @property
+    def partitioned(self) -> bool:
+        return self._partitioned
+
+    @partitioned.setter
+    def partitioned(self, value: bool) -> None:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write("partition\n" if value else "heal\n")
+        self._process.stdin.flush()
+        if self._process.stdout.readline().strip() != "ok":
+            raise RuntimeError("the proxy process did not answer")
+        self._partitioned = value
+
+    def close(self) -> None:
+        self._process.kill()
+        self._process.wait()
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m tests.faultproxy PORT`: print the proxy's port, then obey "partition",
+    "heal" and "quit" lines on standard input until it closes."""
+    import sys
+
+    with FaultProxy(int(argv[0])) as proxy:
+        print(proxy.port, flush=True)
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "quit":
+                break
+            proxy.partitioned = command == "partition"
+            print("ok", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))
