@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 
-from central import _bulk, _directory, _lots
+from central import _bulk, _directory, _lots, _plain_entries
 from central import _tables as t
 from central._clock import from_ms, to_ms
 from central._directory import Device, Refused
@@ -223,7 +223,7 @@ def release(conn: sa.Connection, device: Device, hold_id: str, now_ms: int) -> s
 def settle(
     conn: sa.Connection,
     device_id: str,
-    entries: Iterable[LedgerEntry],
+    entries: Iterable[LedgerEntry | _plain_entries.PlainEntry],
     documents: Iterable[ChequeDocument],
     now_ms: int,
     deferred: _bulk.Deferred | None = None,

@@ -22,7 +22,7 @@ import pydantic_core
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 
-from central import _bulk, _changes, _holds, _lot_state
+from central import _bulk, _changes, _holds, _lot_state, _plain_entries
 from central import _tables as t
 from central._clock import Clock, to_ms
 from central._directory import Refused
@@ -62,7 +62,7 @@ class _Item:
     seq: int
     payload: bytes
     sha256: str
-    record: LedgerEntry | ChequeDocument | None
+    record: LedgerEntry | _plain_entries.PlainEntry | ChequeDocument | None
     problem: str | None  # why the payload cannot be read (it is quarantined)
     record_id: str | None = field(init=False, default=None)
     ledger: tuple[Any, ...] | None = field(init=False, default=None)
@@ -72,7 +72,12 @@ class _Item:
 
     def __post_init__(self) -> None:
         record = self.record
-        if isinstance(record, LedgerEntry):
+        if isinstance(record, _plain_entries.PlainEntry):
+            self.record_id = record.entry_id
+            self.ledger = record.ledger
+            self.posting = _lot_state.Posting(*_posting_fields(record.ledger))
+            self.customer_id = record.customer_id
+        elif isinstance(record, LedgerEntry):
             self.record_id = str(record.entry_id)
             self.ledger = _ledger_values(record, self.payload, self.sha256, self.record_id)
             self.posting = _lot_state.Posting(*_posting_fields(self.ledger))
@@ -120,7 +125,8 @@ def read_items(device_id: str, request: PushRequest) -> list[_Item]:
                 f"payload_sha256 of seq {pushed.seq} is not the SHA-256 of its payload bytes",
                 {"seq": pushed.seq},
             )
-        record, problem = _parse(payload)
+        plain = _plain_entries.read(payload, digest)
+        record, problem = (plain, None) if plain is not None else _parse(payload)
         claimed = record.device_id if record is not None else _claimed_device(payload)
         if claimed is not None and claimed != device_id:
             raise Refused(
@@ -526,7 +532,7 @@ def _check_ids(conn: sa.Connection, device_id: str, epoch: int, new: list[_Item]
             )
         if record_id is not None:
             seen.add(record_id)
-    entry_ids = [i.record_id for i in new if isinstance(i.record, LedgerEntry)]
+    entry_ids = [i.record_id for i in new if i.ledger is not None]
     document_ids = [i.record_id for i in new if isinstance(i.record, ChequeDocument)]
     known: dict[str, str] = {}
     for column, ids in ((t.ledger.c.entry_id, entry_ids), (t.cheques.c.document_id, document_ids)):
@@ -593,14 +599,14 @@ def _apply_new(
     lot_rows: list[dict[str, Any]] = []
     cheque_rows: list[dict[str, Any]] = []
     quarantine_rows: list[dict[str, Any]] = []
-    applied: list[LedgerEntry] = []
+    applied: list[LedgerEntry | _plain_entries.PlainEntry] = []
     for item in new:
         reason = _quarantine_reason(item, statuses)
         if reason is not None:
             quarantine_rows.append(_quarantine_row(device_id, epoch, item, reason, now_ms))
             results.append((item.seq, ItemOutcome.quarantined, reason))
             continue
-        if isinstance(item.record, LedgerEntry):
+        if isinstance(item.record, LedgerEntry | _plain_entries.PlainEntry):
             ledger_rows.append(item.ledger + received)  # type: ignore[operator]  # made with it
             posted.append(item.posting)  # type: ignore[arg-type]
             if item.lot is not None:
@@ -769,12 +775,12 @@ def rebuild_lots(conn: sa.Connection, account: str) -> int:
 
 
 def _grant_reversals(
-    conn: sa.Connection, applied: list[LedgerEntry], now: datetime
+    conn: sa.Connection, applied: list[LedgerEntry | _plain_entries.PlainEntry], now: datetime
 ) -> tuple[list[LedgerEntry], list[str]]:
     """A one-time grant is granted once: a second entry with a known grant key is applied
     (the till did pay it out) and reversed at once by central's own pseudo-device. Returns
     the reversals and the keys granted for the first time."""
-    granted = [e for e in applied if e.grant_key is not None]
+    granted = [e for e in applied if isinstance(e, LedgerEntry) and e.grant_key is not None]
     if not granted:
         return [], []
     keys = sorted({e.grant_key for e in granted if e.grant_key is not None})
