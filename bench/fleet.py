@@ -334,6 +334,19 @@ def _recomputed(db: Path) -> int:
     return int(found[0])
 
 
+def _run_queue_ms(pid: int) -> float:
+    """Milliseconds the threads of process `pid` (B's POS API, not its sync process) have
+    spent runnable but waiting for a core (`/proc/<pid>/task/*/schedstat`, second field),
+    threads that already ended excepted: how much of the POS's latency is the machine's."""
+    total_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total_ns += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total_ns / 1e6
+
+
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process and its live children (the agent's sync process)
     have used so far: on a shared machine, the work done, where wall time also counts the
@@ -430,10 +443,12 @@ def main(argv: list[str]) -> int:
         week = fleet.run(week_round)
         print(f"fleet: {week} entries during the week", flush=True)
         seller.join()
+        waited_before_ms = _run_queue_ms(agent_b.process.pid)
         idle = [
             _quote_ms(agent_b, random.choice(customers), args.pos_gap_ms)
             for _ in range(quote_samples_idle)
         ]
+        idle_waited_ms = _run_queue_ms(agent_b.process.pid) - waited_before_ms
         week_changes = _changes_since(central_db, cursor_before)
         print(f"fleet: agent B back with {week_changes} changes to pull", flush=True)
         cpu_before = _cpu_s(central.process.pid), _cpu_s(agent_b.process.pid)
@@ -441,8 +456,10 @@ def main(argv: list[str]) -> int:
         proxy.partitioned = False
         recomputed_before = _recomputed(central_db)
         forced = JobsDuringCatchUp(central) if args.recompute_in_catchup else None
+        waited_before_ms = _run_queue_ms(agent_b.process.pid)
         with forced or contextlib.nullcontext():
             catchup = _catch_up(agent_b, central_db, customers, args.pos_gap_ms)
+        catchup_waited_ms = _run_queue_ms(agent_b.process.pid) - waited_before_ms
         overlapping = _jobs_overlapping(central_db, started_ms)
         recomputed = _recomputed(central_db) - recomputed_before
         cpu_central_s = _cpu_s(central.process.pid) - cpu_before[0]
@@ -470,6 +487,8 @@ def main(argv: list[str]) -> int:
             "pos_p99_idle_ms": round(_p99(idle), 2),
             "pos_p99_catchup_ms": round(_p99(busy), 2),
             "pos_p99_ratio": round(_p99(busy) / _p99(idle), 2),
+            "pos_run_queue_ms_per_sample_idle": round(idle_waited_ms / len(idle), 3),
+            "pos_run_queue_ms_per_sample_catchup": round(catchup_waited_ms / len(busy), 3),
             "acked": audit["acked"],
             "lost": audit["lost"],
             "duplicated": audit["duplicated"],
