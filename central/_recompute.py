@@ -157,6 +157,8 @@ def _drain(engine: sa.Engine, state: str, judge: Judge, now: datetime) -> tuple[
             verdicts = _judge_batch(judge, conn, rows, reading)
         if not rows:
             break
+        if not verdicts:  # `_Later` waits for a verdict of its batch: never the first cheque
+            raise RuntimeError(f"cheque {rows[0].id} cannot be decided in a batch of its own")
         after = rows[len(verdicts) - 1].id
         with _db.writing(engine), engine.begin() as conn:
             decided += _write(conn, state, rows, verdicts, now)

@@ -222,3 +222,23 @@ def test_a_jobs_process_whose_serve_died_while_it_started_does_not_linger(
     finally:
         proc.kill()
         proc.wait(timeout=15)
+
+
+def test_jobs_command_runs_the_chosen_job_every_n_seconds(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'central.db'}"
+    migrate(make_engine(db_url))
+    argv = [sys.executable, "-m", "central.cli", "jobs", "--db", db_url]
+    proc = subprocess.Popen([*argv, "--job", "holds", "--every-s", "1"], stderr=subprocess.DEVNULL)
+    engine = make_engine(db_url).execution_options(sqlite_begin="DEFERRED")
+
+    def runs() -> dict[str, int]:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.select(t.job_state.c.name, t.job_state.c.runs)).all())
+
+    try:
+        assert _eventually(lambda: runs().get("holds", 0) >= 3)
+        assert set(runs()) == {"holds"}, "only the chosen job runs"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        engine.dispose()
