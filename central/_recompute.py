@@ -182,8 +182,7 @@ def _judge_batch(
         try:
             verdict = judge(conn, row, reading)
         except _UNREADABLE as error:
-            detail = {"error": f"{type(error).__name__}: {error}"[:500]}
-            verdict = Verdict("failed", detail, ("recompute_failed", detail))
+            verdict = _failed({"error": f"{type(error).__name__}: {error}"[:500]})
         if isinstance(verdict, _Later):
             break
         verdicts.append(verdict)
@@ -202,10 +201,19 @@ def _write(
     ]
     decided = conn.execute(_CLAIM, plain).rowcount if plain else 0
     for row, verdict in zip(rows, verdicts, strict=False):
-        if verdict is not None and not _is_plain(verdict):
+        if verdict is None or _is_plain(verdict):
+            continue
+        try:
             with conn.begin_nested():
                 decided += _apply(conn, state, row, verdict, now)
+        except _UNREADABLE as error:  # its entries could not be written: set it aside
+            detail = {"error": f"{type(error).__name__}: {error}"[:500]}
+            decided += _apply(conn, state, row, _failed(detail), now)
     return decided
+
+
+def _failed(detail: dict[str, str]) -> Verdict:
+    return Verdict("failed", detail, ("recompute_failed", detail))
 
 
 def _is_plain(verdict: Verdict) -> bool:

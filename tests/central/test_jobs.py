@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from central import _db, _jobs, _lots
+from central import _db, _jobs, _lots, _recompute
 from central import _tables as t
 from protocol import CardIdentifier, EntryKind, refund_quote
 
@@ -99,6 +99,29 @@ def test_recomputation_catches_points_tampered_on_the_way(hq: Hq, engine: sa.Eng
     assert conflicts(engine) == [("recompute_mismatch", "open")] * 2
     assert balance(engine, "customer:c1") == 3 * honest.earn_points
     assert_ledger_consistent(engine)
+
+
+def test_a_correction_that_cannot_be_written_sets_its_cheque_aside(
+    hq: Hq, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One cheque's failure never stops the job nor blocks the others, and is never retried
+    forever: it is `failed`, with a conflict for HQ."""
+    publish_rules(hq)
+    hq.customer("c1")
+    till = hq.enroll()
+    honest = quote_for("c1")
+    ok(till.push(sale(till, "c1", "ch-1", honest)))
+    forged = honest.model_copy(update={"earn_points": honest.earn_points + 5000})
+    ok(till.push(sale(till, "c1", "ch-2", forged)))
+
+    def refuse(*_: object) -> None:
+        raise ValueError("the correction cannot be written")
+
+    monkeypatch.setattr(_recompute._entries, "write", refuse)
+    assert run(engine, "recompute").items == 2
+    assert run(engine, "recompute").items == 0
+    assert recomputed(engine) == ({"ch-1": "ok", "ch-2": "failed"}, [])
+    assert conflicts(engine) == [("recompute_failed", "open")]
 
 
 def test_recomputation_waits_for_entries_and_reports_its_lag(hq: Hq, engine: sa.Engine) -> None:
