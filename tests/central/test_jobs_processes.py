@@ -12,13 +12,13 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from agent._demo import wait_for
 from central import _tables as t
 from central import create_app, make_engine, migrate
 from central._directory import issue_admin_token
@@ -162,16 +162,6 @@ def _nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
-def _eventually(check: Any, timeout_s: float = ready_timeout_s) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout_s} s: {check}")
-
-
 def _alive(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -184,22 +174,22 @@ def test_serve_runs_the_jobs_in_a_child_at_lower_priority_restarts_it_and_takes_
     db_url = f"sqlite:///{tmp_path / 'central.db'}"
     proc, _ = _serve(db_url, tmp_path / "central.log")
     try:
-        (jobs,) = _eventually(lambda: _children(proc.pid))
+        (jobs,) = wait_for(lambda: _children(proc.pid), "the jobs process")
         lower = _nice(proc.pid) + 10
-        assert _eventually(lambda: _nice(jobs) == lower)
+        wait_for(lambda: _nice(jobs) == lower, "the jobs process at nice 10")
         engine = make_engine(db_url).execution_options(sqlite_begin="DEFERRED")
 
         def holders() -> set[str]:
             with engine.connect() as conn:
                 return set(conn.execute(sa.select(t.job_state.c.last_holder)).scalars())
 
-        assert _eventually(lambda: any(f":{jobs}:" in str(h) for h in holders()))
+        wait_for(lambda: any(f":{jobs}:" in str(h) for h in holders()), "a job run by it")
         os.kill(jobs, signal.SIGKILL)
-        (again,) = _eventually(lambda: [c for c in _children(proc.pid) if c != jobs])
-        assert _eventually(lambda: _nice(again) == lower)
+        (again,) = wait_for(lambda: [c for c in _children(proc.pid) if c != jobs], "a new one")
+        wait_for(lambda: _nice(again) == lower, "the new one at nice 10")
         proc.kill()
         proc.wait(timeout=15)
-        assert _eventually(lambda: not _alive(again)), "the jobs process outlived serve"
+        wait_for(lambda: not _alive(again), "the jobs process to die with serve")
         engine.dispose()
     finally:
         proc.kill()
@@ -214,11 +204,13 @@ def test_a_jobs_process_whose_serve_died_while_it_started_does_not_linger(
     argv = [sys.executable, "-m", "central.cli", "serve", "--db", db_url]
     proc = subprocess.Popen([*argv, "--port", str(_free_port())], stderr=subprocess.DEVNULL)
     try:
-        (jobs,) = _eventually(lambda: _children(proc.pid) if proc.poll() is None else [-1])
+        (jobs,) = wait_for(
+            lambda: _children(proc.pid) if proc.poll() is None else [-1], "the jobs process"
+        )
         assert jobs > 0, "serve exited"
         proc.kill()  # before the child could have asked to die with its parent
         proc.wait(timeout=15)
-        assert _eventually(lambda: not _alive(jobs)), "the jobs process outlived serve"
+        wait_for(lambda: not _alive(jobs), "the jobs process to die with serve")
     finally:
         proc.kill()
         proc.wait(timeout=15)
@@ -236,7 +228,7 @@ def test_jobs_command_runs_the_chosen_job_every_n_seconds(tmp_path: Path) -> Non
             return dict(conn.execute(sa.select(t.job_state.c.name, t.job_state.c.runs)).all())
 
     try:
-        assert _eventually(lambda: runs().get("holds", 0) >= 3)
+        wait_for(lambda: runs().get("holds", 0) >= 3, "three runs of holds")
         assert set(runs()) == {"holds"}, "only the chosen job runs"
     finally:
         proc.terminate()
