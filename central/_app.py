@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -68,13 +67,10 @@ class Central:
     def _write_group(self, batches: list[_push.Batch]) -> None:
         _push.push_group(self.engine, batches, self.clock, self.writing)
 
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
-        if self._writer is None:
-            yield
-            return
-        with self._writer.held():
-            yield
+    def writing(self) -> AbstractContextManager[None]:
+        """The writer lock on SQLite (`self._writer`, kept here so that the jobs of this
+        process find the same one), nothing on PostgreSQL."""
+        return _db.writing(self.engine)
 
 
 def _central(request: Request) -> Central:
