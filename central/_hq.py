@@ -129,7 +129,7 @@ def get_customer(request: Request, customer_id: str) -> dict[str, Any]:
     with central.reader.begin() as conn:
         view = customer_view(conn, customer_id)
         folded = _lots.fold_account(conn, f"customer:{customer_id}")
-        view["lots"] = [lot.as_dict() for lot in folded.open_lots()]
+        view["lots"] = [_lots.lot_dict(lot) for lot in folded.open_lots()]
         view["debt"] = folded.debt
         view["holds"] = [
             dict(r._mapping)

@@ -21,9 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import pydantic_core
+import orjson
 import sqlalchemy as sa
-from pydantic_core import core_schema
 
 from central import _bulk
 from central import _tables as t
@@ -32,48 +31,28 @@ from protocol import LedgerEntry, account_key
 _never = 2**62
 
 
-class LotLeft(list[Any]):
-    """One lot and the points left in it: `[lot_id, left, activates_ms, expires_ms]`.
+LotLeft = list[Any]
+"""One lot and the points left in it: `[lot_id, left, activates_ms, expires_ms]`.
 
-    A list, so that a kept state decodes from its JSON straight into lots and encodes back
-    without building an object per field: push reads, folds and writes back every open lot
-    of each account it touches."""
-
-    __slots__ = ()
-
-    @property
-    def lot_id(self) -> str:
-        lot_id: str = self[0]
-        return lot_id
-
-    @property
-    def left(self) -> int:
-        left: int = self[1]
-        return left
-
-    @property
-    def activates_ms(self) -> int | None:
-        activates: int | None = self[2]
-        return activates
-
-    @property
-    def expires_ms(self) -> int | None:
-        expires: int | None = self[3]
-        return expires
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(zip(_LOT_FIELDS, self, strict=True))
-
+A plain list, so that a kept state decodes from its JSON straight into lots and encodes back
+without building an object per lot or per field: push reads, folds and writes back every
+open lot of each account it touches. `lot_dict` names the fields."""
 
 _LOT_FIELDS = ("lot_id", "left", "activates_ms", "expires_ms")
 _LEFT = 1
+_ACTIVATES = 2
 _EXPIRES = 3
+
+
+def lot_dict(lot: LotLeft) -> dict[str, Any]:
+    """`lot` with its fields named."""
+    return dict(zip(_LOT_FIELDS, lot, strict=True))
 
 
 def _spend_order(lot: LotLeft) -> int:
     """Lots that expire first are spent first; never-expiring ones last (a stable sort
     keeps fold order among equals)."""
-    expires: int | None = lot[3]
+    expires: int | None = lot[_EXPIRES]
     return _never if expires is None else expires
 
 
@@ -84,15 +63,16 @@ class Folded:
 
     @property
     def balance(self) -> int:
-        return sum(lot.left for lot in self.lots.values()) - self.debt
+        points: int = sum(lot[_LEFT] for lot in self.lots.values())
+        return points - self.debt
 
     def spendable(self, now_ms: int) -> int:
         """Points usable now: active, unexpired lots, less the debt."""
-        active = sum(
-            lot.left
+        active: int = sum(
+            lot[_LEFT]
             for lot in self.lots.values()
-            if (lot.activates_ms or 0) <= now_ms
-            and (lot.expires_ms is None or now_ms < lot.expires_ms)
+            if (lot[_ACTIVATES] or 0) <= now_ms
+            and (lot[_EXPIRES] is None or now_ms < lot[_EXPIRES])
         )
         return max(active - self.debt, 0)
 
@@ -151,42 +131,47 @@ def fold(entries: Iterable[Any], lot_times: LotTimes, start: Folded | None = Non
             paid = min(debt, amount)
             debt -= paid
             activates, expires = lot_times.get(entry.entry_id, _NO_TIMES)
-            lots[entry.entry_id] = LotLeft((entry.entry_id, amount - paid, activates, expires))
-            continue
-        need = -amount
-        if need == 0:
-            continue
-        first = lots.get(entry.reverses) if entry.reverses else None
-        queue = [lot for lot in lots.values() if lot[_LEFT] > 0 and lot is not first]
-        if any(lot[_EXPIRES] is not None for lot in queue):  # else fold order is the order
-            queue.sort(key=_spend_order)
-        for lot in [first, *queue] if first is not None else queue:
-            taken = min(lot[_LEFT], need)
-            lot[_LEFT] -= taken
-            need -= taken
-            if need == 0:
-                break
-        debt += need
+            lots[entry.entry_id] = [entry.entry_id, amount - paid, activates, expires]
+        elif amount < 0:
+            need = -amount
+            first = lots.get(entry.reverses) if entry.reverses else None
+            if first is not None:
+                need -= _take(first, need)
+            debt += _spend(lots, need) if need else 0
     folded.debt = debt
     return folded
+
+
+def _take(lot: LotLeft, need: int) -> int:
+    """Take up to `need` points from `lot`; how many it gave."""
+    taken = min(lot[_LEFT], need) if lot[_LEFT] > 0 else 0
+    lot[_LEFT] -= taken
+    return taken
+
+
+def _spend(lots: dict[str, LotLeft], need: int) -> int:
+    """Take `need` points from the lots that expire first (in fold order among equals, and
+    when none expires); what they could not cover."""
+    ordered: Iterable[LotLeft] = lots.values()
+    if any(lot[_EXPIRES] is not None for lot in ordered):
+        ordered = sorted(ordered, key=_spend_order)
+    for lot in ordered:
+        if lot[_LEFT] > 0:
+            need -= _take(lot, need)
+            if need == 0:
+                break
+    return need
 
 
 # --- the kept state -----------------------------------------------------------------------
 
 
-_lots_json = pydantic_core.SchemaSerializer(
-    core_schema.list_schema(core_schema.list_schema(core_schema.any_schema()))
-)
-"""Lots to JSON. Plain `pydantic_core.to_json` takes the slow path for a list subclass
-(`LotLeft`): ten times the time, most of push's time in the kept state."""
-
-
 def _encode(folded: Folded) -> str:
-    return _lots_json.to_json(folded.open_lots()).decode()
+    return orjson.dumps(folded.open_lots()).decode()
 
 
 def _decode(debt: int, text: str) -> Folded:
-    return Folded({lot[0]: LotLeft(lot) for lot in pydantic_core.from_json(text)}, int(debt))
+    return Folded({lot[0]: lot for lot in orjson.loads(text)}, int(debt))
 
 
 def load(conn: sa.Connection, account_keys: Iterable[str]) -> dict[str, Folded]:

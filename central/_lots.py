@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from central import _directory, _entries
 from central import _tables as t
 from central._clock import from_ms, to_ms
-from central._lot_state import Folded, LotLeft, fold
+from central._lot_state import Folded, LotLeft, fold, lot_dict
 from protocol import EntryKind, LedgerEntry
 
-__all__ = ["Folded", "LotLeft", "fold", "fold_account"]
+__all__ = ["Folded", "LotLeft", "fold", "fold_account", "lot_dict"]
 
 lots_per_batch_max = 500
 accounts_per_batch_max = 200
@@ -124,7 +124,7 @@ def expire(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
             for key in sorted({r.account_key for r in rows}):
                 folded = fold_account(conn, key)
                 for lot_id in sorted(r.lot_id for r in rows if r.account_key == key):
-                    left = folded.lots[lot_id].left if lot_id in folded.lots else 0
+                    left = folded.lots[lot_id][1] if lot_id in folded.lots else 0
                     if left > 0:
                         specs.append(_expiry(key, lot_id, left))
                         points += left
@@ -174,14 +174,14 @@ def move(
             pair(row.asset, int(row.balance))
             continue
         folded = fold_account(conn, source_key)
-        for lot in folded.lots.values():
-            if lot.left > 0:
+        for lot_id, left, activates_ms, expires_ms in folded.lots.values():
+            if left > 0:
                 pair(
                     "points",
-                    lot.left,
-                    reverses=lot.lot_id,
-                    activates_at=None if lot.activates_ms is None else from_ms(lot.activates_ms),
-                    expires_at=None if lot.expires_ms is None else from_ms(lot.expires_ms),
+                    left,
+                    reverses=lot_id,
+                    activates_at=None if activates_ms is None else from_ms(activates_ms),
+                    expires_at=None if expires_ms is None else from_ms(expires_ms),
                 )
         if folded.debt:
             pair("points", -folded.debt)
@@ -226,7 +226,7 @@ def resolve(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
 
 
 def lots_json(folded: Folded) -> str:
-    return json.dumps([lot.as_dict() for lot in folded.open_lots()], sort_keys=True)
+    return json.dumps([lot_dict(lot) for lot in folded.open_lots()], sort_keys=True)
 
 
 merge_hops_max = 5

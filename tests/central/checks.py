@@ -22,9 +22,9 @@ def open_lots(
 ) -> tuple[int, list[tuple[str, int, int | None, int | None]]]:
     """A fold as comparable data: debt, and the lots with points left in fold order."""
     lots = [
-        (lot.lot_id, lot.left, lot.activates_ms, lot.expires_ms)
-        for lot in folded.lots.values()
-        if lot.left > 0
+        (lot_id, left, activates, expires)
+        for lot_id, left, activates, expires in folded.lots.values()
+        if left > 0
     ]
     return folded.debt, lots
 

@@ -229,7 +229,7 @@ def test_entries_on_an_unknown_card_move_to_its_customer(
     assert balance(engine, "customer:c1") == 150
     with engine.connect() as conn:
         lots = _lots.fold_account(conn, "customer:c1").lots.values()
-    assert sorted((lot.left, lot.expires_ms is not None) for lot in lots) == [
+    assert sorted((left, expires is not None) for _, left, _, expires in lots) == [
         (30, False),
         (120, True),
     ]

@@ -156,12 +156,12 @@ def _lots_by_day(folded: _lot_state.Folded, now_ms: int) -> list[dict[str, Any]]
     """`_changes.lots_of` spelled out lot by lot, the way it was first written."""
     day = _changes.day_ms
     groups: dict[tuple[int, int | None], int] = {}
-    for lot in folded.lots.values():
-        if lot.left > 0:
-            activates = lot.activates_ms or 0
+    for lot in map(_lot_state.lot_dict, folded.lots.values()):
+        if lot["left"] > 0:
+            activates = lot["activates_ms"] or 0
             usable = 0 if activates <= now_ms else -(-activates // day) * day
-            ends = None if lot.expires_ms is None else lot.expires_ms // day * day
-            groups[(usable, ends)] = groups.get((usable, ends), 0) + lot.left
+            ends = None if lot["expires_ms"] is None else lot["expires_ms"] // day * day
+            groups[(usable, ends)] = groups.get((usable, ends), 0) + lot["left"]
     ordered = sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or 0))
     return [_changes._lot_body(usable, ends, left) for (usable, ends), left in ordered]
 
@@ -180,7 +180,7 @@ def test_lots_by_day_equal_the_lot_by_lot_grouping(
 ) -> None:
     folded = _lot_state.Folded(
         {
-            f"l{n}": _lot_state.LotLeft((f"l{n}", left, activates, expires))
+            f"l{n}": [f"l{n}", left, activates, expires]
             for n, (left, activates, expires) in enumerate(lots)
         },
         0,
