@@ -53,19 +53,21 @@ class Central:
         self.lane: AbstractContextManager[Any] = (
             threading.Lock() if push_lane else contextlib.nullcontext()
         )
-        """With `push_lane`, one push at a time in this process, reading and writing. Python
-        runs one thread at a time: a batch read in another thread while this process holds
-        the writer lock (or account row locks) makes the writer wait for its turn after every
-        call into the database, and every other writer waits with it; several processes
-        (`serve --workers N`) read in one while another writes. A single process is better
-        off without it: the next batch is read while the commit waits for the disk."""
-        self.pushes = GroupCommit(self._write_group, push_group_batches_max if self._writer else 1)
-        """Batches waiting for the writer, written together (`central._group`). Only on
-        SQLite: on PostgreSQL a group would take the row locks of several batches in no
-        global order, and two processes could deadlock on them."""
+        """With `push_lane`, one thread at a time in this process reads a batch or writes a
+        group. Python runs one thread at a time: a batch read in another thread while this
+        process holds the writer lock (or account row locks) makes the writer wait for its
+        turn after every call into the database, and every other writer waits with it;
+        several processes (`serve --workers N`) read in one while another writes. A single
+        process is better off without it: the next batch is read while the commit waits for
+        the disk."""
+        self.pushes = GroupCommit(self._write_group, push_group_batches_max)
+        """Batches waiting for the writer, written together (`central._group`). On
+        PostgreSQL a group first locks the rows of all its batches in one global order
+        (`_push._lock_group`)."""
 
     def _write_group(self, batches: list[_push.Batch]) -> None:
-        _push.push_group(self.engine, batches, self.clock, self.writing)
+        with self.lane:
+            _push.push_group(self.engine, batches, self.clock, self.writing)
 
     def writing(self) -> AbstractContextManager[None]:
         """The writer lock on SQLite (`self._writer`, kept here so that the jobs of this
@@ -154,8 +156,8 @@ def _sync_routes(app: FastAPI) -> None:
                 if body.device_id != me.device_id:
                     raise Refused(403, "wrong_device", "device_id is not the authenticated device")
                 items = _push.read_items(me.device_id, body)  # before the writer lock
-                done = central.pushes.push(_push.Batch(me.device_id, body, items))
-                return Response(done.json(), media_type="application/json")
+            done = central.pushes.push(_push.Batch(me.device_id, body, items))
+            return Response(done.json(), media_type="application/json")
 
         return await run_in_threadpool(work)
 

@@ -278,6 +278,8 @@ def _group_transaction(
             with engine.begin() as conn:
                 # First try trusts the UNIQUE constraints to catch a reused id; a retry
                 # (after any IntegrityError) looks the ids up to name the conflict.
+                if saving and _bulk.is_postgresql(conn):
+                    _lock_group(conn, [b for i, b in enumerate(batches) if i not in failed])
                 group = _Group(conn, to_ms(now))
                 answers: dict[int, list[Outcome] | Exception] = dict(failed)
                 for index, batch in enumerate(batches):
@@ -309,6 +311,39 @@ def _group_transaction(
             if not retry or attempts >= transaction_attempts_max:
                 raise
             look_up_ids = True
+
+
+_LOCK_EPOCHS = (
+    "SELECT 1 FROM device_epochs JOIN unnest(%b::text[], %b::bigint[]) AS k(device_id, epoch)"
+    " USING (device_id, epoch) ORDER BY device_id, epoch FOR UPDATE OF device_epochs"
+)
+_LOCK_ACCOUNTS = (
+    "SELECT 1 FROM accounts JOIN unnest(%b::text[], %b::text[]) AS k(account_key, asset)"
+    " USING (account_key, asset) ORDER BY account_key, asset FOR UPDATE OF accounts"
+)
+
+
+def _lock_group(conn: sa.Connection, batches: list[Batch]) -> None:
+    """PostgreSQL, several batches in one transaction: lock the rows they will lock, in the
+    module's order across the whole group (every device epoch row by device, then every
+    account row the batches' entries move, by key) before any batch runs. Each batch then
+    takes its own locks again, held already, so two processes writing groups never wait on
+    each other in a cycle. (A row no batch names up front, a new account or a grant
+    reversal's, is locked when its batch gets to it; a rare cycle through it is a deadlock
+    PostgreSQL breaks, and the group is written again.)"""
+    epochs = sorted({(batch.device_id, batch.request.device_epoch) for batch in batches})
+    accounts = sorted(
+        {
+            (item.posting.account_key, item.posting.asset)
+            for batch in batches
+            for item in batch.items
+            if item.posting is not None
+        }
+    )
+    for sql, pairs in ((_LOCK_EPOCHS, epochs), (_LOCK_ACCOUNTS, accounts)):
+        if pairs:
+            firsts, seconds = zip(*pairs, strict=True)
+            _bulk.run(conn, (sql, (list(firsts), list(seconds)), False))
 
 
 @dataclass
