@@ -278,9 +278,11 @@ def _group_transaction(
             with engine.begin() as conn:
                 # First try trusts the UNIQUE constraints to catch a reused id; a retry
                 # (after any IntegrityError) looks the ids up to name the conflict.
-                if saving and _bulk.is_postgresql(conn):
-                    _lock_group(conn, [b for i, b in enumerate(batches) if i not in failed])
                 group = _Group(conn, to_ms(now))
+                if saving and group.deferred.pg:
+                    group.locked = _lock_group(
+                        conn, [b for i, b in enumerate(batches) if i not in failed], group.now_ms
+                    )
                 answers: dict[int, list[Outcome] | Exception] = dict(failed)
                 for index, batch in enumerate(batches):
                     if index not in failed:
@@ -317,21 +319,28 @@ _LOCK_EPOCHS = (
     "SELECT 1 FROM device_epochs JOIN unnest(%b::text[], %b::bigint[]) AS k(device_id, epoch)"
     " USING (device_id, epoch) ORDER BY device_id, epoch FOR UPDATE OF device_epochs"
 )
-_LOCK_ACCOUNTS = (
-    "SELECT 1 FROM accounts JOIN unnest(%b::text[], %b::text[]) AS k(account_key, asset)"
-    " USING (account_key, asset) ORDER BY account_key, asset FOR UPDATE OF accounts"
+_UNUSED_ACCOUNTS = (
+    "DELETE FROM accounts USING unnest(%b::text[], %b::text[]) AS k(account_key, asset)"
+    " WHERE accounts.account_key = k.account_key AND accounts.asset = k.asset"
+    " AND accounts.entries = 0"
 )
 
 
-def _lock_group(conn: sa.Connection, batches: list[Batch]) -> None:
+def _lock_group(conn: sa.Connection, batches: list[Batch], now_ms: int) -> list[tuple[str, str]]:
     """PostgreSQL, several batches in one transaction: lock the rows they will lock, in the
-    module's order across the whole group (every device epoch row by device, then every
-    account row the batches' entries move, by key) before any batch runs. Each batch then
-    takes its own locks again, held already, so two processes writing groups never wait on
-    each other in a cycle. (A row no batch names up front, a new account or a grant
-    reversal's, is locked when its batch gets to it; a rare cycle through it is a deadlock
-    PostgreSQL breaks, and the group is written again.)"""
+    module's order across the whole group, before any batch runs: every device epoch row
+    by device, then every account row their entries move, by key (an account not there yet
+    is made empty, in its place in the order: an upsert that changes nothing but locks).
+    Each batch then takes its own locks again, held already, so two processes writing
+    groups never wait on each other in a cycle. Returns the accounts locked; those no
+    batch moved in the end (refused, quarantined) go again if they were made here
+    (`_Group.finish`). A grant reversal's account, not known up front, is locked when its
+    batch gets to it; a rare cycle through it is a deadlock PostgreSQL breaks, and the
+    group is written again."""
     epochs = sorted({(batch.device_id, batch.request.device_epoch) for batch in batches})
+    if epochs:
+        devices, numbers = zip(*epochs, strict=True)
+        _bulk.run(conn, (_LOCK_EPOCHS, (list(devices), list(numbers)), False))
     accounts = sorted(
         {
             (item.posting.account_key, item.posting.asset)
@@ -340,10 +349,17 @@ def _lock_group(conn: sa.Connection, batches: list[Batch]) -> None:
             if item.posting is not None
         }
     )
-    for sql, pairs in ((_LOCK_EPOCHS, epochs), (_LOCK_ACCOUNTS, accounts)):
-        if pairs:
-            firsts, seconds = zip(*pairs, strict=True)
-            _bulk.run(conn, (sql, (list(firsts), list(seconds)), False))
+    if accounts:
+        rows = [(key, asset, 0, 0, now_ms) for key, asset in accounts]
+        sql, params, many = _bulk.upsert_statement(
+            t.accounts, _ACCOUNT_COLUMNS, rows, ("account_key", "asset"), _LOCK_ONLY, (), True
+        )
+        _bulk.run(conn, (f"{sql} WHERE false", params, many))
+    return accounts
+
+
+_LOCK_ONLY = {"balance": "accounts.balance"}
+"""With `WHERE false`: PostgreSQL locks the row it conflicts with and changes nothing."""
 
 
 @dataclass
@@ -383,6 +399,8 @@ class _Group:
         that cannot be rolled back to its savepoint alone."""
         self.balances: dict[tuple[str, str], tuple[int, int]] = {}
         self.granted: list[str] = []
+        self.locked: list[tuple[str, str]] = []
+        """The accounts `_lock_group` locked (PostgreSQL, a group of several batches)."""
 
     def apply(
         self, index: int, batch: Batch, now: datetime, saving: bool, look_up_ids: bool
@@ -419,6 +437,10 @@ class _Group:
     def finish(self) -> int:
         """Write the kept lots and log the group's changes; the last change number."""
         conn, now_ms = self.conn, self.now_ms
+        unmoved = [key for key in self.locked if key not in self.balances]
+        if unmoved:
+            keys, assets = zip(*unmoved, strict=True)
+            _bulk.run(conn, (_UNUSED_ACCOUNTS, (list(keys), list(assets)), False))
         if self.accounts:
             held = [(k, a, b, n, now_ms) for (k, a), (b, n) in sorted(self.accounts.items())]
             self.deferred.upsert(

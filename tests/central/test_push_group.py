@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from central import _push
+from central import _db, _push
 from central import _tables as t
 from central._directory import Refused
 from central._group import GroupCommit
@@ -119,6 +119,46 @@ def test_devices_pushing_at_once_each_land_whole_or_are_refused(hq: Hq, engine: 
     assert refused.result().json()["details"] == {"expected_seq": 1}
     balances = assert_ledger_consistent(engine)
     assert sum(balances.values()) == 8 * 3 * sum(n % 7 - 2 or 1 for n in range(40))
+
+
+def test_two_writers_groups_over_the_same_accounts_never_deadlock(
+    hq: Hq, engine: sa.Engine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers (two processes on PostgreSQL) each write a group whose batches move the
+    same two accounts in opposite orders. Taken batch by batch, the row locks would cross
+    (a deadlock PostgreSQL breaks by failing one transaction); a group takes all of them up
+    front in one order, so each group lands at its first attempt."""
+    monkeypatch.setattr(_push, "transaction_attempts_max", 1)  # a deadlock would fail it
+    hq.customer("c1")
+    hq.customer("c2")
+    tills = [hq.enroll() for _ in range(4)]
+    rounds = 12
+    start = threading.Barrier(2)
+
+    def write(group: list[_push.Batch]) -> None:
+        start.wait(10)  # both writers at once
+        # the writer lock on SQLite; PostgreSQL takes row locks
+        _push.push_group(engine, group, clock, lambda: _db.writing(engine))
+
+    for _ in range(rounds):
+        groups = [
+            [
+                _batch(tills[0], [tills[0].entry("c1", 5)]),
+                _batch(tills[1], [tills[1].entry("c2", 7)]),
+            ],
+            [
+                _batch(tills[2], [tills[2].entry("c2", 3)]),
+                _batch(tills[3], [tills[3].entry("c1", 2)]),
+            ],
+        ]
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(write, groups))
+        assert [batch.answer().outcomes[0][1].value for g in groups for batch in g] == [
+            "applied"
+        ] * 4
+    balances = assert_ledger_consistent(engine)
+    assert balances[("customer:c1", "points")] == rounds * (5 + 2)
+    assert balances[("customer:c2", "points")] == rounds * (7 + 3)
 
 
 def _answered(batch: _push.Batch) -> None:
