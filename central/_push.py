@@ -2,8 +2,9 @@
 
 Order of locks, the same in every transaction, so several central processes on one
 PostgreSQL never deadlock on them: the device epoch row (FOR UPDATE: one device's batches go
-one after another), central's pseudo-device row (only when central writes an entry of its
-own), account rows in (account_key, asset) order, and the change counter last.
+one after another; a group of batches locks all of theirs, by device), central's
+pseudo-device row (only when central writes an entry of its own), account rows in
+(account_key, asset) order, and the change counter last.
 """
 
 from __future__ import annotations
@@ -316,9 +317,11 @@ def _group_transaction(
 
 
 _LOCK_EPOCHS = (
-    "SELECT 1 FROM device_epochs JOIN unnest(%b::text[], %b::bigint[]) AS k(device_id, epoch)"
-    " USING (device_id, epoch) ORDER BY device_id, epoch FOR UPDATE OF device_epochs"
+    "SELECT 1 FROM device_epochs JOIN unnest(%b::text[], %b::bigint[])"
+    " WITH ORDINALITY AS k(device_id, epoch, row_order) USING (device_id, epoch)"
+    " ORDER BY row_order FOR UPDATE OF device_epochs"
 )
+"""Locks the epoch rows in the order given."""
 _UNUSED_ACCOUNTS = (
     "DELETE FROM accounts USING unnest(%b::text[], %b::text[]) AS k(account_key, asset)"
     " WHERE accounts.account_key = k.account_key AND accounts.asset = k.asset"
@@ -329,15 +332,20 @@ _UNUSED_ACCOUNTS = (
 def _lock_group(conn: sa.Connection, batches: list[Batch], now_ms: int) -> list[tuple[str, str]]:
     """PostgreSQL, several batches in one transaction: lock the rows they will lock, in the
     module's order across the whole group, before any batch runs: every device epoch row
-    by device, then every account row their entries move, by key (an account not there yet
-    is made empty, in its place in the order: an upsert that changes nothing but locks).
-    Each batch then takes its own locks again, held already, so two processes writing
-    groups never wait on each other in a cycle. Returns the accounts locked; those no
-    batch moved in the end (refused, quarantined) go again if they were made here
-    (`_Group.finish`). A grant reversal's account, not known up front, is locked when its
-    batch gets to it; a rare cycle through it is a deadlock PostgreSQL breaks, and the
-    group is written again."""
+    (by device), central's pseudo-device row when an entry carries a grant key (its second
+    payment is reversed by central), then every account row the entries move, by key (an
+    account not there yet is made empty, in its place in the order: an upsert that changes
+    nothing but locks). Each batch then takes its own locks again, held already, so two
+    processes writing groups never wait on each other in a cycle. Returns the accounts
+    locked; those no batch moved in the end (refused, quarantined) go again if they were
+    made here (`_Group.finish`)."""
     epochs = sorted({(batch.device_id, batch.request.device_epoch) for batch in batches})
+    if any(
+        isinstance(item.record, LedgerEntry) and item.record.grant_key is not None
+        for batch in batches
+        for item in batch.items
+    ):
+        epochs.append((CENTRAL_DEVICE_ID, 1))
     if epochs:
         devices, numbers = zip(*epochs, strict=True)
         _bulk.run(conn, (_LOCK_EPOCHS, (list(devices), list(numbers)), False))

@@ -16,7 +16,7 @@ from central import _db, _push
 from central import _tables as t
 from central._directory import Refused
 from central._group import GroupCommit
-from protocol import EntryKind, PullResponse, PushRequest
+from protocol import CENTRAL_DEVICE_ID, EntryKind, PullResponse, PushRequest
 
 from .checks import assert_ledger_consistent
 from .conftest import FakeClock
@@ -159,6 +159,27 @@ def test_two_writers_groups_over_the_same_accounts_never_deadlock(
     balances = assert_ledger_consistent(engine)
     assert balances[("customer:c1", "points")] == rounds * (5 + 2)
     assert balances[("customer:c2", "points")] == rounds * (7 + 3)
+
+
+def test_a_grant_paid_twice_in_one_group_is_reversed_once(
+    hq: Hq, engine: sa.Engine, clock: FakeClock
+) -> None:
+    """Two tills pay the same welcome grant in one group: the first stands, the second is
+    reversed by central's pseudo-device (on PostgreSQL its row is locked with the group's)."""
+    hq.customer("c1")
+    one, two = hq.enroll(), hq.enroll()
+    grant = {"kind": EntryKind.welcome, "grant_key": "welcome:c1"}
+    batches = [_batch(till, [till.entry("c1", 100, **dict(grant))]) for till in (one, two)]
+    _push.push_group(engine, batches, clock)
+    assert [batch.answer().acked_through for batch in batches] == [1, 1]
+    with engine.connect() as conn:
+        central_rows = conn.execute(
+            sa.select(t.ledger.c.kind, t.ledger.c.amount).where(
+                t.ledger.c.device_id == CENTRAL_DEVICE_ID
+            )
+        ).all()
+    assert [tuple(row) for row in central_rows] == [("grant_reversal", -100)]
+    assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 100
 
 
 def _answered(batch: _push.Batch) -> None:
