@@ -286,16 +286,15 @@ def grants_received(conn: sa.Connection, customer_id: str) -> list[str]:
 
 
 def _grants_received(conn: sa.Connection, customer_ids: list[str]) -> dict[str, list[str]]:
-    keys = t.grants.c.grant_key
-    exact = [f"{kind}:{c}" for c in customer_ids for kind in ("welcome", "referral")]
-    birthdays = [keys.startswith(f"birthday:{c}:", autoescape=True) for c in customer_ids]
-    candidates = conn.execute(sa.select(keys).where(sa.or_(keys.in_(exact), *birthdays))).scalars()
-    wanted = set(customer_ids)
+    grants = t.grants.c
+    rows = conn.execute(
+        sa.select(grants.customer_id, grants.grant_key)
+        .where(grants.customer_id.in_(customer_ids))
+        .order_by(grants.grant_key)
+    )
     found: dict[str, list[str]] = {}
-    for key in sorted(candidates):
-        customer = grant_customer(key)
-        if customer in wanted:
-            found.setdefault(customer, []).append(key)
+    for customer_id, grant_key in rows:
+        found.setdefault(customer_id, []).append(grant_key)
     return found
 
 

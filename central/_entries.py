@@ -47,7 +47,11 @@ def write(conn: sa.Connection, specs: list[dict[str, Any]], now: datetime) -> li
         [_push._ledger_row(e, canonical_json(e), None, now_ms) for e in entries],
     )
     keyed = [
-        {"grant_key": e.grant_key, "entry_id": str(e.entry_id)}
+        {
+            "grant_key": e.grant_key,
+            "entry_id": str(e.entry_id),
+            "customer_id": _changes.grant_customer(e.grant_key),
+        }
         for e in entries
         if e.grant_key is not None
     ]

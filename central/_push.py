@@ -855,16 +855,23 @@ def _grant_reversals(
         ).scalars()
     )
     repeated: list[LedgerEntry] = []
-    fresh: list[dict[str, str]] = []
+    fresh: list[dict[str, str | None]] = []
     for entry in granted:
         if entry.grant_key in taken:
             repeated.append(entry)
         else:
             taken.add(str(entry.grant_key))
-            fresh.append({"grant_key": str(entry.grant_key), "entry_id": str(entry.entry_id)})
+            key = str(entry.grant_key)
+            fresh.append(
+                {
+                    "grant_key": key,
+                    "entry_id": str(entry.entry_id),
+                    "customer_id": _changes.grant_customer(key),
+                }
+            )
     if fresh:
         conn.execute(sa.insert(t.grants), fresh)
-    keys_granted = [row["grant_key"] for row in fresh]
+    keys_granted = [str(row["grant_key"]) for row in fresh]
     if not repeated:
         return [], keys_granted
     reversals = central_entries(

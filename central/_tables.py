@@ -242,8 +242,12 @@ grants = sa.Table(
     metadata,
     sa.Column("grant_key", _id(), primary_key=True),
     sa.Column("entry_id", sa.String(36), nullable=False),
+    sa.Column("customer_id", _id(), nullable=True),
+    sa.Index("ix_grants_customer_id", "customer_id"),
 )
-"""One-time grants: the first entry with a grant key wins; later ones are reversed."""
+"""One-time grants: the first entry with a grant key wins; later ones are reversed.
+`customer_id`: whose the grant is (`_changes.grant_customer` of the key), for the customer's
+state; none for a key of no known form."""
 
 lots = sa.Table(
     "lots",

@@ -27,6 +27,33 @@ def test_migrate_twice_is_harmless(engine: sa.Engine) -> None:
     assert names == {"change_seq": 0, "change_floor": 0}
 
 
+def test_migration_names_the_customer_of_every_grant_already_given(db_url: str) -> None:
+    """0004 fills `grants.customer_id` from the keys given before it, by their form."""
+    from alembic import command
+
+    engine = _db.make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_db.alembic_config(conn), "0003_lot_states")
+            keys = ["welcome:c1", "referral:c2", "birthday:c1:x:2026", "promo:c3"]
+            conn.execute(
+                sa.text("INSERT INTO grants (grant_key, entry_id) VALUES (:key, :entry)"),
+                [{"key": key, "entry": f"e{n}"} for n, key in enumerate(keys)],
+            )
+        migrate(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(t.grants.c.grant_key, t.grants.c.customer_id)).all()
+            named = {key: customer for key, customer in rows}
+    finally:
+        engine.dispose()
+    assert named == {
+        "welcome:c1": "c1",
+        "referral:c2": "c2",
+        "birthday:c1:x:2026": "c1:x",
+        "promo:c3": None,
+    }
+
+
 def _row(entry_id: str, seq: int) -> dict[str, object]:
     return {
         "entry_id": entry_id,
