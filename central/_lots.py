@@ -15,11 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from central import _directory, _entries
+from central import _directory, _entries, _push
 from central import _tables as t
 from central._clock import from_ms, to_ms
 from central._lot_state import Folded, LotLeft, fold, lot_dict
-from protocol import EntryKind, LedgerEntry
+from protocol import CENTRAL_DEVICE_ID, EntryKind, LedgerEntry
 
 __all__ = ["Folded", "LotLeft", "fold", "fold_account", "lot_dict"]
 
@@ -146,16 +146,32 @@ def _expiry(account_key: str, lot_id: str, left: int) -> dict[str, Any]:
 # --- moving an account --------------------------------------------------------------------
 
 
+def lock_for_moves(conn: sa.Connection, account_keys: list[str]) -> None:
+    """Take the locks that moving between `account_keys` needs, in the order every writer of
+    entries takes them (`central._push`): central's pseudo-device row, then the account rows
+    by key. A move that locked its source first could hold an account a push waits for while
+    it waits for another that the push holds."""
+    _push.lock_epoch(conn, CENTRAL_DEVICE_ID, 1)
+    accounts = t.accounts.c
+    conn.execute(
+        sa.select(accounts.account_key)
+        .where(accounts.account_key.in_(sorted(set(account_keys))))
+        .order_by(accounts.account_key, accounts.asset)
+        .with_for_update()
+    ).all()
+
+
 def move(
     conn: sa.Connection, source_key: str, target_key: str, now: datetime, why: str
 ) -> list[Any]:
     """Move every asset of `source_key` to `target_key` by `merge` entries; points move lot
-    by lot with their activation and expiry, debt moves as debt. Locks the source's rows."""
+    by lot with their activation and expiry, debt moves as debt. Locks both accounts' rows
+    (`lock_for_moves`)."""
+    lock_for_moves(conn, [source_key, target_key])
     rows = conn.execute(
         sa.select(t.accounts.c.asset, t.accounts.c.balance)
         .where(t.accounts.c.account_key == source_key)
         .order_by(t.accounts.c.asset)
-        .with_for_update()
     ).all()
     source = _entries.account_of(source_key)
     target = _entries.account_of(target_key)
@@ -219,6 +235,11 @@ def resolve(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
             ).all()
             if not rows:
                 return moved, 0
+            # One transaction moves them all: all their locks first, in the one order.
+            lock_for_moves(
+                conn,
+                [row.account_key for row in rows] + [f"customer:{row.customer_id}" for row in rows],
+            )
             for row in rows:
                 why = f"{row.account_key.split(':')[0]} identifier belongs to {row.customer_id}"
                 move(conn, row.account_key, f"customer:{row.customer_id}", now, why)

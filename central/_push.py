@@ -498,7 +498,7 @@ def _record_conflict(conn: sa.Connection, conflict: Conflict, now_ms: int) -> No
 _EPOCH = "SELECT acked_seq FROM device_epochs WHERE device_id = %s AND epoch = %s"
 
 
-def _lock_epoch(conn: sa.Connection, device_id: str, epoch: int) -> int | None:
+def lock_epoch(conn: sa.Connection, device_id: str, epoch: int) -> int | None:
     """The epoch's acknowledged seq, its row locked (FOR UPDATE on PostgreSQL; SQLite has
     one writer)."""
     sql = f"{_EPOCH} FOR UPDATE" if _bulk.is_postgresql(conn) else _EPOCH
@@ -512,7 +512,7 @@ def _apply(
     """The batch's outcomes and changes; its writes go to `group.deferred`."""
     conn, device_id, request, items = group.conn, batch.device_id, batch.request, batch.items
     epoch = request.device_epoch
-    acked = _lock_epoch(conn, device_id, epoch)
+    acked = lock_epoch(conn, device_id, epoch)
     status = _bulk.run(
         conn, ("SELECT status FROM devices WHERE device_id = %s", (device_id,), False)
     ).scalar_one_or_none()
@@ -897,7 +897,7 @@ def central_entries(
     conn: sa.Connection, specs: list[dict[str, Any]], now: datetime
 ) -> list[LedgerEntry]:
     """Entries central makes itself, numbered under its pseudo-device (row locked)."""
-    acked = _lock_epoch(conn, CENTRAL_DEVICE_ID, 1)
+    acked = lock_epoch(conn, CENTRAL_DEVICE_ID, 1)
     if acked is None:
         raise AssertionError("central's pseudo-device is missing; run migrate")
     made = [

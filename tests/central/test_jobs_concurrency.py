@@ -4,10 +4,12 @@ in; and even without the lease, each unit of work is claimed in its own transact
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from central import _jobs, _lease, _lots, make_engine
@@ -138,3 +140,55 @@ def test_without_the_lease_each_lot_is_still_expired_once(
         ).scalar_one()
     assert expired == 12
     assert_ledger_consistent(engine)
+
+
+def test_a_move_waits_for_its_accounts_in_key_order_not_holding_the_source(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """A push holding the target account and about to lock the source (key order: target
+    `customer:c1` before source `customer:c2`) meets a move of c2 into c1. The move must wait
+    for c1 holding nothing a push takes after it; had it locked its source first, the two
+    would wait for each other and PostgreSQL would fail one of them as a deadlock."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: on SQLite one writer at a time, nobody holds a row")
+    hq.customer("c1")
+    hq.customer("c2")
+    till = hq.enroll()
+    assert till.push([till.entry("c1", 100), till.entry("c2", 50)]).status_code == 200
+    accounts = t.accounts.c
+
+    def lock(conn: sa.Connection, key: str) -> None:
+        conn.execute(
+            sa.select(accounts.balance).where(accounts.account_key == key).with_for_update()
+        ).all()
+
+    def merge() -> list[Any]:
+        with engine.begin() as conn:
+            return _lots.move(conn, "customer:c2", "customer:c1", NOW, "c2 merged into c1")
+
+    mover: list[Any] = []
+    thread = threading.Thread(target=lambda: mover.append(race([merge])[0]))
+    with engine.connect() as pusher:
+        with pusher.begin():
+            pusher.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+            lock(pusher, "customer:c1")
+            thread.start()
+            assert _waiting_for_a_row_lock(engine)
+            lock(pusher, "customer:c2")  # free: the move did not take its source first
+        thread.join(30)
+    assert not isinstance(mover[0], Exception), mover[0]
+    assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 150
+
+
+def _waiting_for_a_row_lock(engine: sa.Engine) -> bool:
+    """Whether some session of this database waits for a lock, within 5 s (PostgreSQL)."""
+    with engine.connect() as watch:
+        for _ in range(100):
+            waiting = watch.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).scalar_one()
+            if waiting:
+                return True
+            time.sleep(0.05)
+    return False
