@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from fastapi import Query, Request
 from pydantic import Field
 
-from central import _changes, _credentials, _directory, _entries, _lots
+from central import _changes, _credentials, _directory, _entries, _lot_state, _lots
 from central import _tables as t
 from central._admin import _route
 from central._clock import to_ms
@@ -128,7 +128,8 @@ def get_customer(request: Request, customer_id: str) -> dict[str, Any]:
     central = _central(request)
     with central.reader.begin() as conn:
         view = customer_view(conn, customer_id)
-        folded = _lots.fold_account(conn, f"customer:{customer_id}")
+        key = f"customer:{customer_id}"
+        folded = _lot_state.load(conn, [key])[key]  # kept with the entries: no ledger fold
         view["lots"] = [_lots.lot_dict(lot) for lot in folded.open_lots()]
         view["debt"] = folded.debt
         view["holds"] = [

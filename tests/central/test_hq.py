@@ -3,11 +3,12 @@ with audited actions."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from central import _jobs
+from central import _jobs, _lots
 from central import _tables as t
 from protocol import EntryKind
 
@@ -164,3 +165,27 @@ def test_conflicts_and_quarantine_actions_are_audited(hq: Hq, engine: sa.Engine)
     actions = [row["action"] for row in get(hq, "/admin/audit")]
     assert actions == ["quarantine_adjust", "conflict_write_off"]
     assert_ledger_consistent(engine)
+
+
+def test_a_customers_lots_and_debt_are_the_fold_of_their_entries(hq: Hq, engine: sa.Engine) -> None:
+    """HQ's customer view shows the lots with points left and the debt as the ledger folds
+    them, expiry included (the view reads the state push keeps, not the ledger)."""
+    hq.customer("c1")
+    till = hq.enroll()
+    expires = NOW + timedelta(days=30)
+    items = [
+        till.entry("c1", 40),
+        till.entry("c1", 25, expires_at=expires),
+        till.entry("c1", -30, EntryKind.burn),  # from the expiring lot first, then the other
+    ]
+    assert till.push(items).status_code == 200
+    view = get(hq, "/admin/customers/c1")
+    with engine.connect() as conn:
+        folded = _lots.fold_account(conn, "customer:c1")
+    assert view["lots"] == [_lots.lot_dict(lot) for lot in folded.open_lots()]
+    assert [lot["left"] for lot in view["lots"]] == [35]
+    assert view["debt"] == 0
+    overspent = hq.enroll()
+    assert overspent.push([overspent.entry("c1", -50, EntryKind.burn)]).status_code == 200
+    view = get(hq, "/admin/customers/c1")
+    assert (view["lots"], view["debt"]) == ([], 15)
