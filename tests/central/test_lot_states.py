@@ -186,3 +186,60 @@ def test_lots_by_day_equal_the_lot_by_lot_grouping(
         0,
     )
     assert _changes.lots_of({"k": folded}, now_ms)["k"] == _lots_by_day(folded, now_ms)
+
+
+def _reference_fold(
+    steps: list[tuple[str, int, str | None]], times: dict[str, tuple[int | None, int | None]]
+) -> tuple[int, list[tuple[str, int, int | None, int | None]]]:
+    """The fold as `central._lot_state`'s docstring states it, written plainly: a positive
+    entry pays the debt first and the rest is a lot; a negative one takes from the lot it
+    reverses first, then from the lots that expire first (never-expiring last, fold order
+    among equals), and what no lot covers is debt."""
+    lots: list[list[Any]] = []
+    debt = 0
+    for entry_id, amount, reverses in steps:
+        if amount > 0:
+            paid = min(debt, amount)
+            debt -= paid
+            lots.append([entry_id, amount - paid, *times.get(entry_id, (None, None))])
+            continue
+        need = -amount
+        first = [lot for lot in lots if lot[0] == reverses]
+        rest = sorted(
+            (lot for lot in lots if lot[0] != reverses),
+            key=lambda lot: (lot[3] is None, lot[3] or 0),
+        )
+        for lot in first + rest:
+            taken = min(lot[1], need)
+            lot[1] -= taken
+            need -= taken
+        debt += need
+    return debt, [tuple(lot) for lot in lots if lot[1] > 0]  # type: ignore[misc]
+
+
+fold_steps = st.lists(
+    st.tuples(st.integers(-120, 150), st.none() | st.integers(0, 30)), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    plan=fold_steps,
+    expiries=st.lists(st.none() | st.integers(1, 5) | st.just(None), min_size=40, max_size=40),
+    cut=st.integers(0, 40),
+)
+def test_the_fold_and_its_kept_form_follow_the_rules(
+    plan: list[tuple[int, int | None]], expiries: list[int | None], cut: int
+) -> None:
+    """`fold` equals the plain reference, also when the state is written out and read back
+    part-way (as push keeps it between batches)."""
+    steps = []
+    for n, (amount, reverses) in enumerate(plan):
+        target = f"l{reverses}" if reverses is not None and amount < 0 else None
+        steps.append(_lot_state.Step(f"l{n}", amount, target))
+    times = {f"l{n}": (None, expiries[n]) for n in range(len(plan)) if expiries[n] is not None}
+    expected = _reference_fold([(s.entry_id, s.amount, s.reverses) for s in steps], times)
+    assert open_lots(_lot_state.fold(steps, times)) == expected
+    head = _lot_state.fold(steps[:cut], times)
+    kept = _lot_state._decode(head.debt, _lot_state._encode(head))
+    assert open_lots(_lot_state.fold(steps[cut:], times, kept)) == expected
