@@ -96,8 +96,9 @@ def test_pull_sees_the_balances_a_group_wrote(hq: Hq, engine: sa.Engine, clock: 
 
 
 def test_devices_pushing_at_once_each_land_whole_or_are_refused(hq: Hq, engine: sa.Engine) -> None:
-    """Through the app: concurrent pushes are written in groups on SQLite (one at a time on
-    PostgreSQL); a gap is refused with the expected seq and holds nobody else back."""
+    """Through the app: concurrent pushes are written in groups (on PostgreSQL with every
+    group's rows locked first); a gap is refused with the expected seq and holds nobody else
+    back."""
     for index in range(4):
         hq.customer(f"c{index}")
     tills = [hq.enroll() for _ in range(8)]
