@@ -284,6 +284,7 @@ def _group_transaction(
                     group.locked = _lock_group(
                         conn, [b for i, b in enumerate(batches) if i not in failed], group.now_ms
                     )
+                    group.accounts = {}  # locked already: held in memory, written once
                 answers: dict[int, list[Outcome] | Exception] = dict(failed)
                 for index, batch in enumerate(batches):
                     if index not in failed:
@@ -399,9 +400,10 @@ class _Group:
         self.accounts: dict[tuple[str, str], tuple[int, int]] | None = (
             None if self.deferred.pg else {}
         )
-        """On SQLite, the (balance, entries) of the accounts the group moved, read once and
-        written once at `finish`. On PostgreSQL each batch's upsert takes the account row
-        locks in key order (see the module's docstring)."""
+        """The (balance, entries) of the accounts the group moved, read once and written
+        once at `finish`: on SQLite (one writer), and on PostgreSQL once `_lock_group` holds
+        them. A PostgreSQL batch written alone upserts its accounts instead, which takes
+        their row locks in key order (see the module's docstring)."""
         self.moves = 0
         """Batches that changed `accounts` or `kept` in place: one of them failing after
         that cannot be rolled back to its savepoint alone."""
