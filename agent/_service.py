@@ -205,7 +205,7 @@ class AgentService:
             coalesce=True,
         )
         self.scheduler.add_job(
-            self.till.store.checkpoint,
+            self._checkpoint,
             "interval",
             seconds=self.settings.wal_checkpoint_interval_s,
             id="wal-checkpoint",
@@ -213,6 +213,13 @@ class AgentService:
             coalesce=True,
         )
         self.scheduler.start()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file, unless the sync process runs: it does then,
+        at its lower priority (`checkpoint_every`)."""
+        if self.sync_process is not None and self.sync_process.running():
+            return
+        self.till.store.checkpoint()
 
     def _expire(self) -> None:
         expired = self.till.expire_reservations()

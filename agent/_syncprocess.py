@@ -8,7 +8,8 @@ the till's SQLite file (WAL: readers never wait, and writers take turns through 
 and a file, `sync-wake` beside it, by which a hold's answer ends the sync's backoff (a file
 needs no semaphore, which multiprocessing's resource tracker would report as leaked at every
 stop). The sync's status (online, last push and pull, the last error in words) is in the
-database's `meta` table.
+database's `meta` table. While the child runs, it also checkpoints the WAL (it writes most of
+it); the POS process does only while no child runs.
 
 The child is started with `spawn` (the one start method on Windows, and the only safe one in a
 process that already runs threads); it stops as soon as its parent is gone, whatever killed it.
@@ -22,6 +23,7 @@ import logging
 import multiprocessing
 import os
 import random
+import sqlite3
 import threading
 import time
 from multiprocessing.connection import wait
@@ -43,6 +45,20 @@ restart_delay_s_max = 300.0
 stable_run_s = 300.0
 """A child that ran this long before it died is restarted at once, not after a pause."""
 stop_timeout_s = 10.0
+
+
+def checkpoint_every(store: TillStore, interval_s: float, stop: threading.Event) -> None:
+    """Copy the WAL into the database file every `interval_s` until `stop` is set: the sync
+    process writes most of the log (a week's catch-up, tens of megabytes), so it copies it
+    too, at its own lower priority, where the POS process's copy would take a core at the
+    POS's priority in the middle of the POS's requests. A failure is logged and tried again
+    at the next turn (the log only grows meanwhile; SQLite copies it past
+    `wal_autocheckpoint_pages` itself)."""
+    while not stop.wait(interval_s):
+        try:
+            store.checkpoint()
+        except sqlite3.Error as error:
+            log.warning("WAL checkpoint failed, trying again in %.0f s: %s", interval_s, error)
 
 
 def _exit_when_gone(parent_sentinel: int) -> None:
@@ -72,6 +88,12 @@ def sync_process_main(settings: AgentSettings) -> None:
         raise RuntimeError(f"no device credential in {settings.data_dir}")
     till = build_till(settings.model_copy(update={"rules_file": None}))
     client = SyncClient(till, credential, settings)
+    threading.Thread(
+        target=checkpoint_every,
+        args=(till.store, settings.wal_checkpoint_interval_s, threading.Event()),
+        name="wal-checkpoint",
+        daemon=True,
+    ).start()
     rng = random.Random()
     wake = settings.data_dir / WAKE_FILE
     while True:
@@ -109,6 +131,11 @@ class SyncProcess:
         self.restarts = 0
         self.stopped = False
         self.lock = threading.Lock()
+
+    def running(self) -> bool:
+        """Whether the child is alive now (and so checkpoints the WAL itself)."""
+        process = self.process
+        return process is not None and process.is_alive()
 
     def status(self) -> dict[str, int | None]:
         process = self.process

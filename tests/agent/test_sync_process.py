@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -67,7 +68,12 @@ def test_a_sync_process_that_keeps_dying_is_restarted_after_growing_pauses(
     assert supervisor.status()["pid"] is None
 
 
-def _service(tmp_path: Path, clock: ManualClock, answer: httpx.Response | None) -> AgentService:
+def _service(
+    tmp_path: Path,
+    clock: ManualClock,
+    answer: httpx.Response | None,
+    checkpoint_s: float = 2.0,
+) -> AgentService:
     def handler(request: httpx.Request) -> httpx.Response:
         if answer is None:
             raise httpx.ConnectError("no route to central", request=request)
@@ -77,7 +83,12 @@ def _service(tmp_path: Path, clock: ManualClock, answer: httpx.Response | None) 
     make_settings(data_dir)
     credential = Credential("http://central", "d-1", 1, "s" * 40)
     (data_dir / CREDENTIAL_FILE).write_text(json.dumps(credential.__dict__))
-    settings = AgentSettings(data_dir=data_dir, api_token="t" * 32, central_url="http://central")
+    settings = AgentSettings(
+        data_dir=data_dir,
+        api_token="t" * 32,
+        central_url="http://central",
+        wal_checkpoint_interval_s=checkpoint_s,
+    )
     return AgentService(settings, clock=clock, transport=httpx.MockTransport(handler))
 
 
@@ -120,3 +131,56 @@ def test_the_wake_file_ends_the_backoff_of_the_next_step(till: Till, tmp_path: P
     assert client.failures == 1, "woken: it tried central"
     assert not wake.exists()
     client.close()
+
+
+def _grow_log(service: AgentService) -> tuple[Path, int]:
+    """Commits that leave their pages in the WAL only; the database file and its size."""
+    store = service.till.store
+    with store.write() as db:
+        db.execute("CREATE TABLE filler (n INTEGER PRIMARY KEY, body TEXT)")
+    for n in range(300):
+        with store.write() as db:
+            db.execute("INSERT INTO filler (n, body) VALUES (?, ?)", [n, "x" * 3000])
+    path = service.settings.data_dir / "till.db"
+    return path, path.stat().st_size
+
+
+def test_the_pos_process_leaves_the_log_to_a_running_sync_process(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """The sync process writes most of the WAL and copies it at its own lower priority; the
+    POS process's checkpoint job does nothing while it runs, and copies the log again as soon
+    as no sync process runs."""
+    service = _service(tmp_path, clock, None, checkpoint_s=3600)  # the child's turn never comes
+    path, size = _grow_log(service)
+    service._connect()
+    supervisor = service.sync_process
+    assert supervisor is not None
+    try:
+        supervisor.keep_running()
+        assert supervisor.running()
+        service._checkpoint()
+        assert path.stat().st_size == size, "the POS process copied the log"
+    finally:
+        supervisor.stop()
+    assert not supervisor.running()
+    service._checkpoint()
+    assert path.stat().st_size > size + 300 * 3000
+
+
+def test_the_sync_process_copies_the_log_into_the_database_file(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    service = _service(tmp_path, clock, None, checkpoint_s=0.2)
+    path, size = _grow_log(service)
+    service._connect()
+    supervisor = service.sync_process
+    assert supervisor is not None
+    try:
+        supervisor.keep_running()
+        deadline = time.monotonic() + 60
+        while path.stat().st_size <= size + 300 * 3000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size > size + 300 * 3000, "the sync process did not checkpoint"
+    finally:
+        supervisor.stop()
