@@ -184,7 +184,10 @@ def test_a_page_parsed_in_slices_equals_one_parse() -> None:
     page = PullResponse(
         changes=tuple(changes), next_cursor=250, more=True, server_time=EARNED
     ).model_dump_json()
-    assert parse_page(PullResponse, page.encode()) == PullResponse.model_validate_json(page)
+    whole = PullResponse.model_validate_json(page)
+    assert parse_page(PullResponse, page.encode(), slice_changes=100) == whole
+    assert parse_page(PullResponse, page.encode(), slice_changes=7) == whole
+    assert parse_page(PullResponse, page.encode()) == whole
 
 
 @pytest.mark.parametrize(
@@ -200,10 +203,11 @@ def test_a_page_parsed_in_slices_equals_one_parse() -> None:
         b' "extra": 1}',
     ],
 )
-def test_a_bad_page_is_a_validation_error(raw: bytes) -> None:
+@pytest.mark.parametrize("slice_changes", [None, 100])
+def test_a_bad_page_is_a_validation_error(raw: bytes, slice_changes: int | None) -> None:
     """What the sync job reports as a failed sync (`tick` catches ValidationError)."""
     with pytest.raises(ValidationError):
-        parse_page(PullResponse, raw)
+        parse_page(PullResponse, raw, slice_changes)
 
 
 def test_a_page_longer_than_central_may_send_is_refused() -> None:
@@ -211,8 +215,9 @@ def test_a_page_longer_than_central_may_send_is_refused() -> None:
     raw = PullResponse.model_construct(
         changes=tuple(too_many), next_cursor=1, more=False, server_time=EARNED
     ).model_dump_json()
-    with pytest.raises(ValidationError):
-        parse_page(PullResponse, raw.encode())
+    for slice_changes in (None, 100):
+        with pytest.raises(ValidationError):
+            parse_page(PullResponse, raw.encode(), slice_changes)
 
 
 # --- the backoff ends when central answers a hold ------------------------------------------
