@@ -60,6 +60,8 @@ class Central:
         several processes (`serve --workers N`) read in one while another writes. A single
         process is better off without it: the next batch is read while the commit waits for
         the disk."""
+        self.log_rows = _changes.ParsedRows()
+        """Change-log rows parsed for pulls, kept for the next page and the next till."""
         self.pushes = GroupCommit(self._write_group, push_group_batches_max)
         """Batches waiting for the writer, written together (`central._group`). On
         PostgreSQL a group first locks the rows of all its batches in one global order
@@ -170,7 +172,7 @@ def _sync_routes(app: FastAPI) -> None:
     ) -> Any:
         central = _central(request)
         with central.reader.begin() as conn:
-            page = _changes.pull(conn, since, limit, central.clock())
+            page = _changes.pull(conn, since, limit, central.clock(), central.log_rows)
         if isinstance(page, bytes):
             return Response(page, media_type="application/json")
         return JSONResponse(page.model_dump(mode="json"), status_code=410)

@@ -134,3 +134,38 @@ def test_balance_changes_carry_lots_grouped_by_day_never_usable_early(hq: Hq) ->
         (next_midnight, datetime(2027, 12, 1, tzinfo=UTC)): 110,
     }
     assert sum(lots.values()) == balance.balance
+
+
+def test_pages_cut_rows_of_any_size_the_same_with_rows_kept_parsed(engine: sa.Engine) -> None:
+    """A change-log row holds one transaction's changes (a group of pushes: thousands), a page
+    at most `limit`: pages cut rows anywhere, through more than one read of rows, and give the
+    same changes whether rows are parsed for each page or kept parsed across pages."""
+    sizes = [1, 5, 2, 7, *[1] * (_changes.rows_per_read + 5), 3, 9]
+    logged: list[dict[str, Any]] = []
+    with engine.begin() as conn:
+        for size in sizes:
+            bodies = [
+                {"type": "offline_limits", "limits": {"till_points_budget_max": len(logged) + n}}
+                for n in range(size)
+            ]
+            _changes.append(conn, bodies, 0)
+            logged += bodies
+    top = len(logged)
+    when = datetime(2026, 11, 25, tzinfo=UTC)
+    kept = _changes.ParsedRows(rows_max=2)
+    with engine.connect() as conn:
+        for limit in (1, 2, 4, 7, 1000):
+            for since in range(top + 1):
+                fresh = _changes.pull(conn, since, limit, when)
+                page = _changes.pull(conn, since, limit, when, kept)
+                assert page == fresh
+                assert isinstance(page, bytes)
+                parsed = PullResponse.model_validate_json(page)
+                wanted = logged[since : since + limit]
+                budgets = [change.limits.till_points_budget_max for change in parsed.changes]
+                assert budgets == [body["limits"]["till_points_budget_max"] for body in wanted]
+                assert [c.change_seq for c in parsed.changes] == list(
+                    range(since + 1, since + len(wanted) + 1)
+                )
+                assert parsed.next_cursor == since + len(wanted)
+                assert parsed.more is (since + len(wanted) < top)
