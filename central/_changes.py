@@ -82,8 +82,8 @@ def counter(conn: sa.Connection, name: str) -> int:
 rows_per_read = 50
 
 
-log_rows_parsed_max = 8
-"""Change-log rows kept parsed by a `ParsedRows`."""
+log_rows_parsed_bytes_max = 4 * 1024 * 1024
+"""How much logged JSON a `ParsedRows` keeps parsed (its objects take several times that)."""
 
 
 class ParsedRows:
@@ -91,12 +91,19 @@ class ParsedRows:
     transaction (a group of pushes: thousands), a page takes at most 1,000, and every till
     pages through the same rows, so without it a row was parsed again for each page of each
     till. Rows never change once committed (a rolled-back one was never read), so numbers name
-    their content for the life of the database; one `ParsedRows` per database."""
+    their content for the life of the database; one `ParsedRows` per database. A row longer
+    than `bytes_max` is parsed for each page, as without it."""
 
-    def __init__(self, rows_max: int = log_rows_parsed_max) -> None:
-        self.rows_max = rows_max
-        self._rows: OrderedDict[tuple[int, int], list[Body]] = OrderedDict()
+    def __init__(self, bytes_max: int = log_rows_parsed_bytes_max) -> None:
+        self.bytes_max = bytes_max
+        self._rows: OrderedDict[tuple[int, int], tuple[int, list[Body]]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
+
+    @property
+    def held_bytes(self) -> int:
+        """The logged JSON of the rows kept parsed now."""
+        return self._bytes
 
     def bodies(self, first_seq: int, change_seq: int, text: str | bytes) -> list[Body]:
         """The row's bodies, shared: callers must not change them."""
@@ -105,12 +112,16 @@ class ParsedRows:
             found = self._rows.get(key)
             if found is not None:
                 self._rows.move_to_end(key)
-                return found
+                return found[1]
         bodies: list[Body] = orjson.loads(text)
+        if len(text) > self.bytes_max:
+            return bodies
         with self._lock:
-            self._rows[key] = bodies
-            while len(self._rows) > self.rows_max:
-                self._rows.popitem(last=False)
+            if key not in self._rows:
+                self._rows[key] = (len(text), bodies)
+                self._bytes += len(text)
+            while self._bytes > self.bytes_max:
+                self._bytes -= self._rows.popitem(last=False)[1][0]
         return bodies
 
 
@@ -134,7 +145,7 @@ def pull(
         return SnapshotRequired(
             oldest_cursor=floor, message=f"cursor {since} is {why}; fetch /sync/snapshot"
         )
-    rows_parsed = parsed or ParsedRows(rows_per_read)
+    rows_parsed = parsed or ParsedRows()
     changes: list[Body] = []
     cursor, more = since, False
     while not more:

@@ -152,7 +152,7 @@ def test_pages_cut_rows_of_any_size_the_same_with_rows_kept_parsed(engine: sa.En
             logged += bodies
     top = len(logged)
     when = datetime(2026, 11, 25, tzinfo=UTC)
-    kept = _changes.ParsedRows(rows_max=2)
+    kept = _changes.ParsedRows(bytes_max=500)  # a few rows; the longest not at all
     with engine.connect() as conn:
         for limit in (1, 2, 4, 7, 1000):
             for since in range(top + 1):
@@ -169,3 +169,15 @@ def test_pages_cut_rows_of_any_size_the_same_with_rows_kept_parsed(engine: sa.En
                 )
                 assert parsed.next_cursor == since + len(wanted)
                 assert parsed.more is (since + len(wanted) < top)
+
+
+def test_rows_kept_parsed_stay_within_their_bytes() -> None:
+    kept = _changes.ParsedRows(bytes_max=100)
+    row = b'[{"type": "offline_limits", "limits": {}}]'  # 42 bytes
+    for seq in range(1, 6):
+        assert kept.bodies(seq, seq, row) == [{"type": "offline_limits", "limits": {}}]
+        assert kept.held_bytes == min(seq, 2) * len(row)
+    assert kept.bodies(5, 5, row) is kept.bodies(5, 5, row), "a kept row is parsed once"
+    long_row = b"[" + b",".join([b'{"type": "offline_limits", "limits": {}}'] * 3) + b"]"
+    assert len(kept.bodies(6, 8, long_row)) == 3
+    assert kept.held_bytes == 2 * len(row), "a row longer than the bound is not kept"
