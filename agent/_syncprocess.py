@@ -133,9 +133,11 @@ class SyncProcess:
         self.lock = threading.Lock()
 
     def running(self) -> bool:
-        """Whether the child is alive now (and so checkpoints the WAL itself)."""
-        process = self.process
-        return process is not None and process.is_alive()
+        """Whether the child is alive now (and so checkpoints the WAL itself). Under the lock:
+        `keep_running` and `stop` close a process object once it is no longer `self.process`."""
+        with self.lock:
+            process = self.process
+            return process is not None and process.is_alive()
 
     def status(self) -> dict[str, int | None]:
         process = self.process
