@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -145,25 +146,37 @@ def _grow_log(service: AgentService) -> tuple[Path, int]:
     return path, path.stat().st_size
 
 
+@contextlib.contextmanager
+def _sync_child(
+    tmp_path: Path, clock: ManualClock, checkpoint_s: float
+) -> Iterator[tuple[AgentService, Path, int]]:
+    """An enrolled agent whose WAL holds 300 commits, its sync process running (a real
+    child); the database file and its size before any checkpoint."""
+    service = _service(tmp_path, clock, None, checkpoint_s=checkpoint_s)
+    path, size = _grow_log(service)
+    service._connect()
+    supervisor = service.sync_process
+    assert supervisor is not None
+    supervisor.keep_running()
+    try:
+        yield service, path, size
+    finally:
+        supervisor.stop()
+
+
 def test_the_pos_process_leaves_the_log_to_a_running_sync_process(
     tmp_path: Path, clock: ManualClock
 ) -> None:
     """The sync process writes most of the WAL and copies it at its own lower priority; the
     POS process's checkpoint job does nothing while it runs, and copies the log again as soon
     as no sync process runs."""
-    service = _service(tmp_path, clock, None, checkpoint_s=3600)  # the child's turn never comes
-    path, size = _grow_log(service)
-    service._connect()
-    supervisor = service.sync_process
-    assert supervisor is not None
-    try:
-        supervisor.keep_running()
-        assert supervisor.running()
+    with _sync_child(tmp_path, clock, checkpoint_s=3600) as (service, path, size):  # never
+        assert service.sync_process is not None
+        assert service.sync_process.running()
         service._checkpoint()
         assert path.stat().st_size == size, "the POS process copied the log"
-    finally:
-        supervisor.stop()
-    assert not supervisor.running()
+    assert service.sync_process is not None
+    assert not service.sync_process.running()
     service._checkpoint()
     assert path.stat().st_size > size + 300 * 3000
 
@@ -171,16 +184,8 @@ def test_the_pos_process_leaves_the_log_to_a_running_sync_process(
 def test_the_sync_process_copies_the_log_into_the_database_file(
     tmp_path: Path, clock: ManualClock
 ) -> None:
-    service = _service(tmp_path, clock, None, checkpoint_s=0.2)
-    path, size = _grow_log(service)
-    service._connect()
-    supervisor = service.sync_process
-    assert supervisor is not None
-    try:
-        supervisor.keep_running()
+    with _sync_child(tmp_path, clock, checkpoint_s=0.2) as (_, path, size):
         deadline = time.monotonic() + 60
         while path.stat().st_size <= size + 300 * 3000 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert path.stat().st_size > size + 300 * 3000, "the sync process did not checkpoint"
-    finally:
-        supervisor.stop()
