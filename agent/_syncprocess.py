@@ -49,10 +49,10 @@ stop_timeout_s = 10.0
 
 def checkpoint_every(store: TillStore, interval_s: float, stop: threading.Event) -> None:
     """Copy the WAL into the database file every `interval_s` until `stop` is set: the sync
-    process writes most of the log (a week's catch-up, tens of megabytes), so it copies it
-    too, at its own lower priority, where the POS process's copy would take a core at the
-    POS's priority in the middle of the POS's requests. A failure is logged and tried again
-    at the next turn (the log only grows meanwhile; SQLite copies it past
+    process writes most of the log (a week's catch-up rewrites the cached customers page after
+    page), so it copies it too, at its own lower priority, where the POS process's copy would
+    take a core at the POS's priority in the middle of the POS's requests. A failure is logged
+    and tried again at the next turn (the log only grows meanwhile; SQLite copies it past
     `wal_autocheckpoint_pages` itself)."""
     while not stop.wait(interval_s):
         try:
