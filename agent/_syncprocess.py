@@ -47,14 +47,15 @@ stable_run_s = 300.0
 stop_timeout_s = 10.0
 
 
-def checkpoint_every(store: TillStore, interval_s: float, stop: threading.Event) -> None:
-    """Copy the WAL into the database file every `interval_s` until `stop` is set: the sync
-    process writes most of the log (a week's catch-up rewrites the cached customers page after
-    page), so it copies it too, at its own lower priority, where the POS process's copy would
-    take a core at the POS's priority in the middle of the POS's requests. A failure is logged
-    and tried again at the next turn (the log only grows meanwhile; SQLite copies it past
-    `wal_autocheckpoint_pages` itself)."""
-    while not stop.wait(interval_s):
+def checkpoint_every(store: TillStore, interval_s: float) -> None:
+    """Copy the WAL into the database file every `interval_s`, for the life of the process:
+    the sync process writes most of the log (a week's catch-up rewrites the cached customers
+    page after page), so it copies it too, at its own lower priority, where the POS process's
+    copy would take a core at the POS's priority in the middle of the POS's requests. A
+    failure is logged and tried again at the next turn (the log only grows meanwhile; SQLite
+    copies it past `wal_autocheckpoint_pages` itself)."""
+    while True:
+        time.sleep(interval_s)
         try:
             store.checkpoint()
         except sqlite3.Error as error:
@@ -90,7 +91,7 @@ def sync_process_main(settings: AgentSettings) -> None:
     client = SyncClient(till, credential, settings)
     threading.Thread(
         target=checkpoint_every,
-        args=(till.store, settings.wal_checkpoint_interval_s, threading.Event()),
+        args=(till.store, settings.wal_checkpoint_interval_s),
         name="wal-checkpoint",
         daemon=True,
     ).start()

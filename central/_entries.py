@@ -46,15 +46,7 @@ def write(conn: sa.Connection, specs: list[dict[str, Any]], now: datetime) -> li
         sa.insert(t.ledger),
         [_push._ledger_row(e, canonical_json(e), None, now_ms) for e in entries],
     )
-    keyed = [
-        {
-            "grant_key": e.grant_key,
-            "entry_id": str(e.entry_id),
-            "customer_id": _changes.grant_customer(e.grant_key),
-        }
-        for e in entries
-        if e.grant_key is not None
-    ]
+    keyed = [_push.grant_row(e) for e in entries if e.grant_key is not None]
     if keyed:
         conn.execute(sa.insert(t.grants), keyed)
     lots = [

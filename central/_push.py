@@ -857,23 +857,16 @@ def _grant_reversals(
         ).scalars()
     )
     repeated: list[LedgerEntry] = []
-    fresh: list[dict[str, str | None]] = []
+    fresh: list[LedgerEntry] = []
     for entry in granted:
         if entry.grant_key in taken:
             repeated.append(entry)
         else:
             taken.add(str(entry.grant_key))
-            key = str(entry.grant_key)
-            fresh.append(
-                {
-                    "grant_key": key,
-                    "entry_id": str(entry.entry_id),
-                    "customer_id": _changes.grant_customer(key),
-                }
-            )
+            fresh.append(entry)
     if fresh:
-        conn.execute(sa.insert(t.grants), fresh)
-    keys_granted = [str(row["grant_key"]) for row in fresh]
+        conn.execute(sa.insert(t.grants), [grant_row(entry) for entry in fresh])
+    keys_granted = [str(entry.grant_key) for entry in fresh]
     if not repeated:
         return [], keys_granted
     reversals = central_entries(
@@ -893,6 +886,16 @@ def _grant_reversals(
         now,
     )
     return reversals, keys_granted
+
+
+def grant_row(entry: LedgerEntry) -> dict[str, str | None]:
+    """The `grants` row of an entry that pays a one-time grant first."""
+    key = str(entry.grant_key)
+    return {
+        "grant_key": key,
+        "entry_id": str(entry.entry_id),
+        "customer_id": _changes.grant_customer(key),
+    }
 
 
 def central_entries(
