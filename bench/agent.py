@@ -29,14 +29,23 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # This file is named like the `agent` package: take its folder off the path, load the
-# evaluator bench by file.
+# sibling scripts it uses by file.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "agent")]
-_spec = importlib.util.spec_from_file_location("bench_evaluator", ROOT / "bench" / "evaluator.py")
-assert _spec is not None
-assert _spec.loader is not None
-evaluator = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(evaluator)
+
+
+def _bench_module(name: str) -> Any:
+    """`bench/<name>.py`, loaded by its path."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+evaluator = _bench_module("evaluator")
+python_loop_ms = _bench_module("cpu_baseline").python_loop_ms
 basket_30, percentile, rule_set_50 = (
     evaluator.basket_30,
     evaluator.percentile,
@@ -277,6 +286,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     count = args.customers or (100_000 if args.quick else 1_000_000)
     runs = 100 if args.quick else 2000
+    loop_before_ms = python_loop_ms()
     with tempfile.TemporaryDirectory(prefix="kopilka-bench-") as tmp:
         data_dir = Path(tmp) / "agent"
         began = time.monotonic()
@@ -322,6 +332,7 @@ def main(argv: list[str]) -> int:
         "identify_http_p99_ms": p99(http["identify_http"]),
         "rss_mb": rss,
         "python": platform.python_version(),
+        "python_loop_ms": [loop_before_ms, python_loop_ms()],
     }
     goals = {
         "quote ≤ 1 ms": result["quote_p99_ms"] <= 1,

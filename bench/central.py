@@ -34,6 +34,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cpu_baseline import python_loop_ms  # noqa: E402  # bench/ is this script's own folder
+
 from central import _tables as t  # noqa: E402
 from central import make_engine, migrate  # noqa: E402
 from central._clock import to_ms  # noqa: E402
@@ -243,6 +245,7 @@ def main(argv: list[str]) -> int:
     if args.quick:
         batch_entries = 300
     results: dict[str, Any] = {}
+    loop_before_ms = python_loop_ms()
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/central.db"
         results["sqlite"] = run_backend(
@@ -262,6 +265,7 @@ def main(argv: list[str]) -> int:
             finally:
                 with psycopg.connect(admin, autocommit=True) as conn:
                     conn.execute(f'drop database if exists "{name}" with (force)')
+    results["python_loop_ms"] = [loop_before_ms, python_loop_ms()]
     print(json.dumps(results, sort_keys=True))
     return 0
 

@@ -46,6 +46,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cpu_baseline import python_loop_ms  # noqa: E402  # bench/ is this script's own folder
+
 from agent._demo import setup_central  # noqa: E402
 from agent._fleet import Agent, Central  # noqa: E402
 from protocol import (  # noqa: E402
@@ -407,6 +409,7 @@ def main(argv: list[str]) -> int:
     cheques = 200 if args.quick else 5_000
     customers_count = 500 if args.quick else 2_000
     per_round = entries // 2 // rounds
+    loop_before_ms = python_loop_ms()
     workdir = Path(tempfile.mkdtemp(prefix="kopilka-fleet-"))
     central = Central(workdir / "central").start()
     central_db = workdir / "central" / "central.db"
@@ -493,6 +496,7 @@ def main(argv: list[str]) -> int:
             "lost": audit["lost"],
             "duplicated": audit["duplicated"],
             "mismatched": audit["mismatched"],
+            "python_loop_ms": [loop_before_ms, python_loop_ms()],
         }
     finally:
         for agent in agents:
