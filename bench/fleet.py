@@ -223,11 +223,38 @@ def _quote_body(customer: str) -> dict[str, Any]:
     return {"customer": {"type": "customer", "value": customer}, "basket": {"lines": [line]}}
 
 
-def _quote_ms(agent: Agent, customer: str, gap_ms: float = 0) -> float:
+@dataclass(frozen=True)
+class Sample:
+    """One POS request, and how long each side of it waited for a core meanwhile."""
+
+    ms: float
+    agent_wait_ms: float
+    """The agent's POS process (all its threads), runnable but not running."""
+    probe_wait_ms: float
+    """This process, which stands in for the POS software: its waits are in `ms` too."""
+
+
+def _quote(agent: Agent, customer: str, gap_ms: float = 0) -> Sample:
+    """A quote, timed; the run queues are read outside the timed part."""
     time.sleep(gap_ms / 1000)
+    body = _quote_body(customer)
+    agent_before, probe_before = _run_queue_ms(agent.process.pid), _run_queue_ms(os.getpid())
     started = time.perf_counter()
-    agent.call("/v1/quote", _quote_body(customer))
-    return (time.perf_counter() - started) * 1000
+    agent.call("/v1/quote", body)
+    ms = (time.perf_counter() - started) * 1000
+    agent_wait = _run_queue_ms(agent.process.pid) - agent_before
+    return Sample(ms, agent_wait, _run_queue_ms(os.getpid()) - probe_before)
+
+
+def _tail_waits(samples: list[Sample]) -> dict[str, float]:
+    """The mean run-queue waits of the samples at or above the p99: whether the tail is the
+    agent waiting for a core, or the probe."""
+    cut = _p99([sample.ms for sample in samples])
+    tail = [sample for sample in samples if sample.ms >= cut]
+    return {
+        "agent": round(sum(sample.agent_wait_ms for sample in tail) / len(tail), 2),
+        "probe": round(sum(sample.probe_wait_ms for sample in tail) / len(tail), 2),
+    }
 
 
 def _percentile(samples: list[float], share: float) -> float:
@@ -265,7 +292,7 @@ def _changes_since(db: Path, cursor: int) -> int:
 class CatchUp:
     seconds: float
     outbox_empty_s: float
-    samples: list[float]
+    samples: list[Sample]
 
 
 def _catch_up(agent: Agent, central_db: Path, customers: list[str], gap_ms: float) -> CatchUp:
@@ -273,13 +300,13 @@ def _catch_up(agent: Agent, central_db: Path, customers: list[str], gap_ms: floa
     (and, within that, until the outbox was empty), with POS latency samples taken all
     along."""
     target = _central_last_change(central_db)
-    samples: list[float] = []
+    samples: list[Sample] = []
     started = time.perf_counter()
     deadline = started + 600
     checked = 0.0
     outbox_empty_s: float | None = None
     while time.perf_counter() < deadline:
-        samples.append(_quote_ms(agent, random.choice(customers), gap_ms))
+        samples.append(_quote(agent, random.choice(customers), gap_ms))
         now = time.perf_counter()
         if now - checked >= 0.05:
             checked = now
@@ -447,8 +474,8 @@ def main(argv: list[str]) -> int:
         print(f"fleet: {week} entries during the week", flush=True)
         seller.join()
         waited_before_ms = _run_queue_ms(agent_b.process.pid)
-        idle = [
-            _quote_ms(agent_b, random.choice(customers), args.pos_gap_ms)
+        idle_samples = [
+            _quote(agent_b, random.choice(customers), args.pos_gap_ms)
             for _ in range(quote_samples_idle)
         ]
         idle_waited_ms = _run_queue_ms(agent_b.process.pid) - waited_before_ms
@@ -469,7 +496,8 @@ def main(argv: list[str]) -> int:
         cpu_agent_s = _cpu_s(agent_b.process.pid) - cpu_before[1]
         agent_a.wait_synced(timeout_s=120)
         audit = _audit(central_db, fleet.log, agent_b)
-        busy = catchup.samples
+        idle = [sample.ms for sample in idle_samples]
+        busy = [sample.ms for sample in catchup.samples]
         result = {
             "tills": tills_count + len(agents),
             "entries": fleet.pushed,
@@ -492,6 +520,8 @@ def main(argv: list[str]) -> int:
             "pos_p99_ratio": round(_p99(busy) / _p99(idle), 2),
             "pos_run_queue_ms_per_sample_idle": round(idle_waited_ms / len(idle), 3),
             "pos_run_queue_ms_per_sample_catchup": round(catchup_waited_ms / len(busy), 3),
+            "pos_tail_run_queue_ms_idle": _tail_waits(idle_samples),
+            "pos_tail_run_queue_ms_catchup": _tail_waits(catchup.samples),
             "acked": audit["acked"],
             "lost": audit["lost"],
             "duplicated": audit["duplicated"],
