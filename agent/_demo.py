@@ -198,7 +198,10 @@ def _play(
     session = wait_for(lambda: till_a.call("/v1/session").get("identified"), "the scan")
     _say(f"   till A identified {session['first_name']} ({session['customer_id']})")
     done = sell(till_a, "A-1", [_line("1", "coffee-beans", "grocery", 1000, 50000)])
-    _say(f"   she buys coffee for 500.00: +{done['earned_points']} points")
+    _say(
+        f"   she buys coffee for 500.00: +{done['earned_points']} points,"
+        f" +{done['granted_points']} welcome bonus"
+    )
     _say("   loyalty slip printed on the emulated 58 mm printer:")
     slip = wait_for(lambda: printer.received, "the slip")
     for text in view_escpos(slip).render(columns=32).splitlines():

@@ -155,7 +155,8 @@ class ManualTill:
             return
         for text in (done.get("receipt") or {}).get("columns_32", []):
             self.say(text)
-        self.say(f"confirmed: +{done['earned_points']} / -{done['spent_points']} points")
+        bonus = f" (+{done['granted_points']} bonus)" if done["granted_points"] else ""
+        self.say(f"confirmed: +{done['earned_points']}{bonus} / -{done['spent_points']} points")
         self.new()
 
     def do_void(self, _: list[str]) -> None:

@@ -135,7 +135,11 @@ class ConfirmResponse(WireModel):
     cheque_id: Id
     state: ChequeState
     earned_points: NonNegPoints
+    """Points the purchase earned by HQ's earn rules."""
     spent_points: NonNegPoints
+    granted_points: NonNegPoints = 0
+    """One-time bonuses the sale gave besides (welcome, birthday, referral): the balance rose
+    by `earned_points + granted_points`, as the slip's "earned" line shows."""
     balance: BalanceView | None = None
     late: bool = False
     """True when the reservation had already expired: confirmed all the same."""

@@ -366,6 +366,7 @@ class Till:
             state=ChequeState.confirmed,
             earned_points=0 if account is None else quote.earn_points,
             spent_points=0 if account is None else quote.burn_points,
+            granted_points=0 if account is None else sum(grant.points for grant in quote.grants),
             balance=view,
             late=late,
             receipt=receipt_lines(slip),

@@ -114,6 +114,7 @@ def test_whole_sale_identify_quote_reserve_confirm(client: httpx.Client) -> None
     assert_receipt(confirmed["receipt"])
     assert any("100" in line for line in confirmed["receipt"]["columns_42"])
     granted = sum(grant["points"] for grant in quote["grants"])
+    assert confirmed["granted_points"] == granted
     after = confirmed["balance"]["balance"]
     assert after == before - 100 + quote["earn_points"] + granted
 

@@ -108,7 +108,9 @@ def test_reserve_and_confirm_write_entries_and_document_in_seq_order(till: Till)
     assert view is not None
     assert view.held == 0
     granted = sum(grant.points for grant in reserved.quote.grants)
-    assert view.balance == 1000 - 300 + reserved.quote.earn_points + granted
+    assert granted > 0, "the welcome bonus of the first sale"
+    assert confirmed.granted_points == granted
+    assert view.balance == 1000 - 300 + confirmed.earned_points + confirmed.granted_points
     assert view.pending == reserved.quote.earn_points + granted  # the 14-day return window
 
 

@@ -32,6 +32,11 @@ def test_readme_main_job_story_reports_the_debt(tmp_path: Path) -> None:
     out = done.stdout
     assert "identified Анна" in out
     assert "Программа лояльности" in out  # the slip printed on the emulated printer
+    sold = re.search(r"\+(\d+) points, \+(\d+) welcome bonus", out)
+    synced = re.search(r"till B sees Anna's balance: (\d+) points", out)
+    assert sold is not None, out
+    assert synced is not None, out
+    assert int(synced.group(1)) == int(sold.group(1)) + int(sold.group(2)) > int(sold.group(1))
     debt = re.search(r"debt: (\d+) points", out)
     assert debt is not None, out
     assert int(debt.group(1)) > 0, out
