@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -45,10 +46,15 @@ def _bootstrap() -> None:
 def _run(argv: list[str]) -> int:
     print("$", " ".join(argv), flush=True)
     child = subprocess.Popen(argv, cwd=ROOT)
+    # SIGTERM (kill, timeout) reaches this process alone: pass it on, so that the main job
+    # stops its processes as it does on Ctrl-C, which reaches the child by itself.
+    previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     try:
         return child.wait()
-    except KeyboardInterrupt:  # Ctrl-C reaches the child too; let it stop its processes
+    except KeyboardInterrupt:
         return child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _test(extra: list[str]) -> int:

@@ -7,7 +7,9 @@ spending the same points offline, the network back, and what HQ then sees.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -114,7 +116,11 @@ def setup_central(central: Central) -> str:
 
 
 def start_tills(
-    workdir: Path, central: Central, scanner: PtyDevice, printer: NetworkPrinterEmulator
+    workdir: Path,
+    central: Central,
+    scanner: PtyDevice,
+    printer: NetworkPrinterEmulator,
+    running: contextlib.ExitStack,
 ) -> tuple[Agent, Agent]:
     devices = {
         "readers": [{"kind": "scanner", "name": "scanner-1", "port": scanner.path}],
@@ -129,7 +135,21 @@ def start_tills(
     }
     till_a = Agent(workdir, "till-a", central.url, setup_code(central), {"devices": devices})
     till_b = Agent(workdir, "till-b", central.url, setup_code(central))
-    return till_a.start(), till_b.start()
+    for till in (till_a, till_b):
+        running.callback(_stop, till)
+        till.start()
+    return till_a, till_b
+
+
+def _started_central(workdir: Path, running: contextlib.ExitStack) -> Central:
+    central = Central(workdir / "central")
+    running.callback(_stop, central)
+    return central.start()
+
+
+def _stop(process: Agent | Central) -> None:
+    process.process.stop()
+    process.close()
 
 
 def setup_code(central: Central) -> str:
@@ -144,6 +164,52 @@ def wait_for(check: Any, what: str, timeout_s: float = 30.0) -> Any:
             return found
         time.sleep(0.1)
     raise RuntimeError(f"timed out waiting for {what}")
+
+
+scan_attempts_max = 3
+scan_wait_s = 20.0
+
+
+def scan(till: Agent, scanner: PtyDevice, card: str) -> dict[str, Any]:
+    """Scan `card` at `till`'s scanner as a cashier would: once the till's reader has the port
+    open, and again only if the reader opened the port anew meanwhile (opening a serial port
+    discards what was waiting in it). A refused or unanswered scan is an error that says what
+    the till's scanner reports."""
+    for attempt in range(scan_attempts_max):
+        if attempt:
+            _say("   (the scanner reconnected before the till read the card: scanned again)")
+        reader = wait_for(lambda: _connected(till), f"{till.name}'s scanner")
+        scanner.write(f"{card}\r".encode())
+        found = _customer_on_screen(till, reader["connects"])
+        if found is not None:
+            return found
+    raise RuntimeError(f"{till.name} lost the scan {scan_attempts_max} times: {_reader(till)}")
+
+
+def _customer_on_screen(till: Agent, connects: int) -> dict[str, Any] | None:
+    """The customer the till's session shows; None if the reader reconnected first."""
+    deadline = time.monotonic() + scan_wait_s
+    while time.monotonic() < deadline:
+        session: dict[str, Any] = till.call("/v1/session")
+        if session.get("identified"):
+            return dict(session["identified"])
+        if session.get("problem"):
+            raise RuntimeError(f"{till.name} refused the scan: {session['problem']}")
+        if _reader(till)["connects"] != connects:
+            return None
+        time.sleep(0.1)
+    raise RuntimeError(f"{till.name} saw no scan in {scan_wait_s:.0f} s: {_reader(till)}")
+
+
+def _reader(till: Agent) -> dict[str, Any]:
+    """The till's first reader, as its status reports it."""
+    found: dict[str, Any] = till.status()["readers"][0]
+    return found
+
+
+def _connected(till: Agent) -> dict[str, Any] | None:
+    found = _reader(till)
+    return found if found["state"] == "connected" else None
 
 
 def balance(till: Agent) -> dict[str, Any]:
@@ -168,17 +234,13 @@ def sell(till: Agent, cheque: str, lines: list[dict[str, Any]], redeem: int = 0)
 
 def story(workdir: Path) -> dict[str, Any]:
     """The scripted story; returns what HQ and the tills saw at the end."""
-    central = Central(workdir / "central").start()
-    code = setup_central(central)
-    del code
-    with PtyDevice() as scanner, NetworkPrinterEmulator() as printer:
-        till_a, till_b = start_tills(workdir, central, scanner, printer)
-        try:
-            return _play(central, till_a, till_b, scanner, printer)
-        finally:
-            for process in (till_a, till_b, central):
-                process.process.stop()
-                process.close()
+    with contextlib.ExitStack() as running:  # stops every process started, however it ends
+        central = _started_central(workdir, running)
+        setup_central(central)
+        scanner = running.enter_context(PtyDevice())
+        printer = running.enter_context(NetworkPrinterEmulator())
+        till_a, till_b = start_tills(workdir, central, scanner, printer, running)
+        return _play(central, till_a, till_b, scanner, printer)
 
 
 def _play(
@@ -194,8 +256,7 @@ def _play(
             f"{till.name} to enroll",
         )
     _say("1. Anna's card is scanned at till A (emulated serial scanner).")
-    scanner.write(f"{CARD}\r".encode())
-    session = wait_for(lambda: till_a.call("/v1/session").get("identified"), "the scan")
+    session = scan(till_a, scanner, CARD)
     _say(f"   till A identified {session['first_name']} ({session['customer_id']})")
     done = sell(till_a, "A-1", [_line("1", "coffee-beans", "grocery", 1000, 50000)])
     _say(
@@ -252,10 +313,12 @@ def _customer_at_hq(central: Central) -> dict[str, Any]:
 
 def serve(workdir: Path) -> None:
     """Run central and two tills until Ctrl-C, saying where to point a POS or a browser."""
-    central = Central(workdir / "central").start()
-    setup_central(central)
-    with PtyDevice(workdir / "scanner-a") as scanner, NetworkPrinterEmulator() as printer:
-        till_a, till_b = start_tills(workdir, central, scanner, printer)
+    with contextlib.ExitStack() as running:  # stops every process started, however it ends
+        central = _started_central(workdir, running)
+        setup_central(central)
+        scanner = running.enter_context(PtyDevice(workdir / "scanner-a"))
+        printer = running.enter_context(NetworkPrinterEmulator())
+        till_a, till_b = start_tills(workdir, central, scanner, printer, running)
         _say(f"central:  {central.url}/docs   (admin token: {central.admin_token})")
         for till in (till_a, till_b):
             _say(f"{till.name}:   {till.url}/docs   (POS token: {till.token})")
@@ -267,17 +330,32 @@ def serve(workdir: Path) -> None:
                 time.sleep(1)
         except KeyboardInterrupt:
             _say("stopping")
-        finally:
-            for process in (till_a, till_b, central):
-                process.process.stop()
-                process.close()
 
 
 def main(play_story: bool, workdir: Path | None) -> int:
     folder = workdir or Path(tempfile.mkdtemp(prefix="kopilka-demo-"))
     _say(f"Kopilka main job in {folder}")
-    if play_story:
-        story(folder)
-    else:
-        serve(folder)
+    _stop_as_on_ctrl_c()
+    try:
+        if play_story:
+            story(folder)
+        else:
+            serve(folder)
+    except KeyboardInterrupt:
+        _say("stopped")
+        return 130
     return 0
+
+
+def _stop_as_on_ctrl_c() -> None:
+    """SIGTERM (`kill`, `timeout`, a service manager) and SIGHUP (the terminal closed) stop the
+    main job as Ctrl-C does, with its processes: on SIGTERM they used to stay behind, and a
+    till left running went on reading its scanner's pseudo-terminal, whose number the next
+    main job's scanner then got."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for name in ("SIGTERM", "SIGHUP"):  # Windows has no SIGHUP
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), interrupt)

@@ -1,10 +1,14 @@
-"""The README's first command, with --demo: the scripted offline story reports the debt."""
+"""The README's first command: with --demo the scripted offline story reports the debt;
+without, it serves until stopped, and stopping it stops every process it started."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-def test_readme_main_job_story_reports_the_debt(tmp_path: Path) -> None:
+def _first_command() -> list[str]:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"## Quick start\n\n```sh\n(.*?)```", readme, re.S)
     assert block is not None, "README has a Quick start block"
@@ -21,6 +24,12 @@ def test_readme_main_job_story_reports_the_debt(tmp_path: Path) -> None:
     assert len(commands) == 2
     first = commands[0].split()
     assert first[:2] == ["python3", "dev.py"]
+    return first
+
+
+@pytest.mark.slow
+def test_readme_main_job_story_reports_the_debt(tmp_path: Path) -> None:
+    first = _first_command()
     done = subprocess.run(
         [sys.executable, *first[1:], "--demo", "--workdir", str(tmp_path)],
         cwd=ROOT,
@@ -45,3 +54,64 @@ def test_readme_main_job_story_reports_the_debt(tmp_path: Path) -> None:
     assert balance is not None
     assert f"till-a now shows {balance.group(1)} points" in out
     assert f"till-b now shows {balance.group(1)} points" in out
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process under `pid`, from /proc."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found |= {child} | _descendants(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads processes from /proc")
+def test_sigterm_stops_the_main_job_and_every_process_it_started(tmp_path: Path) -> None:
+    """`kill` or `timeout` on the README's first command: central and both tills stop with it
+    (they used to stay behind, and a till left running kept reading its scanner's pty)."""
+    first = _first_command()
+    with subprocess.Popen(
+        [sys.executable, *first[1:], "--workdir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as job:
+        try:
+            _stopped_by_sigterm(job)
+        finally:
+            for pid in _descendants(job.pid) if job.poll() is None else ():
+                os.kill(pid, signal.SIGKILL)
+            job.kill()
+
+
+def _stopped_by_sigterm(job: subprocess.Popen[str]) -> None:
+    assert job.stdout is not None
+    said = []
+    for line in job.stdout:
+        said.append(line)
+        if "Ctrl-C stops everything" in line:
+            break
+    else:
+        pytest.fail("".join(said))
+    started = _descendants(job.pid)
+    assert len(started) >= 4, started  # the main job, central and two tills at least
+    os.kill(job.pid, signal.SIGTERM)
+    job.wait(timeout=60)  # a stop asked for, as with Ctrl-C: "stopping", then exit
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(map(_alive, started)):
+        time.sleep(0.1)
+    assert not [pid for pid in started if _alive(pid)], "processes left running"
