@@ -188,6 +188,9 @@ def _waiting_for_a_row_lock(engine: sa.Engine) -> bool:
                 "SELECT count(*) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND wait_event_type = 'Lock'"
             ).scalar_one()
+            # pg_stat_activity is read once per transaction and kept until it ends: without
+            # this, a first look taken before the other session waited was the only look
+            watch.rollback()
             if waiting:
                 return True
             time.sleep(0.05)
