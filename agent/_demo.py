@@ -349,9 +349,8 @@ def main(play_story: bool, workdir: Path | None) -> int:
 
 def _stop_as_on_ctrl_c() -> None:
     """SIGTERM (`kill`, `timeout`, a service manager) and SIGHUP (the terminal closed) stop the
-    main job as Ctrl-C does, with its processes: on SIGTERM they used to stay behind, and a
-    till left running went on reading its scanner's pseudo-terminal, whose number the next
-    main job's scanner then got."""
+    main job as Ctrl-C does, with its processes. A till left running would go on reading its
+    scanner's pseudo-terminal, whose number the next main job's scanner may be given."""
 
     def interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
