@@ -83,6 +83,7 @@ def test_sigterm_stops_the_main_job_and_every_process_it_started(tmp_path: Path)
     """`kill` or `timeout` on the README's first command: central and both tills stop with it
     (they used to stay behind, and a till left running kept reading its scanner's pty)."""
     first = _first_command()
+    started: set[int] = set()
     with subprocess.Popen(
         [sys.executable, *first[1:], "--workdir", str(tmp_path)],
         cwd=ROOT,
@@ -91,14 +92,15 @@ def test_sigterm_stops_the_main_job_and_every_process_it_started(tmp_path: Path)
         text=True,
     ) as job:
         try:
-            _stopped_by_sigterm(job)
-        finally:
-            for pid in _descendants(job.pid) if job.poll() is None else ():
-                os.kill(pid, signal.SIGKILL)
+            _stopped_by_sigterm(job, started)
+        finally:  # whatever is left, so that no later test meets it
+            for pid in started | _descendants(job.pid):
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
             job.kill()
 
 
-def _stopped_by_sigterm(job: subprocess.Popen[str]) -> None:
+def _stopped_by_sigterm(job: subprocess.Popen[str], started: set[int]) -> None:
     assert job.stdout is not None
     said = []
     for line in job.stdout:
@@ -107,7 +109,7 @@ def _stopped_by_sigterm(job: subprocess.Popen[str]) -> None:
             break
     else:
         pytest.fail("".join(said))
-    started = _descendants(job.pid)
+    started |= _descendants(job.pid)
     assert len(started) >= 4, started  # the main job, central and two tills at least
     os.kill(job.pid, signal.SIGTERM)
     job.wait(timeout=60)  # a stop asked for, as with Ctrl-C: "stopping", then exit
