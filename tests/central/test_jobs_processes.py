@@ -23,6 +23,7 @@ from central import _tables as t
 from central import create_app, make_engine, migrate
 from central._directory import issue_admin_token
 
+from ..procfs import alive, children
 from .checks import assert_ledger_consistent
 from .conftest import FakeClock
 from .tills import NOW, Hq
@@ -143,12 +144,7 @@ def test_two_serve_processes_run_the_scheduler_and_do_the_work_once(
 
 def _children(pid: int) -> list[int]:
     """The processes `pid` spawned with multiprocessing (not its resource tracker)."""
-    found = [
-        int(child)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for child in (task / "children").read_text().split()
-    ]
-    return [child for child in found if b"spawn_main" in _cmdline(child)]
+    return [child for child in sorted(children(pid)) if b"spawn_main" in _cmdline(child)]
 
 
 def _cmdline(pid: int) -> bytes:
@@ -160,11 +156,6 @@ def _cmdline(pid: int) -> bytes:
 
 def _nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-
-
-def _alive(pid: int) -> bool:
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
@@ -189,7 +180,7 @@ def test_serve_runs_the_jobs_in_a_child_at_lower_priority_restarts_it_and_takes_
         wait_for(lambda: _nice(again) == lower, "the new one at nice 10")
         proc.kill()
         proc.wait(timeout=15)
-        wait_for(lambda: not _alive(again), "the jobs process to die with serve")
+        wait_for(lambda: not alive(again), "the jobs process to die with serve")
         engine.dispose()
     finally:
         proc.kill()
@@ -210,7 +201,7 @@ def test_a_jobs_process_whose_serve_died_while_it_started_does_not_linger(
         assert jobs > 0, "serve exited"
         proc.kill()  # before the child could have asked to die with its parent
         proc.wait(timeout=15)
-        wait_for(lambda: not _alive(jobs), "the jobs process to die with serve")
+        wait_for(lambda: not alive(jobs), "the jobs process to die with serve")
     finally:
         proc.kill()
         proc.wait(timeout=15)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ..procfs import alive, descendants
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -56,27 +58,6 @@ def test_readme_main_job_story_reports_the_debt(tmp_path: Path) -> None:
     assert f"till-b now shows {balance.group(1)} points" in out
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every live process under `pid`, from /proc."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
-            found |= {child} | _descendants(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads processes from /proc")
 def test_sigterm_stops_the_main_job_and_every_process_it_started(tmp_path: Path) -> None:
@@ -94,8 +75,8 @@ def test_sigterm_stops_the_main_job_and_every_process_it_started(tmp_path: Path)
         try:
             _stopped_by_sigterm(job, started)
         finally:  # whatever is left, so that no later test meets it
-            for pid in started | _descendants(job.pid):
-                if _alive(pid):
+            for pid in started | descendants(job.pid):
+                if alive(pid):
                     os.kill(pid, signal.SIGKILL)
             job.kill()
 
@@ -109,11 +90,11 @@ def _stopped_by_sigterm(job: subprocess.Popen[str], started: set[int]) -> None:
             break
     else:
         pytest.fail("".join(said))
-    started |= _descendants(job.pid)
+    started |= descendants(job.pid)
     assert len(started) >= 4, started  # the main job, central and two tills at least
     os.kill(job.pid, signal.SIGTERM)
     job.wait(timeout=60)  # a stop asked for, as with Ctrl-C: "stopping", then exit
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(map(_alive, started)):
+    while time.monotonic() < deadline and any(map(alive, started)):
         time.sleep(0.1)
-    assert not [pid for pid in started if _alive(pid)], "processes left running"
+    assert not [pid for pid in started if alive(pid)], "processes left running"

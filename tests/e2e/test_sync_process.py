@@ -7,12 +7,12 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from agent._fleet import Agent
 
+from ..procfs import children, wait_gone
 from .checks import assert_nothing_lost_nothing_twice
 from .conftest import Chain, sell
 
@@ -20,28 +20,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(sys.platform != "linux", reason="reads process states from /proc"),
 ]
-
-
-def _alive(pid: int) -> bool:
-    """Running, or sleeping: not gone and not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def _wait_gone(pid: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while _alive(pid):
-        assert time.monotonic() < deadline, f"process {pid} is still running"
-        time.sleep(0.05)
-
-
-def _children(pid: int) -> set[int]:
-    """A process's children, started by any of its threads."""
-    tasks = Path(f"/proc/{pid}/task").iterdir()
-    return {int(child) for task in tasks for child in (task / "children").read_text().split()}
 
 
 def _sync_pid(till: Agent) -> int:
@@ -55,7 +33,7 @@ def _sync_pid(till: Agent) -> int:
 def test_the_sync_process_syncs_and_is_a_child_of_the_agent(chain: Chain) -> None:
     till = chain.till("till-a")
     pid = _sync_pid(till)
-    assert pid in _children(till.process.pid)
+    assert pid in children(till.process.pid)
     sell(till, "p-1", 20000)
     status = till.wait_synced()
     assert status["sync_process"] == {"pid": pid, "restarts": 0}
@@ -86,11 +64,11 @@ def test_a_killed_sync_process_is_reported_and_restarted(chain: Chain) -> None:
 def test_the_sync_process_never_outlives_the_agent(chain: Chain, sig: signal.Signals) -> None:
     till = chain.till("till-a")
     pid = _sync_pid(till)
-    children = _children(till.process.pid)  # and multiprocessing's resource tracker
-    assert pid in children
+    spawned = children(till.process.pid)  # and multiprocessing's resource tracker
+    assert pid in spawned
     till.process.kill(sig)
-    for child in children:
-        _wait_gone(child)
+    for child in spawned:
+        wait_gone(child)
 
 
 def test_the_sync_job_can_still_run_in_the_agents_thread(chain: Chain) -> None:
@@ -98,5 +76,5 @@ def test_the_sync_job_can_still_run_in_the_agents_thread(chain: Chain) -> None:
     sell(till, "t-1", 20000)
     status = till.wait_synced()
     assert status["sync_process"] is None
-    assert _children(till.process.pid) == set()
+    assert children(till.process.pid) == set()
     assert_nothing_lost_nothing_twice(chain.workdir / "central" / "central.db", till)
