@@ -11,12 +11,14 @@ Each creates `.venv` from `pyproject.toml` on first use and reuses it while
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import signal
 import subprocess
 import sys
 import venv
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -43,9 +45,24 @@ def _bootstrap() -> None:
     STAMP.write_text(_wanted_stamp())
 
 
+def _dies_with_us() -> Callable[[], None] | None:
+    """Popen's `preexec_fn` on Linux: the child gets SIGKILL if this process is killed (even
+    by SIGKILL, which it cannot pass on), and so do the main job's processes in turn."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl, parent = ctypes.CDLL(None, use_errno=True).prctl, os.getpid()
+
+    def in_child() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # killed before the child could ask
+            os._exit(1)
+
+    return in_child
+
+
 def _run(argv: list[str]) -> int:
     print("$", " ".join(argv), flush=True)
-    child = subprocess.Popen(argv, cwd=ROOT)
+    child = subprocess.Popen(argv, cwd=ROOT, preexec_fn=_dies_with_us())
     # SIGTERM (kill, timeout) reaches this process alone: pass it on, so that the main job
     # stops its processes as it does on Ctrl-C, which reaches the child by itself.
     previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())

@@ -1,11 +1,13 @@
 """Real processes on loopback: central and till agents, started, waited for, stopped.
 
 The main job (`kopilka-agent demo`) and the end-to-end tests run the product this way. Only
-processes are started here: the agent package never imports central's code.
+processes are started here: the agent package never imports central's code. On Linux each dies
+with the process that started it, however that one ends.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,26 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def _dying_with_this_process() -> Callable[[], None] | None:
+    """For `Popen(preexec_fn=...)`: the child gets SIGKILL when this process dies, however it
+    dies (SIGKILL included, when nothing here can stop it), and exits at once if this process
+    died before the child could ask for that. Linux only (`PR_SET_PDEATHSIG`); elsewhere None.
+
+    The signal follows the thread that started the child: start long-lived children from a
+    thread that lives as long as they should (the main thread, here)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not after
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return in_child
 
 
 def _cli(module: str, *args: str) -> list[str]:
@@ -46,7 +69,11 @@ class Process:
     def start(self) -> Process:
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            preexec_fn=_dying_with_this_process(),
         )
         log.close()
         self.wait_healthy()

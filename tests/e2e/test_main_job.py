@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ..procfs import alive, descendants
+from ..procfs import alive, children, descendants
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,9 +60,21 @@ def test_readme_main_job_story_reports_the_debt(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads processes from /proc")
-def test_sigterm_stops_the_main_job_and_every_process_it_started(tmp_path: Path) -> None:
-    """`kill` or `timeout` on the README's first command: central and both tills stop with it
-    (they used to stay behind, and a till left running kept reading its scanner's pty)."""
+@pytest.mark.parametrize(
+    ("stop", "target"),
+    [
+        # `kill` or `timeout`: the main job stops them as on Ctrl-C (they used to stay behind,
+        # and a till left running kept reading its scanner's pty)
+        pytest.param(signal.SIGTERM, "job", id="sigterm"),
+        # nothing in a SIGKILLed process can stop anything: each child dies with its parent
+        pytest.param(signal.SIGKILL, "job", id="sigkill"),
+        # the main job itself killed under dev.py: its processes still go with it
+        pytest.param(signal.SIGKILL, "main job", id="sigkill-under-dev-py"),
+    ],
+)
+def test_stopping_the_main_job_stops_every_process_it_started(
+    tmp_path: Path, stop: signal.Signals, target: str
+) -> None:
     first = _first_command()
     started: set[int] = set()
     with subprocess.Popen(
@@ -73,7 +85,14 @@ def test_sigterm_stops_the_main_job_and_every_process_it_started(tmp_path: Path)
         text=True,
     ) as job:
         try:
-            _stopped_by_sigterm(job, started)
+            started |= _serving(job)
+            victim = job.pid if target == "job" else min(children(job.pid))
+            os.kill(victim, stop)
+            job.wait(timeout=60)  # SIGTERM: a stop asked for, as with Ctrl-C
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(map(alive, started)):
+                time.sleep(0.1)
+            assert not [pid for pid in started if alive(pid)], "processes left running"
         finally:  # whatever is left, so that no later test meets it
             for pid in started | descendants(job.pid):
                 if alive(pid):
@@ -81,7 +100,9 @@ def test_sigterm_stops_the_main_job_and_every_process_it_started(tmp_path: Path)
             job.kill()
 
 
-def _stopped_by_sigterm(job: subprocess.Popen[str], started: set[int]) -> None:
+def _serving(job: subprocess.Popen[str]) -> set[int]:
+    """Once the main job says it serves: every process under `job` (dev.py), and at least the
+    main job, central and two tills are among them."""
     assert job.stdout is not None
     said = []
     for line in job.stdout:
@@ -90,11 +111,7 @@ def _stopped_by_sigterm(job: subprocess.Popen[str], started: set[int]) -> None:
             break
     else:
         pytest.fail("".join(said))
-    started |= descendants(job.pid)
-    assert len(started) >= 4, started  # the main job, central and two tills at least
-    os.kill(job.pid, signal.SIGTERM)
-    job.wait(timeout=60)  # a stop asked for, as with Ctrl-C: "stopping", then exit
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(map(alive, started)):
-        time.sleep(0.1)
-    assert not [pid for pid in started if alive(pid)], "processes left running"
+    started = descendants(job.pid)
+    assert len(started) >= 4, started
+    assert len(children(job.pid)) == 1, "dev.py runs the main job as its one child"
+    return started
