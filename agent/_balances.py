@@ -14,11 +14,12 @@ import sqlite_utils
 from agent._allowance import OfflineSpent
 from agent._cache import CachedCustomer, utc_iso
 from agent._models import BalanceView
+from protocol import spendable_points
 
-_UNREFLECTED = (
-    "record = 'entry' AND asset = 'points' AND (state = 'local' OR "
-    "(state = 'acknowledged' AND COALESCE(ack_change_seq, 0) > ?))"
+_NOT_PULLED_YET = (
+    "(state = 'local' OR (state = 'acknowledged' AND COALESCE(ack_change_seq, 0) > ?))"
 )
+_UNREFLECTED = f"record = 'entry' AND asset = 'points' AND {_NOT_PULLED_YET}"
 
 
 def pull_cursor(db: sqlite_utils.Database) -> int:
@@ -48,13 +49,30 @@ def balance_view(
         central_pending = sum(lot.points for lot in cached.state.lots if lot.activates_at > now)
     balance = central + int(local)
     pending = max(central_pending + int(local_pending), 0)
+    spendable = balance - pending
+    if cached is not None and cached.state.lots:  # as the evaluator lets spend: active lots
+        seen = cached.state.model_copy(update={"points_balance": balance})
+        spendable = min(spendable, spendable_points(seen, now))
     return BalanceView(
         balance=balance,
-        available=balance - pending - int(held),
+        available=spendable - int(held),
         pending=pending,
         held=int(held),
         local_unsynced=int(local),
     )
+
+
+def counters_here(db: sqlite_utils.Database, key: str, cursor: int) -> dict[str, int]:
+    """What this till's own counter entries (purchases, stamps, rolling spend) added to the
+    account's counters that central's cached state does not include yet: by the same rule as
+    the points of `balance_view`, so that a counter reward is not given again on every sale
+    until the next pull."""
+    rows = db.execute(
+        "SELECT asset, SUM(amount) FROM outbox WHERE account_key = ? AND record = 'entry' "
+        f"AND kind = 'counter' AND {_NOT_PULLED_YET} GROUP BY asset",
+        [key, cursor],
+    ).fetchall()
+    return {str(asset): int(total) for asset, total in rows if total}
 
 
 def offline_spent(db: sqlite_utils.Database, key: str) -> OfflineSpent:

@@ -58,15 +58,14 @@ def sale_movements(quote: Quote) -> Iterator[dict[str, Any]]:
             "activates_at": quote.earn_activates_at,
             "expires_at": quote.earn_expires_at,
         }
-    for grant in quote.grants:
+    for grant in quote.grants:  # active at once (a refund keeps them), expiring as granted
         yield {
             "kind": EntryKind(grant.kind),
             "asset": "points",
             "amount": grant.points,
             "grant_key": grant.grant_key,
             "beneficiary": grant.customer_id,
-            "activates_at": quote.earn_activates_at,
-            "expires_at": quote.earn_expires_at,
+            "expires_at": grant.expires_at,
         }
     for change in quote.counter_changes:
         if change.delta:

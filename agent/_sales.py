@@ -17,7 +17,7 @@ import sqlite_utils
 
 from agent import _outbox
 from agent._allowance import Allowance, data_age_s, offline_allowance
-from agent._balances import balance_view, offline_spent
+from agent._balances import balance_view, counters_here, offline_spent
 from agent._cache import get_customer, limits_of, parsed, remember, utc_iso
 from agent._clock import Clock
 from agent._entries import append_entries, grants_given, refund_movements, sale_movements
@@ -226,8 +226,10 @@ class Till:
         state = CustomerState() if resolved is None or resolved.customer is None else None
         view = None
         if state is None and resolved is not None and resolved.customer is not None:
-            view = self._view(db, resolved, int(meta.get("pull_cursor", 0)))
-            state = _as_seen_here(db, resolved.customer.state, view)
+            cursor = int(meta.get("pull_cursor", 0))
+            view = self._view(db, resolved, cursor)
+            moved = counters_here(db, account_key(resolved.account), cursor)
+            state = _as_seen_here(db, resolved.customer.state, view, moved)
         assert state is not None
         limits = limits_of(meta.get("offline_limits"))
         allowed = self._allowed(db, resolved, redeem, view, hold, (limits, self._age(meta)))
@@ -237,7 +239,9 @@ class Till:
         mode = HoldMode.none
         if quote.burn_points > 0:
             mode = HoldMode.central if isinstance(hold, HoldResponse) else HoldMode.offline
-        note = allowed.reason or quote.redeem_limited_by
+        # the tighter of the two limits says why: the allowance, or the rules after it
+        tighter = quote.burn_points < allowed.points and quote.redeem_limited_by is not None
+        note = quote.redeem_limited_by if tighter else allowed.reason or quote.redeem_limited_by
         return Priced(quote, mode, note, view, rule_set, state, limits)
 
     def _allowed(
@@ -690,14 +694,23 @@ def _stored_confirmation(row: dict[str, Any], request: ConfirmRequest) -> Confir
 
 
 def _as_seen_here(
-    db: sqlite_utils.Database, cached: CustomerState, view: BalanceView
+    db: sqlite_utils.Database, cached: CustomerState, view: BalanceView, moved: dict[str, int]
 ) -> CustomerState:
     """Central's last word on the customer plus what this till did since: the balance of
-    the view, and the one-time grants this till gave (central's state may not have them)."""
+    the view, the counters and rolling spend its own entries `moved`, and the one-time grants
+    this till gave (central's state may not have them)."""
     given = grants_given(db, cached.customer_id) if cached.customer_id else set()
     update: dict[str, Any] = {"points_balance": view.balance}
     if not given <= set(cached.grants_received):
         update["grants_received"] = tuple(sorted(given | set(cached.grants_received)))
+    spend = moved.pop("rolling_spend", 0)
+    if spend:
+        update["rolling_spend"] = max(cached.rolling_spend + spend, 0)
+    if moved:
+        counters = dict(cached.counters)
+        for name, delta in moved.items():
+            counters[name] = max(counters.get(name, 0) + delta, 0)
+        update["counters"] = counters
     return cached.model_copy(update=update)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import timedelta
 
 import pytest
 
@@ -21,7 +22,7 @@ from agent._models import (
 )
 from agent._runtime import build_till
 from agent._sales import Till
-from protocol import Basket, BasketLine, ChequeState, IdentifierRejected, RedeemRequest
+from protocol import Basket, BasketLine, ChequeState, IdentifierRejected, Lot, RedeemRequest
 
 from .conftest import CARD, PHONE, make_settings
 
@@ -111,7 +112,8 @@ def test_reserve_and_confirm_write_entries_and_document_in_seq_order(till: Till)
     assert granted > 0, "the welcome bonus of the first sale"
     assert confirmed.granted_points == granted
     assert view.balance == 1000 - 300 + confirmed.earned_points + confirmed.granted_points
-    assert view.pending == reserved.quote.earn_points + granted  # the 14-day return window
+    assert view.pending == reserved.quote.earn_points  # the 14-day return window
+    assert view.available == 1000 - 300 + granted  # a grant is active at once
 
 
 def test_a_one_time_grant_is_given_once_even_before_central_knows(till: Till) -> None:
@@ -307,7 +309,12 @@ def test_partial_refunds_add_up_to_the_full_refund(till: Till) -> None:
     assert view is not None
     welcome = sum(grant["points"] for grant in sale["grants"])
     assert view.balance == 1000 + welcome  # the welcome bonus stays; the sale is undone
-    assert view.pending == welcome
+    assert view.pending == 0  # granted points are active at once
+    granted = [r["payload"] for r in outbox(till) if r["kind"] == "welcome"]
+    assert [(g["activates_at"], g["expires_at"]) for g in granted] == [
+        (None, sale["grants"][0]["expires_at"])
+    ]
+    assert granted[0]["expires_at"] is not None
 
 
 def test_refund_of_a_cheque_sold_elsewhere_is_recorded_for_central(till: Till) -> None:
@@ -398,3 +405,101 @@ def test_a_reservation_made_before_the_upgrade_is_confirmed_after_it(
     assert done.spent_points == reserved.points_held
     assert done.balance is not None
     assert done.balance.held == 0
+
+
+def _with_counters(till: Till, counters: dict[str, int]) -> None:
+    """Central's last word on c-1 now includes these counters (as a pull leaves them)."""
+    with till.store.write() as db:
+        db.execute(
+            "UPDATE customers SET state = json_set(state, '$.counters', json(?)) "
+            "WHERE customer_id = 'c-1'",
+            [json.dumps(counters)],
+        )
+
+
+def _rewarded(till: Till, cheque_id: str, rule_id: str, line: BasketLine) -> int:
+    """The discount `rule_id` gave in a sale of `line` (reserved and confirmed)."""
+    reserved = till.reserve(
+        ReserveRequest(cheque_id=cheque_id, customer=CARD_INPUT, basket=Basket(lines=(line,)))
+    )
+    till.confirm(ConfirmRequest(cheque_id=cheque_id, fiscal_document=f"FD-{cheque_id}"))
+    return sum(item.kopecks for item in reserved.quote.explanation if item.rule_id == rule_id)
+
+
+def test_a_stamp_card_reward_is_given_once_between_pulls(till: Till) -> None:
+    """Six stamps pay for one free cup: the next cups, sold before any pull, are paid (the
+    till used to evaluate them with central's count of six every time)."""
+    _with_counters(till, {"stamps:coffee": 6})
+    cup = BasketLine(
+        line_id="1", sku="coffee-cup", category="coffee", quantity_milli=1000,
+        unit_price=20000, total=20000,
+    )  # fmt: skip
+    free = [_rewarded(till, f"cup-{n}", "coffee-card", cup) for n in range(1, 4)]
+    assert free == [20000, 0, 0]
+
+
+def test_every_tenth_purchase_counts_this_tills_own_sales(till: Till) -> None:
+    _with_counters(till, {"purchases": 9})
+    milk = BasketLine(
+        line_id="1", sku="milk", category="dairy", quantity_milli=1000,
+        unit_price=20000, total=20000,
+    )  # fmt: skip
+    rewarded = [_rewarded(till, f"milk-{n}", "every-10th", milk) for n in range(1, 4)]
+    assert rewarded == [1000, 0, 0]  # 5% of the 10th purchase only
+
+
+def test_expired_points_are_not_available_while_central_still_keeps_their_lot(
+    till: Till, clock: ManualClock
+) -> None:
+    """Central keeps an expired lot for the offline window: the cashier is not shown its
+    points as spendable, and what identify calls available is what reserve spends."""
+    now = clock.wall()
+    day = timedelta(days=1)
+    lots = (
+        Lot(lot_id="old", points=800, earned_at=now - 400 * day, activates_at=now - 386 * day,
+            expires_at=now - day),
+        Lot(lot_id="new", points=200, earned_at=now - 30 * day, activates_at=now - 16 * day,
+            expires_at=now + 300 * day),
+    )  # fmt: skip
+    with till.store.write() as db:
+        db.execute(
+            "UPDATE customers SET state = json_set(state, '$.lots', json(?)) "
+            "WHERE customer_id = 'c-1'",
+            [json.dumps([lot.model_dump(mode="json") for lot in lots])],
+        )
+    shown = till.identify(CARD_INPUT).balance
+    assert shown is not None
+    assert (shown.balance, shown.available) == (1000, 200)
+    reserved = till.reserve(
+        ReserveRequest(
+            cheque_id="x-1",
+            customer=CARD_INPUT,
+            basket=basket(200000),
+            redeem=RedeemRequest(points=shown.available),
+        )
+    )
+    assert reserved.quote.burn_points == 200
+
+
+def test_the_redeem_note_names_the_limit_that_applied(till: Till) -> None:
+    """800 points asked on a 100-rouble cheque: the offline allowance would allow 500, but
+    points pay at most half of a cheque, so 50 are spent and the note says that."""
+    reserved = till.reserve(
+        ReserveRequest(
+            cheque_id="n-1", customer=CARD_INPUT, basket=basket(10000),
+            redeem=RedeemRequest(points=800),
+        )
+    )  # fmt: skip
+    assert reserved.quote.burn_points == 50
+    assert reserved.redeem_note == reserved.quote.redeem_limited_by is not None
+    assert "500" not in reserved.redeem_note
+    till.void(VoidRequest(cheque_id="n-1"))  # its 50 points held no longer count
+    allowance = till.reserve(
+        ReserveRequest(
+            cheque_id="n-2", customer=CARD_INPUT, basket=basket(200000),
+            redeem=RedeemRequest(points=800),
+        )
+    )  # fmt: skip
+    assert allowance.quote.burn_points == 500
+    assert allowance.redeem_note is not None
+    assert "allowance" in allowance.redeem_note
