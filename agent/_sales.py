@@ -47,6 +47,7 @@ from drivers import LoyaltySlip
 from protocol import (
     AccountRef,
     Basket,
+    BasketLine,
     ChequeDocument,
     ChequeKind,
     ChequeState,
@@ -66,7 +67,6 @@ from protocol import (
     account_key,
     content_hash,
     evaluate,
-    line_total_of,
     refund_quote,
 )
 
@@ -432,10 +432,17 @@ class Till:
                 response = self._refund_own(db, rows[0], request)
             else:
                 response = self._refund_foreign(db, request)
+            returned = json.dumps({line.line_id: line.quantity_milli for line in request.lines})
             db.execute(
-                "INSERT INTO refunds(refund_id, cheque_id, request_hash, response) "
-                "VALUES (?,?,?,?)",
-                [request.refund_id, request.cheque_id, request_hash, response.model_dump_json()],
+                "INSERT INTO refunds(refund_id, cheque_id, request_hash, response, returned) "
+                "VALUES (?,?,?,?,?)",
+                [
+                    request.refund_id,
+                    request.cheque_id,
+                    request_hash,
+                    response.model_dump_json(),
+                    returned,
+                ],
             )
         return response
 
@@ -499,11 +506,19 @@ class Till:
             )
         basket = request.original_basket
         lines = {line.line_id: line for line in basket.lines}
+        if len({line.line_id for line in request.lines}) != len(request.lines):
+            raise TillError("refund_invalid", "each line may appear once in a refund")
+        before = _returned_before(db, request.cheque_id)
         for line in request.lines:
             sold = lines.get(line.line_id)
-            if sold is None or line.quantity_milli > sold.quantity_milli:
+            if sold is None:
+                raise TillError("refund_invalid", f"line {line.line_id!r} is not on the original")
+            earlier = before.get(line.line_id, 0)
+            if earlier + line.quantity_milli > sold.quantity_milli:
                 raise TillError(
-                    "refund_invalid", f"line {line.line_id!r}: not on the original or too many"
+                    "refund_invalid",
+                    f"line {line.line_id!r}: more returned than sold ({earlier} of "
+                    f"{sold.quantity_milli} returned here before)",
                 )
         resolved = self._resolve(db, request.customer)
         document = self._document(
@@ -520,8 +535,9 @@ class Till:
             original_cheque_id=request.cheque_id,
         )
         _outbox.append(db, document, offline=False)
-        money = sum(
-            line_total_of(line.quantity_milli, lines[line.line_id].unit_price)
+        money = sum(  # cumulative: the refunds of a line add up to what it cost, exactly
+            _paid_share(lines[line.line_id], before.get(line.line_id, 0) + line.quantity_milli)
+            - _paid_share(lines[line.line_id], before.get(line.line_id, 0))
             for line in request.lines
         )
         return RefundResponse(
@@ -632,6 +648,24 @@ _PAID = {
     str(ChequeState.partially_refunded),
     str(ChequeState.refunded),
 }
+
+
+def _returned_before(db: sqlite_utils.Database, cheque_id: str) -> dict[str, int]:
+    """What the refunds made here of `cheque_id` returned, by line."""
+    total: dict[str, int] = {}
+    for (returned,) in db.execute(
+        "SELECT returned FROM refunds WHERE cheque_id = ?", [cheque_id]
+    ).fetchall():
+        for line_id, quantity_milli in json.loads(returned).items():
+            total[line_id] = total.get(line_id, 0) + int(quantity_milli)
+    return total
+
+
+def _paid_share(sold: BasketLine, quantity_milli: int) -> int:
+    """What `quantity_milli` of a line sold elsewhere cost after the POS's own discount, pro
+    rata, rounded half up (the loyalty discount of that cheque is known at central only)."""
+    paid = sold.total - sold.pos_discount
+    return (2 * paid * quantity_milli + sold.quantity_milli) // (2 * sold.quantity_milli)
 
 
 def _returned(request: RefundRequest) -> tuple[ReturnedLine, ...]:

@@ -165,6 +165,12 @@ MIGRATIONS: tuple[str, ...] = (
         BEGIN UPDATE offline_burns SET points = points
             + CASE WHEN NEW.state = 'local' THEN -NEW.amount ELSE NEW.amount END; END;
     """,
+    # 8: the lines each refund returned (`{line_id: quantity_milli}`): refunds here of a
+    # cheque sold at another till add up to at most what its lines sold
+    """
+    ALTER TABLE refunds ADD COLUMN returned TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX refunds_by_cheque ON refunds(cheque_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -391,8 +391,9 @@ def test_a_reservation_made_before_the_upgrade_is_confirmed_after_it(
     till.store.close()
     with sqlite3.connect(path, isolation_level=None) as raw:  # back to schema 5's layout
         raw.executescript(
-            "BEGIN; DROP TRIGGER offline_burn_made; DROP TRIGGER offline_burn_settled;"
-            "DROP TABLE offline_burns;"  # schema 7 undone
+            "BEGIN; DROP INDEX refunds_by_cheque; ALTER TABLE refunds DROP COLUMN returned;"
+            "DROP TRIGGER offline_burn_made; DROP TRIGGER offline_burn_settled;"
+            "DROP TABLE offline_burns;"  # schemas 8 and 7 undone
             "ALTER TABLE cheques ADD COLUMN reservation TEXT NOT NULL DEFAULT '';"
             "UPDATE cheques SET reservation = (SELECT document FROM reservations"
             " WHERE reservations.cheque_id = cheques.cheque_id);"
@@ -503,3 +504,35 @@ def test_the_redeem_note_names_the_limit_that_applied(till: Till) -> None:
     assert allowance.quote.burn_points == 500
     assert allowance.redeem_note is not None
     assert "allowance" in allowance.redeem_note
+
+
+def test_refunds_of_a_cheque_sold_elsewhere_add_up_to_what_was_paid(till: Till) -> None:
+    """The till has only its own refunds of that cheque: a line twice, or refunds beyond what
+    the line sold, are refused; the money is what was paid after the POS's own discount."""
+    sold = Basket(
+        lines=(
+            BasketLine(
+                line_id="1", sku="tea", quantity_milli=3000, unit_price=1001, total=3003,
+                pos_discount=1000,
+            ),
+        )
+    )  # fmt: skip
+
+    def refund(refund_id: str, *quantities: int) -> int:
+        lines = tuple(RefundLine(line_id="1", quantity_milli=q) for q in quantities)
+        request = RefundRequest(
+            refund_id=refund_id, cheque_id="other-till-5", lines=lines, original_basket=sold
+        )
+        return till.refund(request).money_refund
+
+    with pytest.raises(TillError) as twice:
+        refund("rf-0", 1000, 1000)
+    assert twice.value.code == "refund_invalid"
+    paid = [refund("rf-1", 1000), refund("rf-2", 1000), refund("rf-3", 1000)]
+    assert sum(paid) == 3003 - 1000
+    assert max(paid) - min(paid) <= 1
+    with pytest.raises(TillError) as beyond:
+        refund("rf-4", 1)
+    assert beyond.value.code == "refund_invalid"
+    assert "3000 of 3000 returned here before" in beyond.value.message
+    assert refund("rf-1", 1000) == paid[0]  # a retry: the same answer, nothing counted again
