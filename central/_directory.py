@@ -20,6 +20,7 @@ from protocol import (
     Store,
     content_hash,
 )
+from protocol._sync import identifiers_per_customer_max
 
 enrollment_code_ttl_ms = 7 * 86400 * 1000
 phone_hash_key_bytes = 32
@@ -356,7 +357,26 @@ def put_customer(
             )
         elif owner != customer_id:
             raise Refused(409, "identifier_taken", f"{kind} identifier belongs to another customer")
+    check_identifier_count(conn, customer_id)
     _changes.append(conn, [_changes.customer_body(conn, customer_id)], now_ms)
+
+
+def check_identifier_count(conn: sa.Connection, customer_id: str) -> None:
+    """Inside the write that added identifiers: refuse more than a till takes for one customer
+    (`identifiers_per_customer_max`). Logged, such a customer would be a change every till
+    refuses to read, and no later change would reach them."""
+    count = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(t.identifiers)
+        .where(t.identifiers.c.customer_id == customer_id)
+    ).scalar_one()
+    if count > identifiers_per_customer_max:
+        raise Refused(
+            422,
+            "too_many_identifiers",
+            f"customer {customer_id!r} would have {count} cards and phones; at most "
+            f"{identifiers_per_customer_max}: remove some first",
+        )
 
 
 def put_contact(conn: sa.Connection, customer_id: str, phone_e164: str) -> None:

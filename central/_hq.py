@@ -17,7 +17,7 @@ from central import _changes, _credentials, _directory, _entries, _lot_state, _l
 from central import _tables as t
 from central._admin import _route
 from central._clock import to_ms
-from central._directory import Refused
+from central._directory import Refused, check_identifier_count
 from protocol import (
     CardIdentifier,
     IdentifierRejected,
@@ -191,6 +191,7 @@ def _link(conn: sa.Connection, customer_id: str, kind: str, value: str, now_ms: 
             kind=kind, value=value, customer_id=customer_id, created_ms=now_ms
         )
     )
+    check_identifier_count(conn, customer_id)
 
 
 class ReplaceCard(WireModel):
@@ -303,6 +304,7 @@ def merge_customers(request: Request, body: MergeBody) -> dict[str, Any]:
             .where(t.identifiers.c.customer_id == body.duplicate_id)
             .values(customer_id=body.keep_id)
         )
+        check_identifier_count(conn, body.keep_id)
         conn.execute(
             sa.update(t.customers)
             .where(t.customers.c.customer_id == body.duplicate_id)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from central import _jobs, _lots
 from central import _tables as t
 from protocol import EntryKind
+from protocol._sync import identifiers_per_customer_max
 
 from .checks import assert_ledger_consistent
 from .sales import RULES_TOML
@@ -189,3 +190,30 @@ def test_a_customers_lots_and_debt_are_the_fold_of_their_entries(hq: Hq, engine:
     assert overspent.push([overspent.entry("c1", -50, EntryKind.burn)]).status_code == 200
     view = get(hq, "/admin/customers/c1")
     assert (view["lots"], view["debt"]) == ([], 15)
+
+
+def test_a_customer_gets_no_more_identifiers_than_a_till_takes(hq: Hq) -> None:
+    """A till refuses a customer change with more than `identifiers_per_customer_max` cards
+    and phones, and would then read no later change: central refuses the one too many, keeps
+    the rest, and the pull stays readable."""
+    cards = [f"27700000{n:04d}" for n in range(identifiers_per_customer_max + 1)]
+    identifiers = [{"type": "card", "number": card + _check_digit(card)} for card in cards]
+    hq.customer("many", identifiers=identifiers[:-1])
+    response = hq.client.post(
+        "/admin/customers",
+        json={"customer_id": "many", "identifiers": identifiers[-1:]},
+        headers=hq.headers,
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "too_many_identifiers"
+    assert len(get(hq, "/admin/customers/many")["identifiers"]) == identifiers_per_customer_max
+    hq.customer("later")
+    pulled = hq.enroll().pull(since=0)  # it parses as a till parses it
+    assert pulled.status_code == 200
+    assert '"many"' in pulled.text
+    assert '"later"' in pulled.text
+
+
+def _check_digit(body: str) -> str:
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
+    return str((10 - total % 10) % 10)
