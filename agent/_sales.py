@@ -223,14 +223,13 @@ class Till:
     ) -> Priced:
         now = self.clock.wall()
         meta = _sale_meta(db)
-        state = CustomerState() if resolved is None or resolved.customer is None else None
-        view = None
-        if state is None and resolved is not None and resolved.customer is not None:
+        state, view = CustomerState(), None
+        if resolved is not None:  # an unknown card's view: what this till's sales earned it
             cursor = int(meta.get("pull_cursor", 0))
             view = self._view(db, resolved, cursor)
-            moved = counters_here(db, account_key(resolved.account), cursor)
-            state = _as_seen_here(db, resolved.customer.state, view, moved)
-        assert state is not None
+            if resolved.customer is not None:
+                moved = counters_here(db, account_key(resolved.account), cursor)
+                state = _as_seen_here(db, resolved.customer.state, view, moved)
         limits = limits_of(meta.get("offline_limits"))
         allowed = self._allowed(db, resolved, redeem, view, hold, (limits, self._age(meta)))
         capped = RedeemRequest(mode="points", points=allowed.points)
@@ -257,7 +256,7 @@ class Till:
         asked = redeem.points if redeem.mode == "points" else 10**12
         if asked == 0:
             return Allowance(0, None)
-        if resolved is None or view is None:
+        if resolved is None or resolved.customer is None or view is None:
             return Allowance(0, "points can be spent only by a customer the till knows")
         available = max(view.available, 0)
         if isinstance(hold, HoldRefused):

@@ -73,7 +73,8 @@ def projected(balance: BalanceView | None, quote: Quote) -> BalanceView | None:
         return None
     earned = quote.earn_points + sum(grant.points for grant in quote.grants)
     after = balance.balance - quote.burn_points + earned
-    pending = balance.pending + (earned if quote.earn_activates_at is not None else 0)
+    # earned points wait out the return window; grants are active at once
+    pending = balance.pending + (quote.earn_points if quote.earn_activates_at is not None else 0)
     held = max(balance.held - quote.burn_points, 0)
     return BalanceView(
         balance=after,

@@ -536,3 +536,20 @@ def test_refunds_of_a_cheque_sold_elsewhere_add_up_to_what_was_paid(till: Till) 
     assert beyond.value.code == "refund_invalid"
     assert "3000 of 3000 returned here before" in beyond.value.message
     assert refund("rf-1", 1000) == paid[0]  # a retry: the same answer, nothing counted again
+
+
+def test_the_fiscal_receipt_of_an_unknown_card_shows_what_it_will_hold(till: Till) -> None:
+    """The loyalty lines reserve gives for the fiscal receipt (printed before confirm) show
+    the balance after the sale, as the slip after confirm does: for a card the till does not
+    know too (it showed 0 there), and with a welcome bonus that is not pending."""
+    unknown = IdentifierInput(type="card", value="2770000000024")
+    for who in (CARD_INPUT, unknown, unknown):
+        cheque_id = f"r-{len(outbox(till))}"
+        reserved = till.reserve(
+            ReserveRequest(cheque_id=cheque_id, customer=who, basket=basket(10000))
+        )
+        confirmed = till.confirm(ConfirmRequest(cheque_id=cheque_id, fiscal_document="FD"))
+        for width in ("columns_32", "columns_42", "columns_48"):
+            assert getattr(reserved.receipt, width) == getattr(confirmed.receipt, width)
+    assert confirmed.balance is not None
+    assert confirmed.balance.balance == 2 * confirmed.earned_points > 0
