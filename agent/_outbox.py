@@ -156,6 +156,23 @@ def acknowledge(
     )
 
 
+def balance_watermarks(db: sqlite_utils.Database, numbers: dict[str, int]) -> None:
+    """Central named the change that carries each moved account's new balance (`"<account
+    key> <asset>"`: number): the acknowledged entries of that balance stop counting in the
+    balance view once a pull has reached it, not only the push's last change (a page may end
+    between the two, and the entry would count twice meanwhile). Only ever lowered: whatever
+    central held of the account before this push, that balance has in it too."""
+    rows = []
+    for name, number in numbers.items():
+        key, _, asset = name.rpartition(" ")
+        rows.append((number, key, asset, number))
+    db.conn.executemany(
+        "UPDATE outbox SET ack_change_seq = ? WHERE account_key = ? AND asset = ? "
+        "AND record = 'entry' AND state = 'acknowledged' AND ack_change_seq > ?",
+        rows,
+    )
+
+
 def settle_watermarks(db: sqlite_utils.Database, cursor: int) -> None:
     """A pull that started after those acknowledgements has reached `cursor`: it saw them."""
     db.execute(

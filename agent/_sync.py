@@ -313,6 +313,7 @@ class SyncClient:
         done = PushResponse.model_validate_json(answer.content)
         with self.till.store.write() as db:
             _outbox.acknowledge(db, epoch, done.acked_through, done.change_seq)
+            _outbox.balance_watermarks(db, done.balance_seqs)
             for result in done.results:
                 if result.outcome == "quarantined":
                     _outbox.quarantine(db, epoch, result.seq)

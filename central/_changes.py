@@ -426,7 +426,9 @@ def rule_set_body(row: Mapping[str, Any]) -> Body:
 
 # --- snapshot -----------------------------------------------------------------------------
 
-_SECTIONS = ("offline_limits", "rule_sets", "customers", "balances")
+_SECTIONS = ("offline_limits", "rule_sets", "customers", "erasures", "balances")
+"""`erasures`: a tombstone for each erased customer (a till that missed the one in the log
+must drop what it cached of them: they are in no other section)."""
 
 
 def snapshot(
@@ -481,15 +483,23 @@ def _section(
         return [rule_set_body(dict(row._mapping)) for row in rows], (
             rows[-1].rule_set_id if rows else None
         )
-    if section == "customers":
+    if section in ("customers", "erasures"):
+        erased = t.customers.c.status == "erased"
         ids = conn.execute(
             sa.select(t.customers.c.customer_id)
-            .where(t.customers.c.customer_id > after, t.customers.c.status != "erased")
+            .where(
+                t.customers.c.customer_id > after,
+                erased if section == "erasures" else sa.not_(erased),
+            )
             .order_by(t.customers.c.customer_id)
             .limit(limit)
         ).scalars()
         keys = list(ids)
-        return customer_bodies(conn, keys), (keys[-1] if keys else None)
+        if section == "erasures":
+            bodies = [{"type": "erasure", "customer_id": key, "identifiers": []} for key in keys]
+        else:
+            bodies = customer_bodies(conn, keys)
+        return bodies, (keys[-1] if keys else None)
     account_after, _, asset_after = after.partition("\t")
     rows = conn.execute(
         sa.select(t.accounts)

@@ -180,6 +180,7 @@ class Pushed:
     change_seq: int
     outcomes: list[Outcome]
     server_time: datetime
+    balance_seqs: dict[str, int] = field(default_factory=dict)
 
     def response(self) -> PushResponse:
         results = [PushResult(seq=s, outcome=o, reason=r) for s, o, r in self.outcomes]
@@ -188,6 +189,7 @@ class Pushed:
             change_seq=self.change_seq,
             results=tuple(results),
             server_time=self.server_time,
+            balance_seqs=self.balance_seqs,
         )
 
     def json(self) -> bytes:
@@ -198,6 +200,7 @@ class Pushed:
             "change_seq": self.change_seq,
             "results": results,
             "server_time": self.server_time,
+            "balance_seqs": self.balance_seqs,
         }
         return pydantic_core.to_json(body)
 
@@ -289,12 +292,12 @@ def _group_transaction(
                 for index, batch in enumerate(batches):
                     if index not in failed:
                         answers[index] = group.apply(index, batch, now, saving, look_up_ids)
-                watermark = group.finish()
+                watermark, numbers = group.finish()
             return [
-                Pushed(batch.items[-1].seq, watermark, answer, now)
+                Pushed(batch.items[-1].seq, watermark, answer, now, group.balance_seqs(i, numbers))
                 if isinstance(answer, list)
                 else answer
-                for batch, answer in ((b, answers[i]) for i, b in enumerate(batches))
+                for i, (batch, answer) in enumerate((b, answers[i]) for i, b in enumerate(batches))
             ]
         except _Redo as redo:  # rolled back; again without it, or looking up its ids first
             if isinstance(redo.error, sa.exc.IntegrityError) and not look_up_ids:
@@ -411,6 +414,8 @@ class _Group:
         self.granted: list[str] = []
         self.locked: list[tuple[str, str]] = []
         """The accounts `_lock_group` locked (PostgreSQL, a group of several batches)."""
+        self.moved: dict[int, list[tuple[str, str]]] = {}
+        """The accounts each batch (by index) moved."""
 
     def apply(
         self, index: int, batch: Batch, now: datetime, saving: bool, look_up_ids: bool
@@ -420,7 +425,7 @@ class _Group:
         failed after it changed the group's kept lots."""
         if not saving:
             outcomes, changed = _apply(self, batch, now, look_up_ids)
-            self._adopt(changed)
+            self._adopt(index, changed)
             return outcomes
         moves = self.moves
         savepoint = self.conn.begin_nested()
@@ -437,15 +442,22 @@ class _Group:
                 return error.refusal()
             return error
         savepoint.commit()
-        self._adopt(changed)
+        self._adopt(index, changed)
         return outcomes
 
-    def _adopt(self, changed: _Changed) -> None:
+    def _adopt(self, index: int, changed: _Changed) -> None:
         self.balances.update(changed.balances)
         self.granted += changed.granted
+        self.moved[index] = list(changed.balances)
 
-    def finish(self) -> int:
-        """Write the kept lots and log the group's changes; the last change number."""
+    def balance_seqs(self, index: int, numbers: dict[tuple[str, str], int]) -> dict[str, int]:
+        """`PushResponse.balance_seqs` of batch `index`: its accounts' balance changes."""
+        moved = self.moved.get(index, ())
+        return {f"{key} {asset}": numbers[key, asset] for key, asset in moved}
+
+    def finish(self) -> tuple[int, dict[tuple[str, str], int]]:
+        """Write the kept lots and log the group's changes: the last change number, and the
+        number of each moved account's balance change."""
         conn, now_ms = self.conn, self.now_ms
         unmoved = [key for key in self.locked if key not in self.balances]
         if unmoved:
@@ -461,7 +473,9 @@ class _Group:
         bodies = _changes.balance_bodies(conn, rows, now_ms, self.kept.states)
         bodies += _changes.granted_bodies(conn, self.granted)
         logged = _changes.append_deferred(self.deferred, bodies, now_ms)
-        return logged or _changes.counter(conn, "change_seq")
+        first = logged - len(bodies) + 1  # the balance bodies come first, one per row
+        numbers = {(key, asset): first + n for n, (key, asset, _, _) in enumerate(rows)}
+        return logged or _changes.counter(conn, "change_seq"), numbers
 
 
 def record_conflict(engine: sa.Engine, conflict: Conflict, now_ms: int) -> None:
@@ -588,8 +602,8 @@ def _check_old(conn: sa.Connection, device_id: str, epoch: int, old: list[_Item]
     return results
 
 
-def _check_ids(conn: sa.Connection, device_id: str, epoch: int, new: list[_Item]) -> None:
-    """A new seq must not reuse an entry or document id central already holds."""
+def _no_id_twice(device_id: str, epoch: int, new: list[_Item]) -> None:
+    """The new items of a batch do not share an id."""
     seen: set[str] = set()
     for item in new:
         record_id = item.record_id
@@ -599,13 +613,25 @@ def _check_ids(conn: sa.Connection, device_id: str, epoch: int, new: list[_Item]
             )
         if record_id is not None:
             seen.add(record_id)
-    entry_ids = [i.record_id for i in new if i.ledger is not None]
-    document_ids = [i.record_id for i in new if isinstance(i.record, ChequeDocument)]
+
+
+def _check_ids(
+    conn: sa.Connection, device_id: str, epoch: int, new: list[_Item], quarantine_only: bool
+) -> None:
+    """A new seq must not reuse an entry or document id central already holds. The ledger's
+    and the cheques' UNIQUE ids catch a reuse among them without a look (`quarantine_only`);
+    no constraint spans the quarantine, so it is always looked in."""
     known: dict[str, str] = {}
-    for column, ids in ((t.ledger.c.entry_id, entry_ids), (t.cheques.c.document_id, document_ids)):
-        if ids:
+    ids = [i.record_id for i in new if i.record_id is not None]
+    looked: list[tuple[sa.Column[Any], list[str | None]]] = [(t.quarantine.c.record_id, [*ids])]
+    if not quarantine_only:
+        entry_ids = [i.record_id for i in new if i.ledger is not None]
+        document_ids = [i.record_id for i in new if isinstance(i.record, ChequeDocument)]
+        looked += [(t.ledger.c.entry_id, entry_ids), (t.cheques.c.document_id, document_ids)]
+    for column, wanted in looked:
+        if wanted:
             table = column.table
-            rows = conn.execute(sa.select(column, table.c.payload_sha256).where(column.in_(ids)))
+            rows = conn.execute(sa.select(column, table.c.payload_sha256).where(column.in_(wanted)))
             known.update({row[0]: row[1] for row in rows})
     for item in new:
         if item.record_id in known:
@@ -655,10 +681,17 @@ def _apply_new(
 ) -> tuple[list[Outcome], _Changed]:
     """Outcomes of the new items, and what they changed. Writes go to `group.deferred`."""
     conn, deferred = group.conn, group.deferred
-    if look_up_ids:
-        _check_ids(conn, device_id, epoch, new)
+    _no_id_twice(device_id, epoch, new)
     now_ms = to_ms(now)
     statuses = _customer_statuses(conn, new)
+    reasons = [_quarantine_reason(item, statuses) for item in new]
+    # looked up in every table: all ids after an IntegrityError, and a quarantined record's
+    # (it goes to no table with a UNIQUE id); the others in the quarantine only
+    looked = [item for item, reason in zip(new, reasons, strict=True) if reason or look_up_ids]
+    rest = [item for item, reason in zip(new, reasons, strict=True) if not reason]
+    for items, quarantine_only in ((looked, False), ([] if look_up_ids else rest, True)):
+        if items:
+            _check_ids(conn, device_id, epoch, items, quarantine_only)
     results: list[Outcome] = []
     received = (now_ms,)
     ledger_rows: list[tuple[Any, ...]] = []
@@ -667,8 +700,7 @@ def _apply_new(
     cheque_rows: list[dict[str, Any]] = []
     quarantine_rows: list[dict[str, Any]] = []
     applied: list[LedgerEntry | _plain_entries.PlainEntry] = []
-    for item in new:
-        reason = _quarantine_reason(item, statuses)
+    for item, reason in zip(new, reasons, strict=True):
         if reason is not None:
             quarantine_rows.append(_quarantine_row(device_id, epoch, item, reason, now_ms))
             results.append((item.seq, ItemOutcome.quarantined, reason))

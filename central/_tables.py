@@ -197,6 +197,7 @@ quarantine = sa.Table(
     sa.Column("payload_sha256", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default="open"),
     sa.UniqueConstraint("device_id", "device_epoch", "device_seq", name="uq_quarantine_device_seq"),
+    sa.Index("ix_quarantine_record_id", "record_id"),
 )
 """Records central acknowledged but could not apply; they hold the device's seq."""
 

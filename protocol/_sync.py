@@ -98,6 +98,10 @@ class PushResult(WireModel):
     reason: Text | None = None
 
 
+BalanceKey = Annotated[str, Field(min_length=3, max_length=200)]
+"""`"<account key> <asset>"`, as `PushResponse.balance_seqs` names a balance."""
+
+
 class PushResponse(WireModel):
     acked_through: Count
     """Every seq up to this one is durably at central."""
@@ -106,6 +110,13 @@ class PushResponse(WireModel):
     balance these entries moved (the till counts them locally until then)."""
     results: tuple[PushResult, ...] = Field(max_length=sync_batch_entries_max)
     server_time: AwareDatetime
+    balance_seqs: dict[BalanceKey, Count] = Field(
+        default_factory=dict, max_length=2 * sync_batch_entries_max
+    )
+    """For each account and asset the push moved (`"<account key> <asset>"`), the number of
+    the change that carries its new balance, at or below `change_seq`: a pull that has reached
+    it has central's balance with these entries in it, even when its page ended inside the
+    rest of the push's changes (pages cut them anywhere). Others: `change_seq`."""
 
 
 class PushRefusal(StrEnum):

@@ -95,6 +95,7 @@ def test_outdated_cursor_needs_a_snapshot_that_serves_the_state(
     items = [c for page in pages for c in page.changes]
     assert all(len(page.changes) <= 4 for page in pages)
     assert [c.type for c in items].count("customer") == 5
+    assert [c.type for c in items].count("erasure") == 0
     assert sorted(c.balance for c in items if c.type == "balance") == [10, 11, 12, 13, 14]
     assert [c.type for c in items].count("offline_limits") == 1
     assert {page.as_of for page in pages} == {10}
@@ -181,3 +182,21 @@ def test_rows_kept_parsed_stay_within_their_bytes() -> None:
     long_row = b"[" + b",".join([b'{"type": "offline_limits", "limits": {}}'] * 3) + b"]"
     assert len(kept.bodies(6, 8, long_row)) == 3
     assert kept.held_bytes == 2 * len(row), "a row longer than the bound is not kept"
+
+
+def test_a_snapshot_carries_a_tombstone_for_each_erased_customer(
+    hq: Hq, client: TestClient
+) -> None:
+    """Erased customers are in no other section: a till that missed the tombstone in the
+    log (pruned) must still drop them."""
+    hq.customer("kept", phones=["+79161234567"])
+    hq.customer("gone", phones=["+79031234567"])
+    hq.post("/admin/customers/gone/erase")
+    till = hq.enroll()
+    response = client.get("/sync/snapshot", params={"limit": 1000}, headers=till.headers)
+    page = SnapshotPage.model_validate(response.json())
+    assert page.next_page is None
+    customers = [c.state.customer_id for c in page.changes if c.type == "customer"]
+    erasures = [c for c in page.changes if c.type == "erasure"]
+    assert customers == ["kept"]
+    assert [(c.customer_id, c.identifiers) for c in erasures] == [("gone", ())]

@@ -18,6 +18,7 @@ from protocol import (
     LedgerEntry,
     PushRequest,
     PushResponse,
+    new_entry_id,
 )
 
 from .checks import assert_ledger_consistent
@@ -88,6 +89,39 @@ def test_same_entry_id_at_another_seq_is_refused(hq: Hq, engine: sa.Engine) -> N
     assert other.push([stolen]).status_code == 409
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.conflicts)).scalar() == 2
+
+
+def test_an_id_is_not_reused_through_the_quarantine(hq: Hq, engine: sa.Engine) -> None:
+    """A quarantined record is in no table with a UNIQUE id: its id is looked up both ways,
+    and a reuse is a conflict like any other (it was acknowledged silently)."""
+    hq.customer("c1")
+    applied, quarantined = hq.enroll(), hq.enroll()
+    first = applied.entry("c1", 100)
+    assert applied.push([first]).status_code == 200
+    taken = json.loads(first.payload)["entry_id"]
+    # an applied entry's id, reused by a record central quarantines (an unknown customer)
+    answer = applied.push([applied.entry("ghost", 999, entry_id=taken)])
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["details"]["kind"] == "id_reused"
+    # a quarantined record's id, reused by an entry central would apply, on another device
+    held = quarantined.entry("ghost", 5)
+    assert quarantined.push([held]).json()["results"][0]["outcome"] == "quarantined"
+    thief = hq.enroll()
+    reused = thief.entry("c1", 5, entry_id=json.loads(held.payload)["entry_id"])
+    assert thief.push([reused]).status_code == 409
+    # ... and by a second quarantined record, and twice in one batch
+    again = hq.enroll()
+    held_id = json.loads(held.payload)["entry_id"]
+    assert again.push([again.entry("nobody", 1, entry_id=held_id)]).status_code == 409
+    twice = hq.enroll()
+    same = new_entry_id()
+    pair = [twice.entry("c1", 1, entry_id=same), twice.entry("ghost", 1, entry_id=same)]
+    assert twice.push(pair).status_code == 409
+    with engine.connect() as conn:
+        kinds = conn.execute(sa.select(t.conflicts.c.kind)).scalars().all()
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.quarantine)).scalar() == 1
+    assert len(kinds) == 4
+    assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 100
 
 
 def test_quarantine_acknowledges_and_never_blocks(hq: Hq, engine: sa.Engine) -> None:

@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from central._clock import to_ms
 from central._directory import issue_admin_token
 
 from . import model
+from .world import Admin, WorldClock
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:You should not use the 'timeout' argument with the TestClient"
@@ -52,31 +53,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 TILLS = ("till-a", "till-b", "till-c")
 CUSTOMERS = ("c-1", "c-2", "c-3")
-START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 CENTRAL_URL = "http://testserver"
-
-
-class WorldClock:
-    """Central's clock: real time of the simulated world."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class Admin:
-    """HQ's admin API through the in-process client, shaped like `agent._fleet.Central`."""
-
-    def __init__(self, client: TestClient, token: str) -> None:
-        self.client = client
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        answer = self.client.request(method, f"/admin{path}", json=body, headers=self.headers)
-        assert answer.status_code < 300, answer.text
-        return answer.json()
 
 
 @dataclass

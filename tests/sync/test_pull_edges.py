@@ -1,0 +1,149 @@
+"""Pulls at their edges, central and a till in this process: a pull that stops inside the
+changes of a push counts the till's own entries once, and a snapshot carries erasures.
+
+Central logs a group of pushes as one change-log row of thousands of changes, and a page holds
+at most 1,000, so a page may end after a customer's new balance and before the push's last
+change. The till counted its acknowledged entries until its cursor reached that last change:
+between the two (and for good when the next page could not be fetched) central's balance,
+which has them, and the entries themselves both counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agent import _sync
+from agent._clock import ManualClock
+from agent._config import AgentSettings
+from agent._demo import CARD, setup_central
+from agent._models import ConfirmRequest, IdentifierInput, ReserveRequest
+from agent._runtime import build_till, enrolled_settings
+from agent._sales import Till
+from agent._sync import SyncClient, SyncReport, enroll, load_credential
+from central import _changes, create_app, make_engine, migrate
+from central._clock import to_ms
+from central._directory import issue_admin_token
+
+from .world import START, Admin, TestClient, WorldClock
+
+CENTRAL_URL = "http://testserver"
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[tuple[TestClient, Admin, Any]]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'central.db'}")
+    migrate(engine)
+    clock = WorldClock()
+    with TestClient(create_app(engine=engine, clock=clock)) as client:
+        with engine.begin() as conn:
+            admin = Admin(client, issue_admin_token(conn, "tests", to_ms(clock())))
+        setup_central(admin)  # type: ignore[arg-type]  # shaped like agent._fleet.Central
+        admin.call("POST", "/customers", {"customer_id": "c-1", "consent_data": True})
+        yield client, admin, engine
+    engine.dispose()
+
+
+def _till(tmp_path: Path, client: TestClient, admin: Admin) -> tuple[Till, SyncClient]:
+    data_dir = tmp_path / "till"
+    settings = AgentSettings(data_dir=data_dir, http_timeout_s=5.0)
+    clock = ManualClock(now=START)
+    code = admin.call("POST", "/stores/msk-1/enrollment-codes")["code"]
+    enroll(build_till(settings, clock=clock), data_dir, CENTRAL_URL, code, client._transport)
+    till = build_till(settings, clock=clock)
+    till.settings = enrolled_settings(till.settings, settings)
+    credential = load_credential(data_dir)
+    assert credential is not None
+    return till, SyncClient(till, credential, settings, client=client)
+
+
+def _sell(till: Till, cheque_id: str, price: int, redeem: int = 0) -> None:
+    line = {"line_id": "1", "sku": "tea", "category": "grocery", "quantity_milli": 1000}
+    request = {
+        "cheque_id": cheque_id,
+        "customer": {"type": "customer", "value": "c-1"},
+        "basket": {"lines": [{**line, "unit_price": price, "total": price}]},
+        "redeem": {"points": redeem},
+    }
+    till.reserve(ReserveRequest.model_validate(request))
+    till.confirm(ConfirmRequest(cheque_id=cheque_id, fiscal_document=f"FD-{cheque_id}"))
+
+
+def _balance(till: Till) -> int:
+    view = till.identify(IdentifierInput(type="customer", value="c-1")).balance
+    assert view is not None
+    return view.balance
+
+
+def _central_balance(engine: Any) -> int:
+    with engine.connect() as conn:
+        found = conn.exec_driver_sql(
+            "SELECT balance FROM accounts WHERE account_key = 'customer:c-1' AND asset = 'points'"
+        ).scalar_one()
+    return int(found)
+
+
+@pytest.mark.parametrize("redeem", [0, 300], ids=["earn", "earn-and-spend"])
+def test_a_page_ending_inside_a_push_counts_the_tills_entries_once(
+    tmp_path: Path,
+    central: tuple[TestClient, Admin, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    redeem: int,
+) -> None:
+    client, admin, engine = central
+    till, sync = _till(tmp_path, client, admin)
+    sync.sync_once()  # the till knows c-1
+    _sell(till, "first", 100000)
+    sync.sync_once()
+    _sell(till, "second", 100000, redeem=redeem)
+    sync.push_all(SyncReport())
+    # pages of one change: the first ends right after c-1's points balance, the push's first
+    # change; the second is lost on the way, and the sync fails there
+    monkeypatch.setattr(_sync, "pull_page_changes_max", 1)
+    pulls = 0
+    get = client.get
+
+    def link_lost_after_one_page(url: str, *args: Any, **kwargs: Any) -> httpx.Response:
+        nonlocal pulls
+        pulls += 1 if url == "/sync/pull" else 0
+        if pulls >= 2:
+            raise httpx.ConnectError("the link dropped")
+        return get(url, *args, **kwargs)
+
+    monkeypatch.setattr(client, "get", link_lost_after_one_page)
+    assert sync.tick() is None  # the sync failed after the first page
+    assert _balance(till) == _central_balance(engine)
+    monkeypatch.setattr(client, "get", get)
+    sync.sync_once()
+    assert _balance(till) == _central_balance(engine)
+
+
+def test_a_till_back_on_a_snapshot_drops_a_customer_erased_meanwhile(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any]
+) -> None:
+    """The tombstone in the change log is gone when a till needs a snapshot: the snapshot
+    carries it instead (it served the customers left only, and the till kept the erased
+    one, identifiable by card and phone)."""
+    client, admin, engine = central
+    till, sync = _till(tmp_path, client, admin)
+    sync.sync_once()
+    card = IdentifierInput(type="card", value=CARD)
+    assert till.identify(card).customer_id == "c-anna"
+    admin.call("POST", "/customers/c-anna/erase")
+    with engine.begin() as conn:  # the log is pruned past the tombstone: cursors need more
+        _changes.prune(conn, _changes.counter(conn, "change_seq"))
+    sync.sync_once()
+    after = till.identify(card)  # a card the till does not know: it accrues to the card
+    assert (after.known, after.customer_id, after.first_name) == (False, None, "")
+    cached = till.store.db.execute(
+        "SELECT status, first_name FROM customers WHERE customer_id = 'c-anna'"
+    ).fetchall()
+    assert cached == [("erased", "")]
+    phone = till.store.db.execute(
+        "SELECT COUNT(*) FROM identifiers WHERE customer_id = 'c-anna'"
+    ).fetchone()[0]
+    assert phone == 0
