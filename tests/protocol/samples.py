@@ -193,6 +193,8 @@ SAMPLES: dict[type[BaseModel], BaseModel] = {
         acked_through=1,
         results=(PushResult(seq=1, outcome=ItemOutcome.applied),),
         server_time=NOW,
+        change_seq=7,
+        balance_seqs={"customer:c-1 points": 6},
     ),
     PullResponse: PullResponse(
         changes=(
