@@ -16,6 +16,7 @@ from typing import TypeVar, cast
 import sqlite_utils
 from pydantic import BaseModel, TypeAdapter
 
+from agent import _erasure
 from agent._store import set_meta
 from protocol import (
     BalanceChange,
@@ -180,16 +181,27 @@ def put_balances(db: sqlite_utils.Database, changes: Iterable[BalanceChange]) ->
 def erase_customer(
     db: sqlite_utils.Database, customer_id: str, identifiers: tuple[Identifier, ...]
 ) -> None:
-    """Inside a write: the tombstone. Personal data of the customer is gone from the till."""
-    db.execute("DELETE FROM identifiers WHERE customer_id = ?", [customer_id])
-    for identifier in identifiers:
-        kind, value = identifier_key(identifier)
+    """Inside a write: the tombstone. Personal data of the customer is gone from the till:
+    from its cache, and from what the till kept of their sales and sign-up (`_erasure`). A
+    customer who signed up here is cached under the provisional id the till gave them: the
+    tombstone's identifiers name them too."""
+    keys = [identifier_key(identifier) for identifier in identifiers]
+    owners = {customer_id}
+    for kind, value in keys:
+        owner = db.execute(
+            "SELECT customer_id FROM identifiers WHERE kind = ? AND value = ?", [kind, value]
+        ).fetchone()
+        owners |= {owner[0]} if owner else set()
+    for kind, value in keys:
         db.execute("DELETE FROM identifiers WHERE kind = ? AND value = ?", [kind, value])
-    erased = CustomerState(customer_id=customer_id, status=CustomerStatus.erased)
-    db.execute(
-        "UPDATE customers SET status = ?, state = ?, first_name = '' WHERE customer_id = ?",
-        [str(CustomerStatus.erased), erased.model_dump_json(), customer_id],
-    )
+    for owner_id in sorted(owners):
+        db.execute("DELETE FROM identifiers WHERE customer_id = ?", [owner_id])
+        erased = CustomerState(customer_id=owner_id, status=CustomerStatus.erased)
+        db.execute(
+            "UPDATE customers SET status = ?, state = ?, first_name = '' WHERE customer_id = ?",
+            [str(CustomerStatus.erased), erased.model_dump_json(), owner_id],
+        )
+    _erasure.forget(db, sorted(owners))
 
 
 def put_rule_set(

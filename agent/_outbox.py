@@ -13,6 +13,7 @@ from datetime import datetime
 
 import sqlite_utils
 
+from agent import _erasure
 from agent._cache import utc_iso
 from agent._store import TillStore, set_meta
 from protocol import (
@@ -148,12 +149,19 @@ records keep counting in the balance view until the next complete pull settles i
 def acknowledge(
     db: sqlite_utils.Database, epoch: int, through_seq: int, change_seq: int | None
 ) -> None:
-    """Central holds every record of `epoch` up to `through_seq`; keep them as history."""
+    """Central holds every record of `epoch` up to `through_seq`; keep them as history (less
+    the personal data of customers erased meanwhile)."""
+    first = db.execute(
+        "SELECT MIN(seq) FROM outbox WHERE state = 'local' AND epoch = ?", [epoch]
+    ).fetchone()[0]
+    if first is None or first > through_seq:
+        return
     db.execute(
         "UPDATE outbox SET state = 'acknowledged', ack_change_seq = ? "
-        "WHERE epoch = ? AND seq <= ? AND state = 'local'",
-        [UNKNOWN_WATERMARK if change_seq is None else change_seq, epoch, through_seq],
+        "WHERE epoch = ? AND seq BETWEEN ? AND ? AND state = 'local'",
+        [UNKNOWN_WATERMARK if change_seq is None else change_seq, epoch, first, through_seq],
     )
+    _erasure.forget_acknowledged(db, epoch, (first, through_seq))
 
 
 def balance_watermarks(db: sqlite_utils.Database, numbers: dict[str, int]) -> None:

@@ -90,13 +90,14 @@ class ParsedRows:
     """Change-log rows parsed lately, by their numbers: a row holds every change of one write
     transaction (a group of pushes: thousands), a page takes at most 1,000, and every till
     pages through the same rows, so without it a row was parsed again for each page of each
-    till. Rows never change once committed (a rolled-back one was never read), so numbers name
-    their content for the life of the database; one `ParsedRows` per database. A row longer
-    than `bytes_max` is parsed for each page, as without it."""
+    till. Rows never change once committed (a rolled-back one was never read), but for an
+    erasure taking a customer's personal data out of them, which shortens them: numbers and
+    length name their content; one `ParsedRows` per database. A row longer than `bytes_max`
+    is parsed for each page, as without it."""
 
     def __init__(self, bytes_max: int = log_rows_parsed_bytes_max) -> None:
         self.bytes_max = bytes_max
-        self._rows: OrderedDict[tuple[int, int], tuple[int, list[Body]]] = OrderedDict()
+        self._rows: OrderedDict[tuple[int, int, int], tuple[int, list[Body]]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -107,7 +108,7 @@ class ParsedRows:
 
     def bodies(self, first_seq: int, change_seq: int, text: str | bytes) -> list[Body]:
         """The row's bodies, shared: callers must not change them."""
-        key = (first_seq, change_seq)
+        key = (first_seq, change_seq, len(text))
         with self._lock:
             found = self._rows.get(key)
             if found is not None:

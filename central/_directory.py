@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from central import _changes, _credentials
+from central import _changes, _credentials, _erasure
 from central import _tables as t
 from protocol import (
     CENTRAL_DEVICE_ID,
@@ -388,6 +388,11 @@ def put_contact(conn: sa.Connection, customer_id: str, phone_e164: str) -> None:
 def erase_customer(conn: sa.Connection, customer_id: str, now_ms: int) -> None:
     """Remove personal data, keep the anonymised ledger, send a tombstone to every till."""
     idents = _changes.identifier_bodies(conn, customer_id)
+    held = conn.execute(
+        sa.select(t.identifiers.c.kind, t.identifiers.c.value).where(
+            t.identifiers.c.customer_id == customer_id
+        )
+    ).all()
     done = conn.execute(
         sa.update(t.customers)
         .where(t.customers.c.customer_id == customer_id)
@@ -406,6 +411,8 @@ def erase_customer(conn: sa.Connection, customer_id: str, now_ms: int) -> None:
         raise Refused(404, "unknown_customer", f"customer {customer_id!r} does not exist")
     conn.execute(sa.delete(t.identifiers).where(t.identifiers.c.customer_id == customer_id))
     conn.execute(sa.delete(t.contacts).where(t.contacts.c.customer_id == customer_id))
+    keys = [f"customer:{customer_id}", *(f"{kind}:{value}" for kind, value in held)]
+    _erasure.forget(conn, customer_id, keys)
     body = {"type": "erasure", "customer_id": customer_id, "identifiers": idents}
     _changes.append(conn, [body], now_ms)
 

@@ -23,7 +23,7 @@ import pydantic_core
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 
-from central import _bulk, _changes, _holds, _lot_state, _plain_entries
+from central import _bulk, _changes, _erasure, _holds, _lot_state, _plain_entries
 from central import _tables as t
 from central._clock import Clock, to_ms
 from central._directory import Refused
@@ -648,7 +648,14 @@ def _check_ids(
 
 
 def _customer_statuses(conn: sa.Connection, items: list[_Item]) -> dict[str, str]:
+    """The status at central of each customer the items name: an entry's account, and the
+    customer a cheque document was sold to."""
     ids = {item.customer_id for item in items if item.customer_id is not None}
+    ids |= {
+        item.record.customer.customer_id
+        for item in items
+        if isinstance(item.record, ChequeDocument) and item.record.customer.customer_id
+    }
     if not ids:
         return {}
     where, values = _bulk.among(conn, "customer_id", ids)
@@ -712,7 +719,10 @@ def _apply_new(
                 lot_rows.append(item.lot)
             applied.append(item.record)
         elif isinstance(item.record, ChequeDocument):
-            cheque_rows.append(_cheque_row(item.record, item.payload, item.sha256, now_ms))
+            payload = item.payload  # of a customer erased meanwhile: without their data
+            if statuses.get(item.record.customer.customer_id or "") == "erased":
+                payload = _erasure.scrubbed_document(payload)
+            cheque_rows.append(_cheque_row(item.record, payload, item.sha256, now_ms))
         results.append((item.seq, ItemOutcome.applied, None))
     reversals, granted = _grant_reversals(conn, applied, now)
     for entry in reversals:

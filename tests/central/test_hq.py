@@ -3,18 +3,28 @@ with audited actions."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from central import _jobs, _lots
 from central import _tables as t
-from protocol import EntryKind
+from protocol import (
+    ChequeDocument,
+    ChequeKind,
+    ChequeState,
+    CustomerAccount,
+    CustomerState,
+    EntryKind,
+    canonical_json,
+    new_entry_id,
+)
 from protocol._sync import identifiers_per_customer_max
 
 from .checks import assert_ledger_consistent
-from .sales import RULES_TOML
+from .sales import BASKET, RULES_TOML
 from .tills import NOW, Hq
 
 
@@ -217,3 +227,73 @@ def test_a_customer_gets_no_more_identifiers_than_a_till_takes(hq: Hq) -> None:
 def _check_digit(body: str) -> str:
     total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
     return str((10 - total % 10) % 10)
+
+
+def _personal(engine: sa.Engine, needles: dict[str, str]) -> set[tuple[str, str]]:
+    """(table, what) for every table holding one of `needles` anywhere in a row."""
+    found = set()
+    with engine.connect() as conn:
+        for table in t.metadata.sorted_tables:
+            for row in conn.execute(sa.select(table)):
+                text = " ".join(
+                    value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                    for value in row
+                )
+                found |= {(table.name, what) for what, needle in needles.items() if needle in text}
+    return found
+
+
+def test_an_erasure_leaves_no_personal_data_at_central(hq: Hq, engine: sa.Engine) -> None:
+    """The customer's changes in the log (a till pulling from 0 got the name, birthday and
+    phone), the cheque documents (the birthday as the till saw it), a sign-up waiting in the
+    quarantine, and a document that arrives after the erasure: only the tombstone keeps the
+    identifiers, for the tills to drop them."""
+    hq.customer("c9", first_name="Зинаида", birthday="1984-03-09", phones=["+79035550123"])
+    till = hq.enroll()
+    state = CustomerState(customer_id="c9", birthday=date(1984, 3, 9))
+    signup = {
+        "record": "signup", "signup_id": "5f0c3e9a-0000-7000-8000-000000000001",
+        "device_id": till.device_id, "device_epoch": 1, "device_seq": till.next_seq,
+        "store_id": "s1", "provisional_customer_id": "c9",
+        "identifiers": [{"type": "card", "number": "2770000000017"}],
+        "consent_marketing": False, "consent_data": True, "first_name": "Зинаида",
+        "device_time": "2026-11-25T09:00:00Z",
+    }  # fmt: skip
+    assert till.push([till.store_record(json.dumps(signup).encode())]).status_code == 200
+    before = _document(till, "c9", state)
+    assert till.push([before]).status_code == 200
+    pulled = hq.enroll()
+    with engine.connect() as conn:
+        phone_hash = conn.execute(
+            sa.select(t.identifiers.c.value).where(t.identifiers.c.kind == "phone_hash")
+        ).scalar_one()
+    needles = {"name": "Зинаида", "birthday": "1984-03-09", "phone hash": phone_hash}
+    assert {what for _, what in _personal(engine, needles)} == set(needles)
+    hq.post("/admin/customers/c9/erase")
+    late = _document(till, "c9", state)
+    assert till.push([late]).json()["results"][0]["outcome"] == "applied"
+    assert till.push([before, late]).status_code == 200  # replays: still the same hashes
+    assert _personal(engine, needles) == {("change_log", "phone hash")}
+    tombstone = pulled.pull(0).json()["changes"][-1]
+    assert tombstone["type"] == "erasure"
+    assert phone_hash in json.dumps(tombstone)
+    customers = [c for c in pulled.pull(0).json()["changes"] if c["type"] == "customer"]
+    assert [c["state"] for c in customers] == [{"customer_id": "c9", "status": "erased"}]
+
+
+def _document(till: Any, customer_id: str, state: CustomerState) -> Any:
+    document = ChequeDocument(
+        document_id=new_entry_id(),
+        device_id=till.device_id,
+        device_epoch=till.enrolled.device_epoch,
+        device_seq=till.next_seq,
+        cheque_id=f"ch-{till.next_seq}",
+        kind=ChequeKind.sale,
+        state=ChequeState.confirmed,
+        store_id="s1",
+        account=CustomerAccount(customer_id=customer_id),
+        customer=state,
+        basket=BASKET,
+        device_time=NOW,
+    )
+    return till.store_record(canonical_json(document))

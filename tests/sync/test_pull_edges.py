@@ -10,7 +10,9 @@ which has them, and the entries themselves both counted.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,14 @@ from agent import _sync
 from agent._clock import ManualClock
 from agent._config import AgentSettings
 from agent._demo import CARD, setup_central
-from agent._models import ConfirmRequest, IdentifierInput, ReserveRequest
-from agent._runtime import build_till, enrolled_settings
+from agent._models import ConfirmRequest, IdentifierInput, ReserveRequest, SignupRequest
+from agent._runtime import PHONE_KEY_FILE, build_till, enrolled_settings
 from agent._sales import Till
 from agent._sync import SyncClient, SyncReport, enroll, load_credential
 from central import _changes, create_app, make_engine, migrate
 from central._clock import to_ms
 from central._directory import issue_admin_token
+from protocol import PhoneHasher
 
 from .world import START, Admin, TestClient, WorldClock
 
@@ -147,3 +150,72 @@ def test_a_till_back_on_a_snapshot_drops_a_customer_erased_meanwhile(
         "SELECT COUNT(*) FROM identifiers WHERE customer_id = 'c-anna'"
     ).fetchone()[0]
     assert phone == 0
+
+
+NAME, BIRTHDAY, PHONE = "Зинаида", "1984-03-09", "+79035550123"
+
+
+def _personal_data_in(path: Path, needles: dict[str, str]) -> set[tuple[str, str]]:
+    """(table, what) for every table of the SQLite file at `path` holding a needle."""
+    found = set()
+    with closing(sqlite3.connect(path)) as conn:
+        tables = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        for table in tables:
+            for row in conn.execute(f"SELECT * FROM {table}"):
+                text = " ".join(str(value) for value in row)
+                found |= {(table, what) for what, needle in needles.items() if needle in text}
+    return found
+
+
+def test_an_erasure_leaves_no_personal_data_on_the_till(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any]
+) -> None:
+    """The cache, the reservations (the phone as the POS typed it), the cheque documents (the
+    birthday), a sign-up's record and answer: after the tombstone, none of it is left. A sale
+    still in the outbox when the tombstone came loses it once central acknowledges it."""
+    client, admin, _ = central
+    person = {"first_name": NAME, "birthday": BIRTHDAY, "phones": [PHONE], "consent_data": True}
+    admin.call("POST", "/customers", {"customer_id": "c-9", **person})
+    till, sync = _till(tmp_path, client, admin)
+    sync.sync_once()
+    by_phone = {"type": "phone", "value": PHONE}
+    line = {"line_id": "1", "sku": "tea", "category": "grocery", "quantity_milli": 1000}
+
+    def sell(cheque_id: str) -> None:
+        body = {
+            "cheque_id": cheque_id,
+            "customer": by_phone,
+            "basket": {"lines": [{**line, "unit_price": 10000, "total": 10000}]},
+        }
+        till.reserve(ReserveRequest.model_validate(body))
+        till.confirm(ConfirmRequest(cheque_id=cheque_id, fiscal_document="FD"))
+
+    sell("synced")
+    joined = till.signup(
+        SignupRequest(signup_id="s-1", phone="+79165550199", consent_data=True, first_name="Ия")
+    )
+    assert joined.customer_id is not None
+    sync.sync_once()
+    made = {"first_name": "Ия", "phones": ["+79165550199"], "consent_data": True}
+    admin.call("POST", "/customers", {"customer_id": joined.customer_id, **made})
+    sell("still-local")
+    key = (tmp_path / "till" / PHONE_KEY_FILE).read_text().strip()
+    hashed = PhoneHasher(bytes.fromhex(key))
+    needles = {
+        "name": NAME,
+        "birthday": BIRTHDAY,
+        "phone": PHONE,
+        "phone hash": hashed(PHONE),
+        "signed-up name": '"Ия"',
+        "signed-up phone hash": hashed("+79165550199"),
+    }
+    db = tmp_path / "till" / "till.db"
+    assert {what for _, what in _personal_data_in(db, needles)} == set(needles)
+    admin.call("POST", "/customers/c-9/erase")
+    admin.call("POST", f"/customers/{joined.customer_id}/erase")
+    sync.pull_all(SyncReport())  # the tombstones, before "still-local" is pushed
+    assert _personal_data_in(db, needles) == {("outbox", "birthday")}
+    sync.sync_once()
+    assert _personal_data_in(db, needles) == set()
