@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from protocol import (
     AccountRef,
@@ -124,6 +124,8 @@ class Reservation(WireModel):
     response: ReserveResponse
     account: AccountRef | None
     customer: CustomerState | None
+    quoted_at: AwareDatetime | None = None
+    """When the quote was evaluated (None: reserved by an agent from before it was kept)."""
 
 
 class ConfirmRequest(WireModel):

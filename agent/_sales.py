@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlite_utils
@@ -85,6 +85,8 @@ class Priced:
     rule_set: RuleSet
     customer: CustomerState
     limits: OfflineLimits
+    at: datetime
+    """When the quote was evaluated."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class Till:
                 receipt=receipt_lines(slip),
             )
             ttl_s = priced.limits.reservation_ttl_s
-            self._insert_cheque(db, request, request_hash, resolved, response, ttl_s)
+            self._insert_cheque(db, request, request_hash, resolved, response, (priced.at, ttl_s))
         return response
 
     def _may_ask_central(self, request: ReserveRequest) -> bool:
@@ -241,7 +243,7 @@ class Till:
         # the tighter of the two limits says why: the allowance, or the rules after it
         tighter = quote.burn_points < allowed.points and quote.redeem_limited_by is not None
         note = quote.redeem_limited_by if tighter else allowed.reason or quote.redeem_limited_by
-        return Priced(quote, mode, note, view, rule_set, state, limits)
+        return Priced(quote, mode, note, view, rule_set, state, limits, now)
 
     def _allowed(
         self,
@@ -283,8 +285,10 @@ class Till:
         request_hash: str,
         resolved: Resolved | None,
         response: ReserveResponse,
-        ttl_s: int,
+        quoted: tuple[datetime, int],
     ) -> None:
+        """`quoted`: when the quote was evaluated, and the reservation's time to live (s)."""
+        quoted_at, ttl_s = quoted
         now = self.clock.wall()
         reservation = Reservation(
             request=request,
@@ -293,6 +297,7 @@ class Till:
             customer=None
             if resolved is None or resolved.customer is None
             else resolved.customer.state,
+            quoted_at=quoted_at,
         )
         stored = reservation.model_dump_json()
         remember(stored, reservation)
@@ -573,6 +578,7 @@ class Till:
             fiscal_document=fiscal_document,
             entry_ids=tuple(entry.entry_id for entry in entries),
             seq=entries[-1].device_seq + 1 if entries else None,
+            quoted_at=reservation.quoted_at,
         )
 
     def _document(

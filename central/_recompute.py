@@ -23,6 +23,7 @@ from protocol import (
     EVALUATOR_VERSION,
     ChequeDocument,
     ChequeKind,
+    ChequeState,
     EntryKind,
     Quote,
     RedeemRequest,
@@ -250,6 +251,8 @@ def _recompute_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
     entries = _entries_of(conn, doc)
     if entries is None:
         return None  # its entries have not all arrived yet: the lag shows it
+    if doc.state in _UNPAID and not entries:
+        return Verdict("skipped")  # voided or expired: the quote was never paid, nothing moved
     rules = _rule_set(conn, doc.quote.rule_set_hash, reading)
     if rules is None or doc.quote.evaluator_version != EVALUATOR_VERSION:
         why = "unknown_rules" if rules is None else "other_evaluator"
@@ -280,6 +283,10 @@ def _recompute_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
             },
         )
     return Verdict("mismatch", detail, ("recompute_mismatch", detail), correction)
+
+
+_UNPAID = (ChequeState.voided, ChequeState.expired)
+"""A reservation released: its document keeps the quote it held, and has no entries."""
 
 
 def _store(conn: sa.Connection, store_id: str, reading: Reading) -> Store:
@@ -324,9 +331,12 @@ def _rule_set(conn: sa.Connection, content_hash: str, reading: Reading) -> RuleS
 
 
 def quoted_at(doc: ChequeDocument, rules: RuleSet) -> datetime:
-    """When the till evaluated the cheque: its activation time less the return window when
-    it earned, otherwise the document's device time."""
+    """When the till evaluated the cheque: as its document says, or (a till from before it
+    said) its activation time less the return window when it earned, otherwise the
+    document's device time."""
     quote = doc.quote
+    if doc.quoted_at is not None:
+        return doc.quoted_at
     if quote is not None and quote.earn_activates_at is not None:
         return quote.earn_activates_at - timedelta(days=rules.pending_days)
     return doc.device_time
@@ -373,7 +383,11 @@ def _sale_points(
     return expected, found
 
 
-def _earlier_refunds(conn: sa.Connection, doc: ChequeDocument, before_id: int) -> list[Refund]:
+def _earlier_refunds(
+    conn: sa.Connection, doc: ChequeDocument, before_id: int, original_device: str | None
+) -> list[Refund]:
+    """Refunds central took before `doc` of the same original: the same cheque id sold at
+    the same till (POS cheque numbers repeat across tills)."""
     rows = conn.execute(
         sa.select(t.cheques.c.payload, t.cheques.c.result, t.cheques.c.recomputed)
         .where(t.cheques.c.kind == "refund", t.cheques.c.id < before_id)
@@ -384,6 +398,8 @@ def _earlier_refunds(conn: sa.Connection, doc: ChequeDocument, before_id: int) -
     for row in rows:
         other = ChequeDocument.model_validate_json(row.payload)
         if other.original_cheque_id != doc.original_cheque_id:
+            continue
+        if _original_device(conn, other) != original_device:
             continue
         if other.refund is not None:
             earlier.append(other.refund)
@@ -400,7 +416,8 @@ def _refund_points(
         raise AssertionError("an own-till refund carries the original quote and its refund")
     returned = {line.line_id: line.quantity_milli for line in doc.returned}
     try:
-        again = refund_quote(doc.quote, doc.basket, returned, _earlier_refunds(conn, doc, row_id))
+        earlier = _earlier_refunds(conn, doc, row_id, _original_device(conn, doc))
+        again = refund_quote(doc.quote, doc.basket, returned, earlier)
         expected = {"earn_reversed": again.earn_points, "burn_returned": again.burn_points}
     except RefundError:
         expected = {"earn_reversed": 0, "burn_returned": 0}
@@ -422,6 +439,15 @@ def reconcile_refunds(engine: sa.Engine, now: datetime) -> tuple[int, int | None
     reverses from its quote, and write those entries from central. A refund whose original
     has not arrived waits (the lag shows the oldest one)."""
     return _drain(engine, "foreign", _reconcile_one, now)
+
+
+def _original_device(conn: sa.Connection, refund: ChequeDocument) -> str | None:
+    """The till that sold what `refund` returns: named in it, or found as `_original` finds
+    it (the latest paid sale of that cheque id)."""
+    if refund.original_device_id is not None:
+        return refund.original_device_id
+    original = _original(conn, refund)
+    return None if original is None else original.device_id
 
 
 def _original(conn: sa.Connection, doc: ChequeDocument) -> ChequeDocument | None:
@@ -448,7 +474,10 @@ def _reconcile_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
     returned = {line.line_id: line.quantity_milli for line in doc.returned}
     try:
         refund = refund_quote(
-            original.quote, original.basket, returned, _earlier_refunds(conn, doc, row.id)
+            original.quote,
+            original.basket,
+            returned,
+            _earlier_refunds(conn, doc, row.id, original.device_id),
         )
     except RefundError as error:
         detail = {"original_cheque_id": doc.original_cheque_id, "error": str(error)}

@@ -171,7 +171,9 @@ class ChequeDocument(WireModel):
     `returned` lines. When the till sold the original itself, `quote` and `basket` are the
     original's and `refund` is what the till reversed; for a cheque sold elsewhere `basket`
     holds the original lines as the POS supplied them, `quote` and `refund` are empty and
-    central reconciles the refund with the original.
+    central reconciles the refund with the original. `quoted_at` is when the till evaluated
+    `quote` (at reserve; `device_time` is when the document was made, at confirm): central
+    recomputes as of then, so a rule of certain hours that began in between changes nothing.
     """
 
     record: Literal["cheque"] = "cheque"
@@ -196,6 +198,7 @@ class ChequeDocument(WireModel):
     entry_ids: tuple[uuid.UUID, ...] = Field(default=(), max_length=1000)
     points_held: NonNegPoints = 0
     device_time: AwareDatetime
+    quoted_at: AwareDatetime | None = None
 
 
 class SignupRecord(WireModel):

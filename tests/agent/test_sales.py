@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -553,3 +553,17 @@ def test_the_fiscal_receipt_of_an_unknown_card_shows_what_it_will_hold(till: Til
             assert getattr(reserved.receipt, width) == getattr(confirmed.receipt, width)
     assert confirmed.balance is not None
     assert confirmed.balance.balance == 2 * confirmed.earned_points > 0
+
+
+def test_the_sale_document_says_when_its_quote_was_evaluated(
+    till: Till, clock: ManualClock
+) -> None:
+    """At reserve; the document itself is made at confirm. Central recomputes as of the
+    quote: a rule of certain hours may have begun in between."""
+    reserved_at = clock.wall()
+    till.reserve(ReserveRequest(cheque_id="q-1", customer=CARD_INPUT, basket=basket(10000)))
+    clock.advance(20)
+    till.confirm(ConfirmRequest(cheque_id="q-1", fiscal_document="FD-q-1"))
+    document = next(r["payload"] for r in outbox(till) if r["record"] == "cheque")
+    assert datetime.fromisoformat(document["quoted_at"]) == reserved_at
+    assert datetime.fromisoformat(document["device_time"]) == reserved_at + timedelta(seconds=20)

@@ -140,7 +140,11 @@ def sale(
 
 
 def foreign_refund(
-    till: Till, refund_id: str, original_cheque_id: str, returned: dict[str, int]
+    till: Till,
+    refund_id: str,
+    original_cheque_id: str,
+    returned: dict[str, int],
+    original_device_id: str | None = None,
 ) -> PushItem:
     """A refund of a cheque sold at another till: the POS's lines, no quote."""
     document = ChequeDocument(
@@ -156,6 +160,7 @@ def foreign_refund(
         basket=BASKET,
         returned=tuple(ReturnedLine(line_id=k, quantity_milli=v) for k, v in returned.items()),
         original_cheque_id=original_cheque_id,
+        original_device_id=original_device_id,
         device_time=NOW,
     )
     return till.store_record(canonical_json(document))

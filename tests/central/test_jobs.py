@@ -12,11 +12,24 @@ import sqlalchemy as sa
 
 from central import _db, _jobs, _lots, _recompute
 from central import _tables as t
-from protocol import CardIdentifier, EntryKind, refund_quote
+from protocol import (
+    CardIdentifier,
+    ChequeDocument,
+    ChequeKind,
+    ChequeState,
+    CustomerAccount,
+    CustomerState,
+    EntryKind,
+    canonical_json,
+    evaluate,
+    new_entry_id,
+    parse_rule_set,
+    refund_quote,
+)
 
 from .checks import assert_ledger_consistent
 from .conftest import FakeClock
-from .sales import BASKET, foreign_refund, own_refund, publish_rules, quote_for, sale
+from .sales import BASKET, STORE, foreign_refund, own_refund, publish_rules, quote_for, sale
 from .tills import NOW, Hq
 
 
@@ -187,6 +200,100 @@ def test_recomputation_checks_a_till_s_own_refunds(hq: Hq, engine: sa.Engine) ->
         balance(engine, "customer:c1") == quote.earn_points - first.earn_points - second.earn_points
     )
     assert_ledger_consistent(engine)
+
+
+def test_a_released_reservation_is_not_credited(hq: Hq, engine: sa.Engine) -> None:
+    """A voided or expired reservation's document keeps the quote it held and has no
+    entries: nothing was sold, so nothing is owed (recomputation used to credit its points
+    as a correction)."""
+    publish_rules(hq)
+    hq.customer("c1")
+    till = hq.enroll()
+    quote = quote_for("c1")
+    assert quote.earn_points > 0
+    for state in (ChequeState.voided, ChequeState.expired):
+        ok(till.push(sale(till, "c1", f"ch-{state}", quote, state=state)))
+    run(engine, "recompute")
+    verdicts, corrections = recomputed(engine)
+    assert set(verdicts.values()) == {"skipped"}
+    assert corrections == []
+    assert conflicts(engine) == []
+    assert balance(engine, "customer:c1") == 0
+
+
+def test_refunds_of_two_tills_cheques_with_one_pos_number_are_kept_apart(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """POS cheque numbers repeat across tills: a refund of B's ch-1 is not counted against
+    A's ch-1, refunded in full before it."""
+    publish_rules(hq)
+    hq.customer("c1")
+    hq.customer("c2")
+    a, b, c = hq.enroll("s1"), hq.enroll("s2"), hq.enroll("s3")
+    first, second = quote_for("c1"), quote_for("c2")
+    everything = {line.line_id: line.quantity_milli for line in BASKET.lines}
+    ok(a.push(sale(a, "c1", "ch-1", first)))
+    ok(b.push(sale(b, "c2", "ch-1", second)))
+    ok(a.push(own_refund(a, "c1", "rf-a", "ch-1", first, everything)))
+    ok(c.push([foreign_refund(c, "rf-c", "ch-1", everything, original_device_id=b.device_id)]))
+    run(engine, "recompute")
+    run(engine, "refunds")
+    verdicts, _ = recomputed(engine)
+    assert (verdicts["rf-a"], verdicts["rf-c"]) == ("ok", "reconciled")
+    assert balance(engine, "customer:c1") == balance(engine, "customer:c2") == 0
+    assert conflicts(engine) == []
+
+
+HAPPY_HOURS = """
+rule_set_id = "happy-hours"
+effective_from = 2026-01-01T00:00:00+03:00
+pending_days = 14
+
+[[earn]]
+id = "happy"
+kind = "per_money"
+points = 1
+per = 100
+hours = "12:00-14:00"
+"""
+
+
+def test_a_cheque_is_recomputed_as_of_its_quote_not_its_confirm(hq: Hq, engine: sa.Engine) -> None:
+    """Reserved at 11:59:50 in Moscow, before the rule's hours (nothing earned), confirmed
+    20 s later inside them: recomputed as of the quote, it is right (as of the document's
+    device time it was a mismatch, and central credited the points)."""
+    published = hq.client.post(
+        "/admin/rule-sets/publish",
+        content=HAPPY_HOURS.encode(),
+        headers={**hq.headers, "content-type": "text/plain"},
+    )
+    assert published.status_code == 200, published.text
+    hq.customer("c1")
+    till = hq.enroll()
+    quoted_at = NOW - timedelta(seconds=10)  # 11:59:50 in Moscow
+    customer = CustomerState(customer_id="c1")
+    quote = evaluate(parse_rule_set(HAPPY_HOURS), customer, BASKET, STORE, quoted_at)
+    assert quote.earn_points == 0
+    document = ChequeDocument(
+        document_id=new_entry_id(),
+        device_id=till.device_id,
+        device_epoch=till.enrolled.device_epoch,
+        device_seq=till.next_seq,
+        cheque_id="ch-1",
+        kind=ChequeKind.sale,
+        state=ChequeState.confirmed,
+        store_id="s1",
+        account=CustomerAccount(customer_id="c1"),
+        customer=customer,
+        basket=BASKET,
+        quote=quote,
+        device_time=NOW + timedelta(seconds=10),
+        quoted_at=quoted_at,
+    )
+    ok(till.push([till.store_record(canonical_json(document))]))
+    run(engine, "recompute", NOW + timedelta(minutes=1))
+    assert recomputed(engine) == ({"ch-1": "ok"}, [])
+    assert balance(engine, "customer:c1") == 0
 
 
 def test_recomputation_flags_a_cheque_with_unknown_rules(hq: Hq, engine: sa.Engine) -> None:
