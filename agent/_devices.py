@@ -48,6 +48,10 @@ class SessionView:
     identification: Identification | None
     problem: str | None
     at_monotonic_s: float
+    given: IdentifierInput | None = None
+    """What the device read, as the POS passes it on as `customer` to quote and reserve: a
+    card the till does not know still earns (the reader's card number is all the POS has of
+    a swiped card), and a phone stays phone-only for the offline caps."""
 
 
 class Devices:
@@ -61,6 +65,8 @@ class Devices:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.problems: list[str] = []
+        """Readers that could not start, and why (the till sells without them)."""
 
     def start(self) -> Devices:
         rules = IdentityRules(
@@ -68,7 +74,12 @@ class Devices:
             phone_region=self.till.settings.identity.phone_region,
         )
         for reader_config in self.config.readers:
-            reader = open_reader(reader_config, rules)
+            try:
+                reader = open_reader(reader_config, rules)
+            except RuntimeError as error:  # a keyboard-wedge scanner without `evdev`
+                log.warning("reader %s not started: %s", reader_config.name, error)
+                self.problems.append(f"{reader_config.name}: {error}")
+                continue
             self.readers.append(reader)
             thread = threading.Thread(
                 target=self._pump, args=(reader,), name=f"reader-{reader_config.name}", daemon=True
@@ -108,11 +119,17 @@ class Devices:
         except IdentifierRejected as rejected:
             self._set(event.device, None, rejected.reason)
             return
-        self._set(event.device, found, None)
+        self._set(event.device, found, None, given)
 
-    def _set(self, device: str, found: Identification | None, problem: str | None) -> None:
+    def _set(
+        self,
+        device: str,
+        found: Identification | None,
+        problem: str | None,
+        given: IdentifierInput | None = None,
+    ) -> None:
         with self._lock:
-            self._session = SessionView(device, found, problem, time.monotonic())
+            self._session = SessionView(device, found, problem, time.monotonic(), given)
 
     def session(self) -> SessionView | None:
         with self._lock:
@@ -131,6 +148,7 @@ class Devices:
                 _plain(getattr(reader, "status", lambda: None)()) for reader in self.readers
             ],
             "printers": [_plain(printer.status()) for printer in self.printers],
+            "problems": list(self.problems),
         }
 
 

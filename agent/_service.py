@@ -112,10 +112,11 @@ class AgentService:
             current = self.devices.session()
             if current is None:
                 return {"identified": None}
-            found = current.identification
+            found, given = current.identification, current.given
             return {
                 "device": current.device,
                 "identified": None if found is None else found.model_dump(mode="json"),
+                "customer": None if given is None else given.model_dump(mode="json"),
                 "problem": current.problem,
             }
 

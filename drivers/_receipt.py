@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic.types import Strict
 
 from drivers._codepage import normalize_text
@@ -23,17 +23,37 @@ kopecks_max = 10**13
 message_chars_max = 500
 qr_chars_max = 300
 
+tier_name_chars_max = 40
+
+
+def _cut_to(chars_max: int) -> BeforeValidator:
+    """Text longer than a slip prints is cut with an ellipsis, not refused: it comes from
+    HQ's rules (receipt messages, tier names), and a slip must never stop the sale whose
+    receipt it is part of (each message may hold 500 characters, and a sale prints up to 20)."""
+
+    def cut(value: object) -> object:
+        if isinstance(value, str) and len(value) > chars_max:
+            return value[: chars_max - 1] + "…"
+        return value
+
+    return BeforeValidator(cut)
+
+
 Points = Annotated[int, Strict(), Field(ge=0, le=points_max)]
 SignedPoints = Annotated[int, Strict(), Field(ge=-points_max, le=points_max)]
 Kopecks = Annotated[int, Strict(), Field(ge=0, le=kopecks_max)]
-Line = Annotated[str, StringConstraints(max_length=message_chars_max)]
+Line = Annotated[str, _cut_to(message_chars_max), StringConstraints(max_length=message_chars_max)]
 
 
 class NextTier(BaseModel):
     """The next tier and how much more the customer must buy to reach it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    name: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    name: Annotated[
+        str,
+        _cut_to(tier_name_chars_max),
+        StringConstraints(min_length=1, max_length=tier_name_chars_max),
+    ]
     spend_missing_kopecks: Kopecks
 
 

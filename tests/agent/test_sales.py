@@ -24,7 +24,7 @@ from agent._runtime import build_till
 from agent._sales import Till
 from protocol import Basket, BasketLine, ChequeState, IdentifierRejected, Lot, RedeemRequest
 
-from .conftest import CARD, PHONE, make_settings
+from .conftest import CARD, PHONE, RULES, make_settings, seed_customer
 
 CARD_INPUT = IdentifierInput(type="card", value=CARD)
 
@@ -567,3 +567,39 @@ def test_the_sale_document_says_when_its_quote_was_evaluated(
     document = next(r["payload"] for r in outbox(till) if r["record"] == "cheque")
     assert datetime.fromisoformat(document["quoted_at"]) == reserved_at
     assert datetime.fromisoformat(document["device_time"]) == reserved_at + timedelta(seconds=20)
+
+
+def test_receipt_messages_longer_than_a_slip_prints_do_not_stop_the_sale(
+    tmp_path, clock: ManualClock
+) -> None:
+    """A message may hold 500 characters and a sale prints several: the slip cuts what it
+    cannot hold (reserve refused every identified sale with a 422 about a field the POS never
+    sent). A tier name longer than the slip's line is cut too."""
+    text = (RULES.read_text(encoding="utf-8") + LONG_MESSAGE).replace(
+        'rule_set_id = "base-2026"', 'rule_set_id = "long-messages"'
+    )
+    (tmp_path / "rules.toml").write_text(text, encoding="utf-8")
+    settings = make_settings(tmp_path / "agent").model_copy(
+        update={"rules_file": tmp_path / "rules.toml"}
+    )
+    long_till = build_till(settings, clock=clock)
+    seed_customer(long_till, clock)
+    reserved = long_till.reserve(
+        ReserveRequest(cheque_id="m-1", customer=CARD_INPUT, basket=basket(10000))
+    )
+    assert len(reserved.quote.messages) == 2
+    assert sum(len(message.text) for message in reserved.quote.messages) > 500
+    assert reserved.receipt is not None
+    printed = " ".join(reserved.receipt.columns_48)
+    assert "Начислено баллов" in printed
+    assert "..." in printed  # the ellipsis, in the printer's code page
+    confirmed = long_till.confirm(ConfirmRequest(cheque_id="m-1", fiscal_document="FD-m"))
+    assert confirmed.receipt == reserved.receipt
+
+
+LONG_MESSAGE = f"""
+[[messages]]
+id = "long"
+marketing = false
+text = {{ ru = "{"Очень длинное сообщение. " * 19}конец" }}
+"""
