@@ -5,6 +5,10 @@ a suffix (CR, LF, CRLF or TAB). Some are set up without a suffix; then a pause i
 (`idle_flush_s`) ends the frame. Everything is bounded: a frame longer than
 `frame_bytes_max` is dropped whole (its tail too, up to the next suffix), and what is dropped
 is counted, never kept.
+
+A two-byte suffix (CRLF) may be cut between reads. A read that ends with the suffix's first
+byte holds that byte aside, outside the frame and its bound, and puts it back in front of the
+next read: the suffix is then found whole, whether the frame was being kept or discarded.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ class Framer:
         self._idle_flush_s = idle_flush_s
         self._buffer = bytearray()
         self._discarding = 0  # bytes of an oversized frame dropped so far
+        self._held = b""  # the start of a suffix that ended the last read
         self._last_byte_at: float | None = None
 
     @property
@@ -91,12 +96,14 @@ class Framer:
             return out
         out.extend(self.poll(now))
         self._last_byte_at = now
-        data = bytes(data)
-        pos = self._straddling_suffix(data, out)
+        data, self._held = self._held + bytes(data), b""
+        pos = 0
         while pos < len(data):
             end = data.find(self._suffix, pos) if self._suffix else -1
             if end < 0:
-                self._append(data, pos, len(data))
+                held = self._suffix_start(data, pos)
+                self._append(data, pos, len(data) - held)
+                self._held = data[len(data) - held :]
                 break
             self._end_frame(data, pos, end, out)
             pos = end + len(self._suffix)
@@ -108,26 +115,25 @@ class Framer:
             return []
         self._last_byte_at = None
         out: list[FramerOutput] = []
+        held, self._held = len(self._held), b""  # a suffix's start whose rest never came
         if self._discarding:
-            out.append(FrameDropped(FrameFault.too_long, self._discarding))
+            out.append(FrameDropped(FrameFault.too_long, self._discarding + held))
             self._discarding = 0
-        if self._buffer:
+        elif self._buffer or held:
             frame = bytes(self._buffer)
             self._buffer.clear()
             if self._suffix:
-                out.append(FrameDropped(FrameFault.partial, len(frame)))
+                out.append(FrameDropped(FrameFault.partial, len(frame) + held))
             else:
                 self._finish(frame, out)
         return out
 
-    def _straddling_suffix(self, data: bytes, out: list[FramerOutput]) -> int:
-        """A CRLF whose CR ended the last read: end the buffered frame; bytes of `data` used."""
-        for held in range(1, len(self._suffix)):
-            rest = self._suffix[held:]
-            if self._buffer.endswith(self._suffix[:held]) and data.startswith(rest):
-                del self._buffer[-held:]
-                self._end_frame(b"", 0, 0, out)
-                return len(rest)
+    def _suffix_start(self, data: bytes, pos: int) -> int:
+        """How many bytes at the end of `data[pos:]` may be the start of a suffix cut off by
+        the read's end: they wait for the next read instead of counting as the frame's."""
+        for held in range(len(self._suffix) - 1, 0, -1):
+            if data.endswith(self._suffix[:held], pos):
+                return held
         return 0
 
     def _end_frame(self, data: bytes, start: int, end: int, out: list[FramerOutput]) -> None:

@@ -76,6 +76,28 @@ def test_oversized_frame_is_dropped_whole_and_the_next_one_reads() -> None:
     assert framer.buffered_bytes == 0
 
 
+def test_an_oversized_read_whose_cr_and_lf_part_does_not_swallow_the_next_scan() -> None:
+    """A serial line often splits a read between its CR and its LF."""
+    framer = Framer(suffix=Suffix.crlf, frame_bytes_max=256)
+    out = framer.feed(b"J" * 300 + b"\r", 0.0) + framer.feed(b"\n2770000000017\r\n", 0.01)
+    assert out == [FrameDropped(FrameFault.too_long, 300), Frame(b"2770000000017")]
+    assert framer.buffered_bytes == 0
+
+
+def test_a_read_exactly_as_long_as_the_bound_is_read_when_its_cr_and_lf_part() -> None:
+    framer = Framer(suffix=Suffix.crlf, frame_bytes_max=13)
+    out = framer.feed(b"2770000000017\r", 0.0) + framer.feed(b"\n", 0.01)
+    out += framer.feed(b"2770000000024\r\n", 0.02)
+    assert out == [Frame(b"2770000000017"), Frame(b"2770000000024")]
+
+
+def test_a_pause_after_a_cr_drops_the_partial_read_with_its_cr() -> None:
+    framer = Framer(suffix=Suffix.crlf, idle_flush_s=0.1)
+    framer.feed(b"2770\r", 1.0)
+    assert framer.poll(1.2) == [FrameDropped(FrameFault.partial, 5)]
+    assert payloads(framer.feed(b"\n123\r\n", 2.0)) == [b"123"]  # a late LF ends nothing
+
+
 def test_frame_repr_hides_the_payload() -> None:
     assert "6390" not in repr(Frame(b"6390020000000003"))
 
@@ -111,3 +133,27 @@ def test_frames_survive_any_split_of_the_stream(frames: list[bytes], data: st.Da
     for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         out += framer.feed(stream[start:end], 0.0)
     assert payloads(out) == frames
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.from_regex(rb"[0-9A-Z]{1,20}", fullmatch=True),
+            st.from_regex(rb"J[0-9A-Z]{20,60}", fullmatch=True),  # past the bound: noise
+        ),
+        max_size=10,
+    ),
+    st.data(),
+)
+def test_only_the_oversized_reads_are_dropped_under_any_split(
+    reads: list[bytes], data: st.DataObject
+) -> None:
+    stream = b"".join(r + b"\r\n" for r in reads)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=5)))
+    framer = Framer(suffix=Suffix.crlf, frame_bytes_max=20)
+    out = []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        out += framer.feed(stream[start:end], 0.0)
+    assert out == [
+        Frame(r) if len(r) <= 20 else FrameDropped(FrameFault.too_long, len(r)) for r in reads
+    ]
