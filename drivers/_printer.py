@@ -6,7 +6,9 @@ that is off, unplugged, out of paper or gone mid-receipt leaves the slip at the 
 queue; the worker retries with exponential backoff and sends the whole slip again (it starts
 with a reset, so a half-printed first try cannot garble the second). Where the transport can
 answer (network, serial, USB) the worker asks the paper sensor (`DLE EOT 4`) before a slip,
-and asks again after it: a reply proves the printer took every byte before the question.
+and asks again after it: a reply proves the printer took every byte before the question. A
+roll that ends after the printer took the slip is reported, and the slip is not sent again
+(see `_print`).
 
 The transport is a python-escpos printer object (`Network`, `Serial`, `Usb`, `File`; `Dummy`
 in unit tests), made by a factory the caller may replace.
@@ -191,14 +193,14 @@ class SlipPrinter:
                 if self._state in (PrinterState.idle, PrinterState.printing):
                     self._state = PrinterState.printing
             try:
-                self._print(data)
+                roll_ended = self._print(data)
             except PaperOut:
                 self._failed(PrinterState.out_of_paper, "the printer is out of paper")
             except (OSError, EscposError, PrinterLost, RuntimeError, ValueError) as error:
                 self._failed(PrinterState.offline, f"{type(error).__name__}: {error}"[:300])
                 self._close()
             else:
-                self._printed_one()
+                self._printed_one(roll_ended)
                 backoff.reset()
                 continue
             delay_s = backoff.next_s()
@@ -208,20 +210,38 @@ class SlipPrinter:
                     self._cond.wait(delay_s)
                 self._next_attempt_at = None
 
-    def _printed_one(self) -> None:
+    def _printed_one(self, roll_ended: bool) -> None:
+        """The head slip is done; a roll that ended with it stays reported until a later slip
+        finds paper again."""
         with self._cond:
             self._queue.popleft()
             self._printed += 1
-            self._state = PrinterState.printing if self._queue else PrinterState.idle
-            self._last_error = None
+            if roll_ended:
+                self._state = PrinterState.out_of_paper
+                self._last_error = "the roll ran out after the last slip"
+            else:
+                self._state = PrinterState.printing if self._queue else PrinterState.idle
+                self._last_error = None
             self._cond.notify_all()
+        if roll_ended:
+            log.warning("printer %s: the roll ran out after the last slip", self.config.name)
 
-    def _print(self, data: bytes) -> None:
+    def _print(self, data: bytes) -> bool:
+        """Send one slip; True if the paper sensor says the roll ended once the printer had it.
+
+        The answer after the slip comes only once the printer has received all of it, but the
+        sensor cannot say how much is on paper: the roll ended after the cut (the customer has
+        the slip) or during the slip (most ESC/POS printers then stop, keep the rest, and print
+        it on the new roll). Sent again, the slip would print twice either way, and the copy
+        would go to the next customer with this one's card and balance; so it counts as
+        printed and only the next slip waits for paper. A printer that drops what it holds
+        when the roll ends loses this slip: a missing slip is better than one given away.
+        """
         device = self._open()
-        self._check_paper(device)
+        if self._paper_out(device):
+            raise PaperOut
         device._raw(data)
-        if self._can_query():
-            self._check_paper(device)  # the reply arrives only after all of `data` did
+        return self._paper_out(device)  # the reply arrives only after all of `data` did
 
     def _open(self) -> Any:
         if self._device is None:
@@ -235,9 +255,10 @@ class SlipPrinter:
     def _can_query(self) -> bool:
         return self.config.status_query and not isinstance(self.config.transport, FileTransport)
 
-    def _check_paper(self, device: Any) -> None:
+    def _paper_out(self, device: Any) -> bool:
+        """What the roll paper sensor says; False where the printer cannot be asked."""
         if not self._can_query():
-            return
+            return False
         device._raw(STATUS_PAPER)
         try:
             reply = read_status(device)
@@ -253,8 +274,7 @@ class SlipPrinter:
             raise PrinterLost(f"status reply {status:#04x} is not a DLE EOT 4 answer")
         with self._cond:
             self._near_end = bool(status & _PAPER_NEAR_END)
-        if status & _PAPER_END:
-            raise PaperOut
+        return bool(status & _PAPER_END)
 
     def _failed(self, state: PrinterState, error: str) -> None:
         with self._cond:

@@ -28,6 +28,7 @@ from drivers import (
     UsbTransport,
     open_printer,
     slip_bytes,
+    view_escpos,
 )
 from drivers._config import PrinterTransport
 
@@ -210,6 +211,53 @@ def test_a_serial_printer_on_a_pty_with_status(tmp_path: Path) -> None:
                     device.write(b"\x12")  # paper present
             assert printer.wait_idle(5.0)
     assert bytes(received) == b"\x10\x04\x04" + expected + b"\x10\x04\x04"
+
+
+STATUS_QUERY, PAPER_PRESENT, PAPER_END = b"\x10\x04\x04", b"\x12", b"\x72"
+
+
+def answer_paper_sensor(device: PtyDevice, replies: list[bytes], received: bytearray) -> None:
+    """Play a serial printer: keep what the host sends and answer each DLE EOT 4 with the
+    next of `replies`; return once every reply is given."""
+    answered = 0
+    deadline = time.monotonic() + 5
+    while answered < len(replies) and time.monotonic() < deadline:
+        received += device.read(timeout_s=0.05)
+        if received.count(STATUS_QUERY) > answered:
+            device.write(replies[answered])
+            answered += 1
+    assert answered == len(replies), f"the printer was asked {answered} times"
+
+
+def test_a_roll_that_ends_as_the_slip_is_cut_does_not_print_the_slip_again(
+    tmp_path: Path,
+) -> None:
+    """The sensor says "out" only after the printer took the whole slip: the customer has it,
+    and a second copy would go to the next customer."""
+    next_slip = LoyaltySlip(card_number="2770000000024", balance_points=55)
+    with PtyDevice(tmp_path / "printer") as device:
+        transport = SerialTransport(port=device.path, timeout_s=1.0)
+        config = PrinterConfig(name="serial", transport=transport, **FAST)
+        received = bytearray()
+        with SlipPrinter(config) as printer:
+            printer.print_slip(SLIP)
+            answer_paper_sensor(device, [PAPER_PRESENT, PAPER_END], received)
+            status = wait_status(printer, lambda s: s.state == PrinterState.out_of_paper)
+            assert (status.printed, status.queued) == (1, 0)
+            assert status.last_error
+
+            printer.print_slip(next_slip)  # the next customer, before the roll is changed
+            answer_paper_sensor(device, [PAPER_END], received)
+            assert wait_status(printer, lambda s: s.failed_attempts >= 1).queued == 1
+            answer_paper_sensor(device, [PAPER_PRESENT, PAPER_PRESENT], received)  # new roll
+            assert printer.wait_idle(5.0)
+            status = printer.status()
+            assert (status.state, status.printed, status.last_error) == (PrinterState.idle, 2, None)
+    view = view_escpos(bytes(received))
+    assert view.texts.count("Спасибо за покупку!") == 1
+    assert view.cuts == 2
+    assert bytes(received).count(slip_bytes(SLIP, config)) == 1
+    assert bytes(received).count(slip_bytes(next_slip, config)) == 1
 
 
 def test_usb_without_pyusb_is_offline_with_a_reason() -> None:
