@@ -27,6 +27,7 @@ from protocol import (
     parse_card,
 )
 from protocol._base import Id, Points
+from protocol._ledger import Asset
 
 search_results_max = 100
 Reason = Annotated[str, Field(min_length=3, max_length=500)]
@@ -319,16 +320,32 @@ def merge_customers(request: Request, body: MergeBody) -> dict[str, Any]:
 
 class Adjustment(WireModel):
     points: Points
+    """The amount to add (negative to take), in the unit of `asset`."""
     reason: Reason
-    asset: Annotated[str, Field(max_length=64)] = "points"
+    asset: Asset = "points"
+    """`points`, or a counter: `purchases`, `rolling_spend` (kopecks), `stamps:<card>`."""
 
 
-def adjust(conn: sa.Connection, account_key: str, amount: int, reason: str, now: datetime) -> str:
+def adjust(
+    conn: sa.Connection,
+    account_key: str,
+    amount: int,
+    reason: str,
+    now: datetime,
+    asset: str = "points",
+) -> str:
+    """Write an `adjust` entry from central on one asset of an account. Points may go
+    negative (a debt, as a push's overspending does); a counter may not, since the tills
+    and the evaluator read a counter as a count that is never below zero."""
     if amount == 0:
         raise Refused(422, "zero_adjustment", "an adjustment must move something")
+    _lots.lock_for_moves(conn, [account_key])  # before the balance is read, as writers do
+    if asset != "points":
+        _check_counter(conn, account_key, asset, amount)
     entry = {
         "kind": "adjust",
         "account": _entries.account_of(account_key),
+        "asset": asset,
         "amount": amount,
         "reason": reason,
     }
@@ -336,15 +353,39 @@ def adjust(conn: sa.Connection, account_key: str, amount: int, reason: str, now:
     return str(made[0].entry_id)
 
 
+def _check_counter(conn: sa.Connection, account_key: str, asset: str, amount: int) -> None:
+    balance = conn.execute(
+        sa.select(t.accounts.c.balance).where(
+            t.accounts.c.account_key == account_key, t.accounts.c.asset == asset
+        )
+    ).scalar_one_or_none()
+    have = int(balance or 0)
+    if have + amount < 0:
+        raise Refused(
+            422,
+            "counter_below_zero",
+            f"{asset} of {account_key} is {have}: taking {-amount} would leave it below zero,"
+            f" which a counter cannot be; take at most {have}",
+            {"asset": asset, "balance": have},
+        )
+
+
 @_route("POST", "/customers/{customer_id}/adjustments", tags=["customers"])
 def post_adjustment(request: Request, customer_id: str, body: Adjustment) -> dict[str, Any]:
-    """Add or take points with a reason: an `adjust` entry from central, audited."""
+    """Add or take points, or a counter (`asset`), with a reason: an `adjust` entry from
+    central, audited."""
     central = _central(request)
     now = central.clock()
     who = actor(request)
     with central.writing(), central.engine.begin() as conn:
         _customer_row(conn, customer_id)
-        entry_id = adjust(conn, f"customer:{customer_id}", body.points, body.reason, now)
-        detail = {"points": body.points, "reason": body.reason, "entry_id": entry_id}
+        key = f"customer:{customer_id}"
+        entry_id = adjust(conn, key, body.points, body.reason, now, body.asset)
+        detail = {
+            "points": body.points,
+            "asset": body.asset,
+            "reason": body.reason,
+            "entry_id": entry_id,
+        }
         audit(conn, who, "adjust", customer_id, detail, to_ms(now))
-    return {"customer_id": customer_id, "entry_id": entry_id}
+    return {"customer_id": customer_id, "asset": body.asset, "entry_id": entry_id}

@@ -74,6 +74,40 @@ def test_customers_search_cards_block_consent_and_adjust(hq: Hq, engine: sa.Engi
     assert_ledger_consistent(engine)
 
 
+def test_an_adjustment_moves_the_asset_it_names(hq: Hq, engine: sa.Engine) -> None:
+    """HQ gives back the stamps a till failed to record: the stamp card changes, points do
+    not, and the tills hear of it; a counter is never taken below zero."""
+    hq.customer("c1")
+    till = hq.enroll()
+    assert till.push([till.entry("c1", 100)]).status_code == 200
+    seen = till.pull(0).json()["next_cursor"]
+    stamps = {"points": 3, "reason": "lost stamps", "asset": "stamps:coffee"}
+    done = hq.post("/admin/customers/c1/adjustments", stamps)
+    assert get(hq, "/admin/customers/c1")["balances"] == {"points": 100, "stamps:coffee": 3}
+    assert done["asset"] == "stamps:coffee"
+    moved = [c for c in till.pull(seen).json()["changes"] if c["type"] == "balance"]
+    assert [(c["asset"], c["balance"]) for c in moved] == [("stamps:coffee", 3)]
+    too_many = hq.client.post(
+        "/admin/customers/c1/adjustments",
+        json={**stamps, "points": -4},
+        headers=hq.headers,
+    )
+    assert too_many.status_code == 422, too_many.text
+    assert too_many.json()["code"] == "counter_below_zero"
+    assert "stamps:coffee" in too_many.json()["message"]
+    unknown = hq.client.post(
+        "/admin/customers/c1/adjustments",
+        json={**stamps, "asset": "miles"},
+        headers=hq.headers,
+    )
+    assert unknown.status_code == 422, unknown.text
+    hq.post("/admin/customers/c1/adjustments", {**stamps, "points": -3})
+    assert get(hq, "/admin/customers/c1")["balances"] == {"points": 100, "stamps:coffee": 0}
+    [last, *_] = get(hq, "/admin/audit")
+    assert json.loads(last["detail"])["asset"] == "stamps:coffee"
+    assert_ledger_consistent(engine)
+
+
 def test_merge_moves_points_identifiers_and_counters(hq: Hq, engine: sa.Engine) -> None:
     hq.customer("keep")
     hq.customer("dup", phones=["+79031234567"])
