@@ -336,10 +336,14 @@ def adjust(
 ) -> str:
     """Write an `adjust` entry from central on one asset of an account. Points may go
     negative (a debt, as a push's overspending does); a counter may not, since the tills
-    and the evaluator read a counter as a count that is never below zero."""
+    and the evaluator read a counter as a count that is never below zero. A merged
+    customer's account is refused (`_refuse_merged`)."""
     if amount == 0:
         raise Refused(422, "zero_adjustment", "an adjustment must move something")
-    _lots.lock_for_moves(conn, [account_key])  # before the balance is read, as writers do
+    # Before the status and the balance are read, as every writer of entries locks: a
+    # merge that commits first is seen, one that commits later moves what this writes.
+    _lots.lock_for_moves(conn, [account_key])
+    _refuse_merged(conn, account_key)
     if asset != "points":
         _check_counter(conn, account_key, asset, amount)
     entry = {
@@ -351,6 +355,40 @@ def adjust(
     }
     made = _entries.write(conn, [entry], now)
     return str(made[0].entry_id)
+
+
+def _refuse_merged(conn: sa.Connection, account_key: str) -> None:
+    """Refuse an adjustment of a merged customer: its account is read by no till and moved
+    by no job (a merge moves what is there once; `resolve` moves identifiers' accounts), so
+    what it received would be lost. Crediting the customer kept instead would move money
+    to someone HQ did not name, in an audit record that names another; HQ is told whom."""
+    kind, _, customer_id = account_key.partition(":")
+    if kind != "customer":
+        return
+    kept = _kept_customer(conn, customer_id)
+    if kept != customer_id:
+        raise Refused(
+            409,
+            "customer_merged",
+            f"customer {customer_id} was merged into {kept}: its account is never read again,"
+            f" so an adjustment there would be lost; adjust {kept} instead",
+            {"kept_id": kept},
+        )
+
+
+def _kept_customer(conn: sa.Connection, customer_id: str) -> str:
+    """The customer a merged one ended in (a customer kept may have been merged since:
+    merges are followed, at most `_lots.merge_hops_max`); any other customer itself."""
+    for _ in range(_lots.merge_hops_max):
+        into = conn.execute(
+            sa.select(t.customers.c.merged_into).where(
+                t.customers.c.customer_id == customer_id, t.customers.c.status == "merged"
+            )
+        ).scalar_one_or_none()
+        if into is None:
+            return customer_id
+        customer_id = into
+    return customer_id
 
 
 def _check_counter(conn: sa.Connection, account_key: str, asset: str, amount: int) -> None:

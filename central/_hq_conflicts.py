@@ -59,7 +59,8 @@ def open_conflicts(
 @_route("POST", "/conflicts/{conflict_id}/action", tags=["conflicts"])
 def act_on_conflict(request: Request, conflict_id: int, body: ConflictAction) -> dict[str, Any]:
     """`review`: mark reviewed. `write_off`: bring the account's negative points balance to
-    zero with an adjustment. `adjust`: add `points` to the account. All audited."""
+    zero with an adjustment. `adjust`: add `points` to the account (a merged customer's is
+    refused, naming the customer kept). All audited."""
     central = _central(request)
     now = central.clock()
     now_ms = to_ms(now)
@@ -125,7 +126,8 @@ class QuarantineAction(WireModel):
 @_route("POST", "/quarantine/{item_id}/action", tags=["conflicts"])
 def act_on_quarantine(request: Request, item_id: int, body: QuarantineAction) -> dict[str, Any]:
     """`review`: mark reviewed. `adjust`: credit `points` to `customer_id` (for an entry that
-    could not be applied), then mark it resolved. Audited."""
+    could not be applied), then mark it resolved; a merged customer is refused, naming the
+    customer kept (`_hq.adjust`). Audited."""
     central = _central(request)
     now = central.clock()
     now_ms = to_ms(now)

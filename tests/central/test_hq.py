@@ -128,6 +128,55 @@ def test_merge_moves_points_identifiers_and_counters(hq: Hq, engine: sa.Engine) 
     assert_ledger_consistent(engine)
 
 
+def test_an_adjustment_of_a_merged_customer_is_refused_naming_the_one_kept(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """A merged customer's account is never used again (nothing moves it later): points put
+    there would be lost, so HQ is told which customer to adjust instead, from the customer
+    page and from the quarantine alike, and nothing is written."""
+    hq.customer("keep")
+    hq.customer("dup")
+    hq.post("/admin/customers/merge", {"duplicate_id": "dup", "keep_id": "keep", "reason": "twin"})
+    till = hq.enroll()
+    assert till.push([till.entry("nobody", 30)]).status_code == 200  # quarantined
+    [held] = get(hq, "/admin/quarantine")
+    with engine.connect() as conn:
+        entries = conn.execute(sa.select(sa.func.count()).select_from(t.ledger)).scalar_one()
+    refusals = [
+        hq.client.post(
+            "/admin/customers/dup/adjustments",
+            json={"points": 500, "reason": "goodwill"},
+            headers=hq.headers,
+        ),
+        hq.client.post(
+            f"/admin/quarantine/{held['id']}/action",
+            json={"action": "adjust", "note": "typo in id", "customer_id": "dup", "points": 30},
+            headers=hq.headers,
+        ),
+    ]
+    for refused in refusals:
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "customer_merged"
+        assert refused.json()["details"] == {"kept_id": "keep"}
+        assert "adjust keep instead" in refused.json()["message"]
+    assert get(hq, "/admin/customers/keep")["balances"] == {}
+    assert [item["id"] for item in get(hq, "/admin/quarantine")] == [held["id"]]
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.ledger)).scalar_one() == (
+            entries
+        )
+    hq.customer("last")
+    hq.post(
+        "/admin/customers/merge", {"duplicate_id": "keep", "keep_id": "last", "reason": "triplet"}
+    )
+    again = hq.client.post(
+        "/admin/customers/dup/adjustments",
+        json={"points": 500, "reason": "goodwill"},
+        headers=hq.headers,
+    )
+    assert again.json()["details"] == {"kept_id": "last"}  # merges are followed
+
+
 def test_erasure_removes_contacts_and_sends_a_tombstone(hq: Hq, engine: sa.Engine) -> None:
     hq.customer("c1", phones=["+79161234567"])
     till = hq.enroll()
