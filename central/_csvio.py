@@ -5,7 +5,7 @@ Import reads the file as a stream, a batch of rows at a time. Each batch is one 
 and every row in it is checked before anything is written (fields, duplicates in the file,
 identifiers owned by someone else), so a row is imported whole or not at all; the report
 names every rejected row by its line number with the reason. Every entry an import writes
-carries a stable key in `grants` (`import:<customer>` for the opening balance,
+carries a stable key in `grants` (`import_key`: `import:<customer>` for the opening balance,
 `import:<customer>:<purchase>` for history), and a customer already present with the same
 data is left alone, so running the same file again changes nothing.
 """
@@ -13,6 +13,7 @@ data is left alone, so running the same file again changes nothing.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from protocol import (
     PhoneHasher,
     normalize_phone,
 )
-from protocol._base import Id
+from protocol._base import Id, id_chars_max, points_max
 
 import_batch_rows = 1000
 rejected_listed_max = 10_000
@@ -55,6 +56,23 @@ HISTORY_COLUMNS = ("customer_id", "purchase_id", "purchased_at", "total_kopecks"
 _id = TypeAdapter(Id)
 _TRUE = {"1", "true", "yes", "y", "да"}
 _FALSE = {"0", "false", "no", "n", "нет", ""}
+import_key_digest_hex = 48
+"""Hex digits of SHA-256 in a key too long to spell out: 192 bits, and 62 characters."""
+
+
+def import_key(customer_id: str, purchase_id: str | None = None) -> str:
+    """The grant key of an imported entry, the same on every run (so a second run finds it
+    and adds nothing): `import:<customer>` for the opening balance,
+    `import:<customer>:<purchase>` for a purchase. Where that would be longer than a key may
+    be (64 characters; an id alone may have 64) or could be read two ways (a customer id
+    holding `:`, the separator), `import-sha256:` and the start of the SHA-256 of the ids
+    joined by `/`, which no id holds: different ids, different keys."""
+    ids = [customer_id] if purchase_id is None else [customer_id, purchase_id]
+    spelled = ":".join(["import", *ids])
+    if len(spelled) <= id_chars_max and ":" not in customer_id:
+        return spelled
+    digest = hashlib.sha256("/".join(ids).encode()).hexdigest()
+    return f"import-sha256:{digest[:import_key_digest_hex]}"
 
 
 class BadRow(ValueError):
@@ -101,11 +119,15 @@ def _bool(text: str, name: str) -> bool:
 
 
 def _int(text: str, name: str) -> int:
+    """A whole number that fits one entry's amount (`points_max`)."""
     if text == "":
         return 0
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise BadRow(f"{name} must be a whole number ≥ 0, got {text!r}")
-    return int(text)
+    value = int(text)
+    if value > points_max:
+        raise BadRow(f"{name} must be at most {points_max}, got {text}")
+    return value
 
 
 def _moment(text: str, name: str) -> datetime | None:
@@ -233,7 +255,7 @@ def _customer_batch(engine: sa.Engine, batch: Batch, now: datetime, report: Repo
         }
         idents = [i for _, parsed in batch for i in parsed["identifiers"]]
         owners = _owners(conn, idents)
-        granted = _entries.keys_taken(conn, [f"import:{i}" for i in ids])
+        granted = _entries.keys_taken(conn, [import_key(i) for i in ids])
         fresh: list[dict[str, Any]] = []
         for line, parsed in batch:
             cid = parsed["customer_id"]
@@ -245,7 +267,7 @@ def _customer_batch(engine: sa.Engine, batch: Batch, now: datetime, report: Repo
                 )
             elif old is not None and any(getattr(old, f) != parsed[f] for f in _SAME):
                 report.reject(line, cid, "customer exists at central with other data")
-            elif old is not None and f"import:{cid}" not in granted and parsed["points"]:
+            elif old is not None and import_key(cid) not in granted and parsed["points"]:
                 report.reject(line, cid, "customer exists at central; its balance is not imported")
             elif old is not None:
                 report.unchanged += 1
@@ -304,7 +326,7 @@ def _insert_customers(
             "account": _entries.account_of(f"customer:{p['customer_id']}"),
             "amount": p["points"],
             "expires_at": p["expires_at"],
-            "grant_key": f"import:{p['customer_id']}",
+            "grant_key": import_key(p["customer_id"]),
             "reason": "opening balance imported",
         }
         for p in fresh
@@ -335,7 +357,7 @@ def _customer_body(parsed: dict[str, Any]) -> dict[str, Any]:
 
 def import_history(engine: sa.Engine, lines: Iterable[str], now: datetime) -> Report:
     """Past purchases: each adds to the customer's `purchases` and `rolling_spend` counters,
-    keyed `import:<customer>:<purchase>` so a second run adds nothing."""
+    keyed by customer and purchase (`import_key`) so a second run adds nothing."""
     return _stream(engine, lines, HISTORY_COLUMNS, _purchase, _history_batch, now)
 
 
@@ -349,7 +371,7 @@ def _purchase(raw: dict[str, str]) -> dict[str, Any]:
         raise BadRow("customer_id or purchase_id is not a valid id") from None
     return {
         "customer_id": customer_id,
-        "key": f"import:{customer_id}:{purchase}"[:64],
+        "key": import_key(customer_id, purchase),
         "total": _int(raw.get("total_kopecks", ""), "total_kopecks"),
         "at": _moment(raw.get("purchased_at", ""), "purchased_at"),
     }

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -158,3 +159,80 @@ def test_import_and_export_from_the_command_line(
     assert main(["export", "customers", str(out), "--db", db_url]) == 0
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert [row["first_name"] for row in rows] == ["Анна", "Борис", "Дина"]
+
+
+def _post(hq: Hq, kind: str, text: str) -> dict[str, Any]:
+    headers = {**hq.headers, "content-type": "text/csv"}
+    response = hq.client.post(f"/admin/import/{kind}", content=text.encode(), headers=headers)
+    assert response.status_code == 200, response.text
+    report: dict[str, Any] = response.json()
+    return report
+
+
+HISTORY = "customer_id,purchase_id,purchased_at,total_kopecks\n"
+
+
+def test_long_ids_import_whole_and_a_second_run_adds_nothing(hq: Hq, engine: sa.Engine) -> None:
+    """Every valid id (64 characters at most) imports: its entries' keys stay within the
+    64 a key may have, one key per customer and per purchase, the same on every run. Two
+    purchases whose long ids differ only at the end are two purchases."""
+    longest = "c" * 64
+    customers = f"customer_id,first_name,points\nok-1,Анна,10\n{longest},Иван,100\nok-2,Ольга,20\n"
+    shop = "customer-000000000000000000001"
+    history = HISTORY + "".join(
+        f"{who},{what},2025-10-01,{total}\n"
+        for who, what, total in [
+            (shop, "store-0042-2025-10-01-cheque-000001", 10000),
+            (shop, "store-0042-2025-10-01-cheque-000002", 20000),
+            (longest, "p" * 64, 5000),
+        ]
+    )
+    hq.customer(shop)
+    for run in ("first", "again"):
+        imported = _post(hq, "customers", customers)
+        bought = _post(hq, "history", history)
+        assert (imported["rejected"], bought["rejected"]) == ([], []), run
+        if run == "first":
+            assert (imported["imported"], bought["imported"]) == (3, 3)
+        else:
+            assert (imported["unchanged"], imported["entries"]) == (3, 0)
+            assert (bought["unchanged"], bought["entries"]) == (3, 0)
+        balances = assert_ledger_consistent(engine)
+        assert balances[(f"customer:{longest}", "points")] == 100
+        assert balances[(f"customer:{shop}", "purchases")] == 2
+        assert balances[(f"customer:{shop}", "rolling_spend")] == 30000
+        assert balances[(f"customer:{longest}", "rolling_spend")] == 5000
+    with engine.connect() as conn:
+        keys = conn.execute(sa.select(t.grants.c.grant_key)).scalars().all()
+    assert len(keys) == len(set(keys)) == 3 + 3
+    assert max(len(key) for key in keys) <= 64
+
+
+def test_ids_with_colons_do_not_share_a_key(hq: Hq, engine: sa.Engine) -> None:
+    """An id may hold `:`, the key's own separator: customer `a:b`'s opening balance is not
+    customer `a`'s purchase `b`, nor is `a:b`'s purchase `c` `a`'s purchase `b:c`."""
+    _post(hq, "customers", "customer_id,first_name,points\na,Анна,0\na:b,Иван,7\n")
+    rows = [("a", "b", 100), ("a", "b:c", 200), ("a:b", "c", 300)]
+    history = HISTORY + "".join(f"{who},{what},2025-10-01,{total}\n" for who, what, total in rows)
+    assert _post(hq, "history", history)["imported"] == 3
+    assert _post(hq, "history", history)["unchanged"] == 3
+    balances = assert_ledger_consistent(engine)
+    assert balances[("customer:a", "purchases")] == 2
+    assert balances[("customer:a:b", "purchases")] == 1
+    assert balances[("customer:a:b", "points")] == 7
+
+
+def test_amounts_beyond_an_entrys_bounds_are_rejected_by_line(hq: Hq, engine: sa.Engine) -> None:
+    """A points balance or a purchase too large for an entry is that row's rejection, not
+    the whole file's."""
+    customers = "customer_id,first_name,points\nok-1,Анна,10\nrich,Иван,10000000000000\n"
+    report = _post(hq, "customers", customers)
+    assert [(r["line"], r["customer_id"]) for r in report["rejected"]] == [(3, "rich")]
+    assert "points must be at most" in report["rejected"][0]["reason"]
+    history = HISTORY + "ok-1,p1,2025-10-01,10000000000000\nok-1,p2,2025-10-01,100\n"
+    report = _post(hq, "history", history)
+    assert [(r["line"], r["customer_id"]) for r in report["rejected"]] == [(2, "ok-1")]
+    assert "total_kopecks must be at most" in report["rejected"][0]["reason"]
+    balances = assert_ledger_consistent(engine)
+    assert balances[("customer:ok-1", "points")] == 10
+    assert balances[("customer:ok-1", "rolling_spend")] == 100
