@@ -28,6 +28,7 @@ from central import _tables as t
 from central._clock import to_ms
 from protocol import (
     CardIdentifier,
+    CustomerState,
     EntryKind,
     IdentifierRejected,
     PhoneHasher,
@@ -160,21 +161,12 @@ def _customer(row: dict[str, str], hasher: PhoneHasher) -> dict[str, Any]:
             idents.append(("card", CardIdentifier(number=row["card"]).number))
         except ValidationError:
             raise BadRow(f"card {row['card']!r} is not a card number") from None
-    birthday = row.get("birthday") or None
-    if birthday is not None:
-        try:
-            date.fromisoformat(birthday)
-        except ValueError:
-            raise BadRow(f"birthday {birthday!r} is not a date (YYYY-MM-DD)") from None
-    language = row.get("language") or "ru"
-    if len(language) != 2 or not language.isalpha() or not language.islower():
-        raise BadRow(f"language {language!r} is not a two-letter code")
-    return {
+    parsed = {
         "customer_id": customer_id,
         "first_name": row.get("first_name", "")[:64],
-        "tier": row.get("tier") or None,
-        "birthday": birthday,
-        "language": language,
+        "tier": _tier(row.get("tier", "")),
+        "birthday": _birthday(row.get("birthday", "")),
+        "language": _language(row.get("language", "")),
         "consent_marketing": _bool(row.get("consent_marketing", ""), "consent_marketing"),
         "consent_data": _bool(row.get("consent_data", ""), "consent_data"),
         "points": _int(row.get("points", ""), "points"),
@@ -182,6 +174,50 @@ def _customer(row: dict[str, str], hasher: PhoneHasher) -> dict[str, Any]:
         "phone": phone,
         "identifiers": idents,
     }
+    _check_readable(parsed)
+    return parsed
+
+
+def _tier(text: str) -> str | None:
+    if text == "":
+        return None
+    try:
+        return _id.validate_python(text)
+    except ValidationError:
+        raise BadRow(f"tier {text!r} is not an id (letters, digits, '.', '_', ':', '-')") from None
+
+
+def _birthday(text: str) -> str | None:
+    """Exactly YYYY-MM-DD, the form tills read (Python also reads 20250101 and 2025-W01-1)."""
+    if text == "":
+        return None
+    try:
+        if date.fromisoformat(text).isoformat() == text:
+            return text
+    except ValueError:
+        pass
+    raise BadRow(f"birthday {text!r} is not a date (YYYY-MM-DD)")
+
+
+def _language(text: str) -> str:
+    language = text or "ru"
+    if len(language) != 2 or not (language.isascii() and language.isalpha()):
+        raise BadRow(f"language {language!r} is not a two-letter code")
+    if not language.islower():
+        raise BadRow(f"language {language!r} is not a two-letter code in lower case")
+    return language
+
+
+def _check_readable(parsed: dict[str, Any]) -> None:
+    """The customer as every till will read it: a change a till refuses would stop every
+    till's pull at it, so a row that makes one is rejected here (the fields are checked one
+    by one above; this keeps them in step with the protocol)."""
+    try:
+        CustomerState.model_validate(_state(parsed))
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise BadRow(f"{where}: {problem['msg']} (tills could not read this customer)") from None
 
 
 _SAME = ("first_name", "tier", "birthday", "language", "consent_marketing", "consent_data")
@@ -335,7 +371,7 @@ def _insert_customers(
     return len(_entries.write(conn, specs, now))
 
 
-def _customer_body(parsed: dict[str, Any]) -> dict[str, Any]:
+def _state(parsed: dict[str, Any]) -> dict[str, Any]:
     state = {
         "customer_id": parsed["customer_id"],
         "status": "active",
@@ -345,9 +381,13 @@ def _customer_body(parsed: dict[str, Any]) -> dict[str, Any]:
         "consent_data": parsed["consent_data"],
         "language": parsed["language"],
     }
+    return {k: v for k, v in state.items() if v is not None}
+
+
+def _customer_body(parsed: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "customer",
-        "state": {k: v for k, v in state.items() if v is not None},
+        "state": _state(parsed),
         "identifiers": [
             _changes.account_ref(f"{kind}:{value}") for kind, value in sorted(parsed["identifiers"])
         ],

@@ -236,3 +236,26 @@ def test_amounts_beyond_an_entrys_bounds_are_rejected_by_line(hq: Hq, engine: sa
     balances = assert_ledger_consistent(engine)
     assert balances[("customer:ok-1", "points")] == 10
     assert balances[("customer:ok-1", "rolling_spend")] == 100
+
+
+def test_a_customer_tills_cannot_read_is_rejected_by_line(hq: Hq) -> None:
+    """A customer imported with a field a till refuses (a tier that is not an id, a
+    language in Cyrillic, a birthday in another ISO form) would be a change no till can
+    read, and every till's pull would stop at it: such a row is rejected, by line."""
+    header = "customer_id,first_name,tier,language,birthday\n"
+    rows = [
+        "c1,Анна,gold,en,1990-01-31",
+        "c2,Иван,Gold Plus,,",
+        "c3,Олег,,ру,",
+        "c4,Дина,,,19900131",
+    ]
+    report = _post(hq, "customers", header + "\n".join(rows) + "\n")
+    rejected = [(r["line"], r["customer_id"]) for r in report["rejected"]]
+    assert rejected == [(3, "c2"), (4, "c3"), (5, "c4")]
+    reasons = [r["reason"] for r in report["rejected"]]
+    assert "tier 'Gold Plus'" in reasons[0]
+    assert "language 'ру'" in reasons[1]
+    assert "birthday '19900131'" in reasons[2]
+    pulled = hq.enroll().pull(since=0)  # it parses as a till parses it
+    assert pulled.status_code == 200, pulled.text
+    assert '"gold"' in pulled.text
