@@ -19,7 +19,9 @@ from protocol import (
     CustomerState,
     EntryKind,
     canonical_json,
+    effective_rule_set,
     new_entry_id,
+    parse_rule_set,
 )
 from protocol._sync import identifiers_per_customer_max
 
@@ -215,6 +217,23 @@ def test_rule_sets_validate_diff_and_publish_into_the_pull_stream(hq: Hq) -> Non
         ("base-2026", "2026-11-01T00:00:00+03:00")
     ]
     assert rule_sets[0]["content_hash"] == published.json()["content_hash"]
+
+
+def test_the_current_rule_set_is_the_one_tills_evaluate_with(hq: Hq, clock: Any) -> None:
+    """Two rule sets that start at the same moment: HQ's `current` (listing and diff) is the
+    one the evaluator takes, the greater `rule_set_id`, whichever was published last."""
+    texts = [
+        RULES_TOML.replace('"base-2026"', f'"{rule_set_id}"')
+        for rule_set_id in ("spring-b", "spring-a")
+    ]
+    for text in texts:  # both start when the file says
+        assert toml(hq, "/admin/rule-sets/publish", text).status_code == 200
+        clock.advance(60)
+    in_force = effective_rule_set([parse_rule_set(text) for text in texts], clock())
+    assert in_force is not None
+    assert in_force.rule_set_id == "spring-b"
+    assert get(hq, "/admin/rule-sets")["current"] == "spring-b"
+    assert toml(hq, "/admin/rule-sets/diff", texts[1]).json()["current"] == "spring-b"
 
 
 def test_device_health_reports_seen_acked_lag_and_skew(hq: Hq) -> None:
