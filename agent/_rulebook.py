@@ -36,7 +36,7 @@ class RuleBook:
     def active(self, db: sqlite_utils.Database, now: datetime) -> RuleSet:
         row = db.execute(
             "SELECT content_hash FROM rule_sets WHERE effective_from <= ? "
-            "ORDER BY effective_from DESC LIMIT 1",
+            "ORDER BY effective_from DESC, rule_set_id DESC LIMIT 1",  # as effective_rule_set
             [utc_iso(now)],
         ).fetchone()
         if row is None:

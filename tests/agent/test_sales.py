@@ -20,9 +20,19 @@ from agent._models import (
     SignupRequest,
     VoidRequest,
 )
+from agent._rulebook import install_rule_set
 from agent._runtime import build_till
 from agent._sales import Till
-from protocol import Basket, BasketLine, ChequeState, IdentifierRejected, Lot, RedeemRequest
+from protocol import (
+    Basket,
+    BasketLine,
+    ChequeState,
+    IdentifierRejected,
+    Lot,
+    RedeemRequest,
+    effective_rule_set,
+    parse_rule_set,
+)
 
 from .conftest import CARD, PHONE, RULES, make_settings, seed_customer
 
@@ -603,3 +613,25 @@ id = "long"
 marketing = false
 text = {{ ru = "{"Очень длинное сообщение. " * 19}конец" }}
 """
+
+
+def test_two_rule_sets_from_the_same_moment_resolve_as_central_resolves_them(
+    till: Till, clock: ManualClock
+) -> None:
+    """Ties on `effective_from` go to the greater `rule_set_id`, whatever order they came
+    in: the till took whichever SQLite found first, central and the evaluator the greater."""
+    text = RULES.read_text(encoding="utf-8")
+    later, earlier = (
+        parse_rule_set(text.replace('rule_set_id = "base-2026"', f'rule_set_id = "{name}"'))
+        for name in ("spring-b", "spring-a")
+    )
+    assert later.effective_from == earlier.effective_from <= clock.wall()
+    with till.store.write() as db:
+        for rule_set in (later, earlier):  # b arrives first, a second
+            install_rule_set(db, rule_set)
+    with till.store.read() as db:
+        chosen = till.rulebook.active(db, clock.wall())
+    assert chosen.rule_set_id == "spring-b"
+    evaluators = effective_rule_set([earlier, later], clock.wall())
+    assert evaluators is not None
+    assert (evaluators.rule_set_id, evaluators.content_hash) == ("spring-b", chosen.content_hash)
