@@ -7,19 +7,24 @@ phone-hash key) live in files in `data_dir`, never in the database.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from drivers import DevicesConfig
-from protocol import CardRange, Store
+from drivers import CODEPAGE_NUMBERS, DevicesConfig, PrinterConfig
+from protocol import CardRange, RuleSetError, Store, parse_rule_set
+
+ENV_PREFIX = "KOPILKA_AGENT_"
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 
@@ -28,9 +33,42 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message names the file and the key."""
 
 
+class _BadVariable(Exception):
+    """A `KOPILKA_AGENT_*` variable that cannot be read; not a `ValueError`, so that
+    pydantic-settings lets it through instead of hiding the variable's name."""
+
+
+class _Environment(EnvSettingsSource):
+    """The `KOPILKA_AGENT_*` variables. A table or list set by a variable is JSON; one that is
+    not would stop pydantic-settings before validation with a traceback naming neither the
+    variable nor the key, so it is reported here, as a bad value of that variable."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as error:
+            names = " or ".join(_variables_of(field_name)) or ENV_PREFIX + field_name.upper()
+            raise _BadVariable(
+                f"{names}: {field_name}: not valid JSON ({error}); a table or a list set by "
+                f"an environment variable is written as JSON"
+            ) from error
+
+
+def _variables_of(field_name: str) -> list[str]:
+    """The variables that set `field_name` or a key inside it (`…_DEVICES__READERS`)."""
+    name = ENV_PREFIX + field_name.upper()
+    return sorted(
+        variable
+        for variable in os.environ
+        if variable.upper() == name or variable.upper().startswith(name + "__")
+    )
+
+
 class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="KOPILKA_AGENT_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
     data_dir: Path = Path("var/agent")
@@ -81,34 +119,95 @@ class AgentSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
+        return (_Environment(settings_cls), init_settings)
+
+
+def _key(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
 
 
 def _describe(error: ValidationError, source: str) -> str:
-    problems = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        problems.append(f"{source}: {key}: {item['msg']}")
-    return "\n".join(problems)
+    return "\n".join(f"{source}: {_key(item['loc'])}: {item['msg']}" for item in error.errors())
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: no such configuration file") from error
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    except OSError as error:  # a folder, no permission, an I/O error
+        reason = error.strerror or error
+        raise ConfigError(f"{path}: cannot read the configuration file: {reason}") from error
+
+
+def _rules_problem(settings: AgentSettings) -> str | None:
+    """Why `rules_file` cannot be used; read at load, so that a bad one stops every command
+    with the configuration's other errors, not the agent halfway through its start."""
+    if settings.rules_file is None:
+        return None
+    try:
+        parse_rule_set(
+            settings.rules_file.read_text(encoding="utf-8"), source=str(settings.rules_file)
+        )
+    except OSError as error:
+        return f"cannot read {settings.rules_file}: {error.strerror or error}"
+    except UnicodeDecodeError as error:
+        return f"{settings.rules_file}: not UTF-8 text: {error}"
+    except RuleSetError as error:
+        return str(error).replace("\n", "\n  ")
+    return None
+
+
+def _codepage_problem(printer: PrinterConfig) -> str | None:
+    """Why this printer cannot select its code page: found at load, where the key can be
+    named, rather than when its worker starts (`run`, `doctor`)."""
+    known = CODEPAGE_NUMBERS.get(printer.model)
+    if printer.codepage_number is not None or (known and printer.codepage in known):
+        return None
+    if known is None:
+        return (
+            f"model {printer.model!r} is not one of {', '.join(CODEPAGE_NUMBERS)}: set "
+            f"codepage_number, the n of ESC t n for {printer.codepage.upper()} in the "
+            f"printer's manual or self-test page (docs/devices.md)"
+        )
+    return (
+        f"{printer.model} printers have no known ESC t number for {printer.codepage}: set "
+        f'codepage = "cp866", or codepage_number from the printer\'s manual (docs/devices.md)'
+    )
+
+
+def _problems(settings: AgentSettings) -> list[tuple[tuple[str | int, ...], str]]:
+    """What the models alone cannot see: the rules file and the printers' code pages."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    rules = _rules_problem(settings)
+    if rules is not None:
+        found.append((("rules_file",), rules))
+    for index, printer in enumerate(settings.devices.printers):
+        codepage = _codepage_problem(printer)
+        if codepage is not None:
+            found.append((("devices", "printers", index), f"printer {printer.name!r}: {codepage}"))
+    return found
 
 
 def load_settings(path: Path | None, **overrides: Any) -> AgentSettings:
     """Settings from `path` (TOML) and the environment; raises `ConfigError` with the key."""
-    values: dict[str, Any] = {}
-    source = "environment"
-    if path is not None:
-        source = str(path)
-        try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as error:
-            raise ConfigError(f"{path}: no such configuration file") from error
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    values = _read_file(path) if path is not None else {}
+    source = "environment" if path is None else str(path)
     values.update(overrides)
     try:
-        return AgentSettings(**values)
+        settings = AgentSettings(**values)
     except ValidationError as error:
         raise ConfigError(_describe(error, source)) from error
+    except _BadVariable as error:
+        raise ConfigError(str(error)) from error
+    problems = _problems(settings)
+    if problems:
+        raise ConfigError(
+            "\n".join(f"{source}: {_key(loc)}: {problem}" for loc, problem in problems)
+        )
+    return settings
 
 
 __all__ = ["AgentSettings", "ConfigError", "load_settings"]

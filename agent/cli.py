@@ -60,14 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
     except ConfigError as error:
-        print(f"kopilka-agent: bad configuration:\n{error}", file=sys.stderr)
-        return 2
+        return _bad_configuration(error)
     try:
         return _command(args, settings)
+    except ConfigError as error:  # a file the configuration names, read as the command starts
+        return _bad_configuration(error)
     except (sqlite3.Error, StorageError, PermissionError) as error:
         problem = storage_problem(error) if isinstance(error, sqlite3.Error) else str(error)
         print(f"kopilka-agent: cannot use {settings.data_dir}: {problem}", file=sys.stderr)
         return 2
+
+
+def _bad_configuration(error: ConfigError) -> int:
+    print(f"kopilka-agent: bad configuration:\n{error}", file=sys.stderr)
+    return 2
 
 
 def _command(args: argparse.Namespace, settings: AgentSettings) -> int:

@@ -1,0 +1,95 @@
+"""A bad configuration stops `kopilka-agent` at start with exit code 2 and a message naming
+where the bad value came from and its key, never a traceback (docs/install.md, "Configure")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent._config import load_settings
+
+from .agent_process import AGENT, free_port, write_config
+
+FILE_PRINTER = (
+    '[[devices.printers]]\nname = "slip"\ntransport = {{ kind = "file", path = "{path}" }}\n'
+)
+
+
+def agent(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(AGENT), "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_refused(done: subprocess.CompletedProcess[str], *says: str) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("kopilka-agent: bad configuration:\n"), done.stderr
+    assert "Traceback" not in done.stderr
+    for text in says:
+        assert text in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "key"),
+    [("KOPILKA_AGENT_DEVICES", "{not json", "devices"), ("KOPILKA_AGENT_STORE", "nope", "store")],
+)
+def test_a_variable_that_is_not_json_is_named(
+    tmp_path: Path, variable: str, value: str, key: str
+) -> None:
+    config = write_config(tmp_path / "data", free_port())
+    done = agent(config, "status", env={variable: value})
+    assert_refused(done, f"{variable}: {key}: not valid JSON")
+
+
+def test_a_folder_given_as_the_configuration_file(tmp_path: Path) -> None:
+    done = agent(tmp_path, "status")
+    assert_refused(done, f"{tmp_path}: cannot read the configuration file: Is a directory")
+
+
+@pytest.mark.parametrize("command", ["status", "run"])
+@pytest.mark.parametrize(
+    ("rules", "says"),
+    [("missing.toml", "No such file or directory"), ("broken.toml", "not valid TOML")],
+)
+def test_a_rules_file_that_cannot_be_used(
+    tmp_path: Path, command: str, rules: str, says: str
+) -> None:
+    (tmp_path / "broken.toml").write_text("not = [valid\n", encoding="utf-8")
+    config = write_config(tmp_path / "data", free_port(), rules=tmp_path / rules)
+    done = agent(config, command)
+    assert_refused(done, f"{config}: rules_file: ", says)
+
+
+@pytest.mark.parametrize(
+    ("printer", "command", "says"),
+    [
+        ('model = "xprinter"\n', "status", "model 'xprinter' is not one of epson"),
+        ('model = "xprinter"\n', "run", "set codepage_number"),
+        ('model = "citizen"\ncodepage = "cp1251"\n', "doctor", "no known ESC t number for cp1251"),
+    ],
+)
+def test_a_printer_whose_code_page_cannot_be_selected(
+    tmp_path: Path, printer: str, command: str, says: str
+) -> None:
+    """Found when the configuration is read, not when the printer's worker starts."""
+    extra = FILE_PRINTER.format(path=tmp_path / "lp0") + printer
+    config = write_config(tmp_path / "data", free_port(), extra)
+    done = agent(config, command)
+    assert_refused(done, f"{config}: devices.printers.0: printer 'slip': ", says)
+
+
+def test_a_printer_with_its_own_number_is_accepted(tmp_path: Path) -> None:
+    extra = (
+        FILE_PRINTER.format(path=tmp_path / "lp0") + 'model = "xprinter"\ncodepage_number = 17\n'
+    )
+    config = write_config(tmp_path / "data", free_port(), extra)
+    assert load_settings(config).devices.printers[0].codepage_number == 17
