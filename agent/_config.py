@@ -1,7 +1,8 @@
 """The agent's configuration: a TOML file, overridden by `KOPILKA_AGENT_*` variables.
 
-A bad file or key stops the agent at start with a message naming the file, the key and the
-problem; nothing is half-configured. Secrets (the POS API token, the device credential, the
+A bad file or key stops the agent at start with a message naming where the value came from
+(the file, or the variable that overrode it), the key and the problem; nothing is
+half-configured. Secrets (the POS API token, the device credential, the
 phone-hash key) live in files in `data_dir`, never in the database.
 """
 
@@ -30,7 +31,7 @@ PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 
 
 class ConfigError(ValueError):
-    """The configuration cannot be used; the message names the file and the key."""
+    """The configuration cannot be used; the message names the file or variable, and the key."""
 
 
 class _BadVariable(Exception):
@@ -126,8 +127,35 @@ def _key(loc: tuple[str | int, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    return "\n".join(f"{source}: {_key(item['loc'])}: {item['msg']}" for item in error.errors())
+def _variable(loc: tuple[str | int, ...], environment: dict[str, Any]) -> str | None:
+    """The `KOPILKA_AGENT_*` variable that set the value at `loc` (variables win over the
+    file), or None when the file did. `environment` is what the variables set, as values."""
+    node: Any = environment
+    keys: list[str] = []
+    for part in loc:
+        if not isinstance(node, dict):
+            break  # a list or a value the variable set whole
+        if part not in node:
+            return None
+        keys.append(str(part))
+        node = node[part]
+    names = {name.upper(): name for name in os.environ}
+    for depth in range(len(keys), 0, -1):  # the deepest: `…_DEVICES__READERS`, then `…_DEVICES`
+        name = names.get(ENV_PREFIX + "__".join(keys[:depth]).upper())
+        if name is not None:
+            return name
+    return None
+
+
+def _described(
+    problems: list[tuple[tuple[str | int, ...], str]], source: str, environment: dict[str, Any]
+) -> str:
+    """One line per problem: where the bad value came from (its variable, else `source`), its
+    key, what is wrong with it."""
+    return "\n".join(
+        f"{_variable(loc, environment) or source}: {_key(loc)}: {problem}"
+        for loc, problem in problems
+    )
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -194,19 +222,19 @@ def _problems(settings: AgentSettings) -> list[tuple[tuple[str | int, ...], str]
 def load_settings(path: Path | None, **overrides: Any) -> AgentSettings:
     """Settings from `path` (TOML) and the environment; raises `ConfigError` with the key."""
     values = _read_file(path) if path is not None else {}
-    source = "environment" if path is None else str(path)
     values.update(overrides)
+    source = str(path or "settings")
     try:
+        environment = _Environment(AgentSettings)()
         settings = AgentSettings(**values)
-    except ValidationError as error:
-        raise ConfigError(_describe(error, source)) from error
     except _BadVariable as error:
         raise ConfigError(str(error)) from error
-    problems = _problems(settings)
-    if problems:
-        raise ConfigError(
-            "\n".join(f"{source}: {_key(loc)}: {problem}" for loc, problem in problems)
-        )
+    except ValidationError as error:
+        found = [(item["loc"], item["msg"]) for item in error.errors()]
+        raise ConfigError(_described(found, source, environment)) from error
+    found = _problems(settings)
+    if found:
+        raise ConfigError(_described(found, source, environment))
     return settings
 
 

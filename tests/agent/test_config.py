@@ -93,3 +93,44 @@ def test_a_printer_with_its_own_number_is_accepted(tmp_path: Path) -> None:
     )
     config = write_config(tmp_path / "data", free_port(), extra)
     assert load_settings(config).devices.printers[0].codepage_number == 17
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        (
+            {"KOPILKA_AGENT_LISTEN_PORT": "notanumber"},
+            "KOPILKA_AGENT_LISTEN_PORT: listen_port: Input should be a valid integer",
+        ),
+        (
+            {"KOPILKA_AGENT_DEVICES__READERS": '[{"kind": "scanner"}]'},
+            "KOPILKA_AGENT_DEVICES__READERS: devices.readers.0.scanner.port: Field required",
+        ),
+        (
+            {"KOPILKA_AGENT_RULES_FILE": "/nonexistent/rules.toml"},
+            "KOPILKA_AGENT_RULES_FILE: rules_file: cannot read /nonexistent/rules.toml",
+        ),
+    ],
+)
+def test_a_bad_variable_is_blamed_on_the_variable(
+    tmp_path: Path, env: dict[str, str], says: str
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
+    done = agent(config, "status", env=env)
+    assert_refused(done, says)
+    assert str(config) not in done.stderr
+
+
+def test_each_bad_value_is_blamed_on_where_it_came_from(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\nlisten_port = "abc"\nsession_ttl_s = 60\n',
+        encoding="utf-8",
+    )
+    done = agent(config, "status", env={"KOPILKA_AGENT_SYNC_INTERVAL_S": "-1"})
+    assert_refused(
+        done,
+        f"{config}: listen_port: Input should be a valid integer",
+        "KOPILKA_AGENT_SYNC_INTERVAL_S: sync_interval_s: Input should be greater than 0",
+    )
