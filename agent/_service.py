@@ -7,14 +7,17 @@ import os
 import secrets
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import sqlite_utils
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import APIRouter
 
 from agent import _outbox
+from agent._allowance import data_age_s
 from agent._api import create_app
 from agent._balances import pull_cursor
 from agent._cache import customer_count
@@ -22,6 +25,7 @@ from agent._clock import Clock, SystemClock
 from agent._config import AgentSettings
 from agent._devices import Devices
 from agent._errors import HoldRefused
+from agent._rulebook import RuleBook
 from agent._runtime import build_till, enrolled_settings
 from agent._sales import Till
 from protocol import HoldRequest, HoldResponse, freeze_startup_heap
@@ -49,29 +53,40 @@ def ensure_token(settings: AgentSettings) -> str:
 
 
 def till_status(till: Till) -> dict[str, Any]:
-    """What `status` and `/v1/status` say: sync state, outbox, data age, rules."""
-    store = till.store
-    with store.read() as db:
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        depth = _outbox.depth(db)
-        customers = customer_count(db)
-        cursor = pull_cursor(db)
-        rule_set = till.rulebook.active(db, till.clock.wall())
-        age = till.data_age_s(db)
+    """What `/v1/status` says (see `status_report`)."""
+    with till.store.read() as db:
+        store_id = till.settings.store.store_id
+        return status_report(db, till.store.path.parent, store_id, till.rulebook, till.clock)
+
+
+def status_report(
+    db: sqlite_utils.Database, data_dir: Path, store_id: str, rulebook: RuleBook, clock: Clock
+) -> dict[str, Any]:
+    """What `status` and `/v1/status` say, from one snapshot of the till's database: sync
+    state, outbox, data age, rules. Reads only, so `status` can use it on a read-only one."""
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    pulled_at = meta.get("last_pull_boottime_s")
+    age = data_age_s(
+        meta.get("last_pull_boot_id"),
+        None if pulled_at is None else float(pulled_at),
+        clock.boot_id(),
+        clock.boottime_s(),
+    )
+    rule_set = rulebook.active(db, clock.wall())
     return {
-        "device_id": till.seat.device_id,
-        "epoch": till.seat.epoch,
-        "enrolled": (store.path.parent / "device.json").exists(),
+        "device_id": meta.get("device_id"),
+        "epoch": int(meta["device_epoch"]) if "device_epoch" in meta else None,
+        "enrolled": (data_dir / "device.json").exists(),
         "online": meta.get("online") == "1",
         "last_push": meta.get("last_push_at"),
         "last_pull": meta.get("last_pull_at"),
         "last_sync_error": meta.get("last_sync_error"),
-        "outbox_depth": depth,
-        "pull_cursor": cursor,
+        "outbox_depth": _outbox.depth(db),
+        "pull_cursor": pull_cursor(db),
         "data_age_s": None if age is None else int(age),
-        "customers_cached": customers,
+        "customers_cached": customer_count(db),
         "rule_set": {"id": rule_set.rule_set_id, "hash": rule_set.content_hash},
-        "store": till.settings.store.store_id,
+        "store": store_id,
     }
 
 

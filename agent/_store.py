@@ -1,4 +1,5 @@
-"""The till's SQLite file: pragmas, numbered migrations, and write transactions.
+"""The till's SQLite file: pragmas, numbered migrations, write transactions, and a read-only
+snapshot for readers outside the agent.
 
 One file in WAL mode with `synchronous=FULL`: a transaction that returned is on disk. Every
 write runs in `BEGIN IMMEDIATE`, so the writer lock is taken before anything is read and two
@@ -202,17 +203,56 @@ def _check_pragmas(conn: sqlite3.Connection) -> None:
         raise StorageError(f"till database pragmas are {found}, expected WAL with synchronous=FULL")
 
 
+def _newer(path: Path, version: int) -> StorageError:
+    return StorageError(
+        f"{path} was written by a newer Kopilka agent (schema {version}, this one knows "
+        f"{SCHEMA_VERSION}); upgrade the agent, do not downgrade it"
+    )
+
+
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise StorageError(
-            f"{path} was written by a newer Kopilka agent (schema {version}, this one knows "
-            f"{SCHEMA_VERSION}); upgrade the agent, do not downgrade it"
-        )
+        raise _newer(path, version)
     for number in range(version + 1, SCHEMA_VERSION + 1):
         conn.executescript(
             f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]}; PRAGMA user_version={number}; COMMIT;"
         )
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[sqlite_utils.Database]:
+    """One snapshot of the till database for a reader outside the agent (`kopilka-agent
+    status`): opened read-only, so it is never created, migrated or written, and never waits
+    for a writer, however long the agent's or the sync's transaction takes."""
+    if not path.exists():
+        raise StorageError(
+            f"there is no till database ({path}): the agent has never run with this data_dir, "
+            f"or its data is gone"
+        )
+    if not path.is_file():
+        raise StorageError(f"{path} is not a till database (not a file)")
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    try:
+        _check_schema(conn, path)
+        conn.execute("BEGIN")
+        yield sqlite_utils.Database(conn, execute_plugins=False)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """A till database this agent can read, as it is (an older schema has what is read)."""
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as error:
+        raise StorageError(f"{path} is not a till database ({error})") from error
+    if version == 0:
+        raise StorageError(f"{path} is not a till database (it has no schema version)")
+    if version > SCHEMA_VERSION:
+        raise _newer(path, version)
 
 
 class TillStore:

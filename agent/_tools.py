@@ -8,9 +8,12 @@ from typing import Any
 
 import httpx
 
+from agent._clock import SystemClock
 from agent._config import AgentSettings
-from agent._runtime import build_till
-from agent._service import till_status
+from agent._rulebook import RuleBook
+from agent._runtime import chain_settings
+from agent._service import status_report
+from agent._store import read_only
 from drivers import IdentityRules as DeviceRules
 from drivers import LoyaltySlip, open_printer, open_reader
 
@@ -43,7 +46,13 @@ def _human(status: dict[str, Any]) -> str:
 
 
 def print_status(settings: AgentSettings, as_json: bool) -> int:
-    status = till_status(build_till(settings))
+    """The till's state, read from its database without writing anything: it is the check
+    before `uninstall --purge`, and it runs beside a busy agent without waiting for it."""
+    store_info, _ = chain_settings(settings)
+    with read_only(settings.db_path) as db:
+        status = status_report(
+            db, settings.data_dir, store_info.store_id, RuleBook(), SystemClock()
+        )
     print(json.dumps(status, ensure_ascii=False, indent=2) if as_json else _human(status))
     return 0
 

@@ -224,7 +224,10 @@ def test_read_only_data_dir_stops_the_agent_with_a_message(tmp_path: Path) -> No
         subprocess.run(["mount", "-o", "remount,bind,ro", str(read_only)], check=True)
         config.write_text(config.read_text().replace(str(tmp_path / "agent"), str(read_only)))
         done = subprocess.run(
-            [str(AGENT), "--config", str(config), "status"], capture_output=True, text=True
+            [str(AGENT), "--config", str(config), "run"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         subprocess.run(["umount", "-l", str(read_only)], check=False)

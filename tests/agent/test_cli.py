@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .agent_process import AGENT, CARD, AgentProcess, free_port, write_config
+from .agent_process import AGENT, CARD, TOKEN, AgentProcess, free_port, seed, write_config
 
 
-def run(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run(
+    config: Path, *args: str, stdin: str = "", timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(AGENT), "--config", str(config), *args],
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout_s,
     )
 
 
@@ -34,6 +37,38 @@ def test_status_for_people_and_for_programs(agent: AgentProcess) -> None:
     assert status["online"] is False
     assert status["customers_cached"] >= 2
     assert status["data_age_s"] is not None
+    assert status["rule_set"]["id"] == "base-2026"
+
+
+def test_status_of_a_data_folder_that_is_not_there_creates_nothing(tmp_path: Path) -> None:
+    """The check before `uninstall --purge`: a wrong data_dir must not look like an empty
+    outbox."""
+    data_dir = tmp_path / "gone"
+    config = tmp_path / "agent.toml"
+    config.write_text(f'data_dir = "{data_dir}"\napi_token = "{TOKEN}"\n', encoding="utf-8")
+    done = run(config, "status", "--json")
+    assert done.returncode == 2, done.stdout
+    assert done.stdout == ""
+    assert "there is no till database" in done.stderr
+    assert not data_dir.exists()
+
+
+def test_status_answers_while_a_writer_holds_the_database(tmp_path: Path) -> None:
+    """`status` only reads: it takes no write lock, so a long transaction of the agent's does
+    not hold it up, and the rules_file it is configured with is not installed again."""
+    config = write_config(tmp_path / "till", free_port())
+    seed(config)
+    writer = sqlite3.connect(tmp_path / "till" / "till.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        done = run(config, "status", "--json", timeout_s=20)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["customers_cached"] == 3
+    assert status["outbox_depth"] == 0
     assert status["rule_set"]["id"] == "base-2026"
 
 
