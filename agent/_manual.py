@@ -3,7 +3,8 @@
 It talks to the running agent over the same local API a POS would use, so it sells exactly
 as an integrated POS does. Commands: `id CARD-OR-QR`, `phone PHONE`, `add SKU QTY PRICE [CATEGORY]`
 (quantity in units, `0.25` allowed; price in roubles, `89.90`), `redeem POINTS`, `quote`,
-`pay FISCAL-NO`, `void`, `new`, `status`, `help`, `quit`.
+`pay FISCAL-NO`, `void`, `new`, `status`, `help`, `quit`. A mistake, or an agent that does not
+answer, is a line starting with `!`, and the cheque stays as it was.
 """
 
 from __future__ import annotations
@@ -21,17 +22,31 @@ from agent._service import ensure_token
 
 HELP = __doc__.split("\n\n", 1)[1] if __doc__ else ""
 
+quantity_units_max = Decimal(10**6)
+"""The most of one line the till takes (the protocol's `quantity_milli` up to 10⁹)."""
+amount_kopecks_max = 10**13
+"""The most a price or a line may come to (the protocol's limit on any amount of money)."""
 
-def _minor(text: str, scale: int) -> int:
-    """`89.90` roubles → 8990 kopecks; `0.25` units → 250 thousandths. No floats."""
+
+class AgentUnreachable(Exception):
+    """The agent did not answer; the cheque being rung up stays as it is."""
+
+
+def _minor(text: str, decimals: int, largest: Decimal) -> int:
+    """`89.90` roubles → 8990 kopecks; `0.25` units → 250 thousandths. No floats; nothing but
+    a finite number above 0, up to `largest`, with at most `decimals` decimals."""
     try:
         value = Decimal(text.replace(",", "."))
     except InvalidOperation as error:
         raise ValueError(f"{text!r} is not a number") from error
-    scaled = value * scale
-    if scaled != scaled.to_integral_value() or scaled <= 0:
-        raise ValueError(f"{text!r}: too many decimals or not positive")
-    return int(scaled)
+    if not value.is_finite():  # inf, NaN, sNaN: Decimal reads them, no till sells them
+        raise ValueError(f"{text!r} is not a number")
+    if not 0 < value <= largest:
+        raise ValueError(f"{text!r}: must be more than 0 and at most {largest}")
+    step = Decimal(1).scaleb(-decimals)
+    if value != value.quantize(step):
+        raise ValueError(f"{text!r}: at most {decimals} decimals")
+    return int(value.scaleb(decimals))
 
 
 def _money(kopecks: int) -> str:
@@ -54,7 +69,15 @@ class ManualTill:
         print(text, file=self.out, flush=True)
 
     def call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        answer = self.client.post(path, json=body) if body is not None else self.client.get(path)
+        """The agent's answer; None (and said) when it refused; `AgentUnreachable` when it
+        did not answer at all."""
+        try:
+            answer = self.client.get(path) if body is None else self.client.post(path, json=body)
+        except httpx.HTTPError as error:
+            raise AgentUnreachable(
+                f"no answer from the agent at {self.client.base_url} ({error}): is it running? "
+                f"The cheque is kept; try again"
+            ) from error
         data: dict[str, Any] = answer.json()
         if answer.status_code != 200:
             self.say(f"! {data.get('message', answer.text)} [{data.get('code')}]")
@@ -82,7 +105,7 @@ class ManualTill:
             return True
         try:
             return bool(action(args) is not False)
-        except (ValueError, IndexError) as error:
+        except (ValueError, IndexError, AgentUnreachable) as error:
             self.say(f"! {error}")
             return True
 
@@ -114,9 +137,12 @@ class ManualTill:
         self.say(f"customer {who}: balance {balance.get('balance', 0)}, available {available}")
 
     def do_add(self, args: list[str]) -> None:
-        sku, quantity, price = args[0], _minor(args[1], 1000), _minor(args[2], 100)
+        sku, quantity = args[0], _minor(args[1], 3, quantity_units_max)
+        price = _minor(args[2], 2, Decimal(amount_kopecks_max) / 100)
         category = args[3] if len(args) > 3 else None
         total = (quantity * price + 500) // 1000
+        if total > amount_kopecks_max:
+            raise ValueError(f"{args[1]} x {args[2]} is more than one line may come to")
         self.lines.append(
             {
                 "line_id": str(len(self.lines) + 1),

@@ -107,6 +107,69 @@ def test_manual_till_says_what_went_wrong(agent: AgentProcess) -> None:
     assert "[invalid_request]" in done.stdout  # paying for an empty basket
 
 
+def test_manual_till_refuses_numbers_that_are_not_prices(agent: AgentProcess) -> None:
+    script = [
+        "add milk 1 inf",
+        "add milk 1 sNaN",
+        "add milk NaN 1",
+        "add milk 1e400 1",
+        "add milk 1 89.901",
+        "add milk-1l 2 89.90 dairy",
+        "quote",
+        "quit",
+    ]
+    done = run(agent.config, "till", stdin="\n".join(script) + "\n")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    out = done.stdout
+    assert "! 'inf' is not a number" in out
+    assert "! 'sNaN' is not a number" in out
+    assert "! 'NaN' is not a number" in out
+    assert "! '1e400': must be more than 0 and at most 1000000" in out
+    assert "! '89.901': at most 2 decimals" in out
+    assert "line 1: milk-1l x 2 = 179.80" in out  # none of the bad lines was added
+    assert "total 179.80" in out
+
+
+def test_manual_till_keeps_the_cheque_until_the_agent_answers(tmp_path: Path) -> None:
+    """The agent is down while the cashier rings up: each call says so, and once it is up the
+    same cheque, lines and customer, is paid."""
+    config = write_config(tmp_path / "late", free_port())
+    seed(config)
+    till = subprocess.Popen(
+        [str(AGENT), "--config", str(config), "till"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert till.stdin is not None
+    assert till.stdout is not None
+    try:
+        till.stdin.write(f"add milk-1l 2 89.90 dairy\nid {CARD}\nadd bread 1 45\nquote\npay\n")
+        till.stdin.flush()
+        said = [till.stdout.readline() for _ in range(6)]  # greeting, line 1, !, line 2, !, !
+        agent = AgentProcess(config)
+        try:
+            out, err = till.communicate(f"id {CARD}\npay FN-LATE-1\nquit\n", timeout=60)
+        finally:
+            agent.stop()
+    finally:
+        if till.poll() is None:
+            till.kill()
+            till.wait()
+    assert till.returncode == 0, err
+    assert "Traceback" not in err
+    assert said[1].startswith("line 1: milk-1l x 2 = 179.80")
+    assert said[2].startswith("! no answer from the agent at http://127.0.0.1:")
+    assert "is it running? The cheque is kept" in said[2]
+    assert said[3].startswith("line 2: bread x 1 = 45.00")
+    assert said[4].startswith("! no answer from the agent")
+    assert said[5].startswith("! no answer from the agent")
+    assert "customer Анна" in out
+    assert "confirmed: +" in out
+
+
 @pytest.mark.parametrize(
     ("central", "code", "says"),
     [
