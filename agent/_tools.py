@@ -14,10 +14,22 @@ from agent._rulebook import RuleBook
 from agent._runtime import chain_settings
 from agent._service import status_report
 from agent._store import read_only
+from drivers import (
+    FileTransport,
+    PrinterConfig,
+    PrinterStatus,
+    SlipPrinter,
+    check_slip,
+    open_printer,
+    open_reader,
+)
 from drivers import IdentityRules as DeviceRules
-from drivers import LoyaltySlip, open_printer, open_reader
 
 doctor_wait_s = 1.0
+printer_print_s = 2.0
+"""Beyond its transport's timeouts, how long a printer may take to print the check slip."""
+printer_answer_s_max = 15.0
+"""The longest the doctor waits for one printer, whatever its transport's timeout."""
 
 
 def _age(seconds: int | None) -> str:
@@ -76,18 +88,58 @@ def _check_readers(settings: AgentSettings) -> list[tuple[str, bool, str]]:
     return results
 
 
-def _check_printers(settings: AgentSettings, test_slip: bool) -> list[tuple[str, bool, str]]:
-    results = []
-    for config in settings.devices.printers:
-        printer = open_printer(config)
+def _answer_wait_s(config: PrinterConfig) -> float:
+    """How long a printer may take to take the doctor's job: its transport's timeout for the
+    connection and each of the two status queries around the job, and a little to print."""
+    timeout_s = float(getattr(config.transport, "timeout_s", 0.0))
+    return min(3 * timeout_s + printer_print_s, printer_answer_s_max)
+
+
+def _answered(printer: SlipPrinter, wait_s: float) -> bool:
+    """Whether the job queued on `printer` went through at the worker's first try: False as
+    soon as that try failed, or after `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while not printer.wait_idle(timeout_s=0.1):
+        if printer.status().failed_attempts or time.monotonic() >= deadline:
+            return False
+    return True
+
+
+def _printer_said(config: PrinterConfig, status: PrinterStatus, test_slip: bool) -> str:
+    """What the printer proved by taking the job: that it answered its paper sensor's query,
+    or, where it cannot be asked, only that it could be opened and written to."""
+    if isinstance(config.transport, FileTransport):
+        said = "opened and written to; on a device file it cannot say whether it is on or has paper"
+    elif not config.status_query:
+        said = "connected; with status_query = false it is not asked whether it has paper"
+    else:
+        said = "answers" + (", paper near end" if status.paper_near_end else ", paper loaded")
+    return said + ("; check slip printed" if test_slip else "")
+
+
+def _check_printer(config: PrinterConfig, test_slip: bool) -> tuple[str, bool, str]:
+    """Opens the printer and gives it a job: the check slip, or an empty one, which makes the
+    worker connect and ask the paper sensor (`DLE EOT 4`) as before any slip, printing
+    nothing. A printer is never `[ok]` before it has answered."""
+    printer = open_printer(config)
+    try:
         if test_slip:
-            printer.print_slip(LoyaltySlip(title="Kopilka: проверка", message="Тестовый чек"))
-            printer.wait_idle(timeout_s=5)
+            printer.print_slip(check_slip(config))
+        else:
+            printer.submit(b"")
+        wait_s = _answer_wait_s(config)
+        answered = _answered(printer, wait_s)
         status = printer.status()
+    finally:
         printer.stop()
-        ok = status.last_error is None
-        results.append((f"printer {config.name}", ok, f"{status.state} {status.last_error or ''}"))
-    return results
+    if answered:
+        return (f"printer {config.name}", True, _printer_said(config, status, test_slip))
+    problem = status.last_error or f"no answer within {wait_s:.0f} s"
+    return (f"printer {config.name}", False, f"{status.state}: {problem}")
+
+
+def _check_printers(settings: AgentSettings, test_slip: bool) -> list[tuple[str, bool, str]]:
+    return [_check_printer(config, test_slip) for config in settings.devices.printers]
 
 
 def _check_central(settings: AgentSettings) -> list[tuple[str, bool, str]]:

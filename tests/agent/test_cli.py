@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from drivers import NetworkPrinterEmulator
+
 from .agent_process import AGENT, CARD, TOKEN, AgentProcess, free_port, seed, write_config
 
 
@@ -191,3 +193,55 @@ def test_doctor_exit_codes_without_devices(
     assert says in done.stdout
     assert "reader" not in done.stdout
     assert "printer" not in done.stdout
+
+
+def network_printer(name: str, port: int) -> str:
+    return (
+        f'[[devices.printers]]\nname = "{name}"\n'
+        f'transport = {{ kind = "network", host = "127.0.0.1", port = {port}, timeout_s = 1.0 }}\n'
+    )
+
+
+def test_doctor_fails_printers_that_do_not_answer(tmp_path: Path) -> None:
+    """Nothing listening, no device file, no USB library: never `[ok]`, always the reason."""
+    extra = (
+        network_printer("net", free_port())
+        + '[[devices.printers]]\nname = "lp"\n'
+        + f'transport = {{ kind = "file", path = "{tmp_path / "lp0"}" }}\n'
+        + '[[devices.printers]]\nname = "usb"\n'
+        + 'transport = { kind = "usb", vendor_id = 0x04b8, product_id = 0x0202 }\n'
+    )
+    config = write_config(tmp_path / "doctor", free_port(), extra)
+    done = run(config, "doctor")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[FAIL] printer net: offline: ConnectionRefusedError" in done.stdout
+    assert "[FAIL] printer lp: offline: FileNotFoundError" in done.stdout
+    assert "[FAIL] printer usb: offline: " in done.stdout
+    assert "[ok] printer" not in done.stdout
+    assert not (tmp_path / "lp0").exists()
+
+
+@pytest.mark.parametrize("test_slip", [False, True])
+def test_doctor_asks_each_printer_and_prints_the_check_slip_on_request(
+    tmp_path: Path, test_slip: bool
+) -> None:
+    with NetworkPrinterEmulator() as front, NetworkPrinterEmulator() as back:
+        back.paper_out = True
+        extra = network_printer("front", front.port) + network_printer("back", back.port)
+        config = write_config(tmp_path / "doctor", free_port(), extra)
+        done = run(config, "doctor", *(["--test-slip"] if test_slip else []))
+        paper = front.view()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[ok] printer front: answers, paper loaded" in done.stdout
+    assert "[FAIL] printer back: out_of_paper: the printer is out of paper" in done.stdout
+    if not test_slip:
+        assert paper.lines == []  # asked its paper sensor, printed nothing
+        return
+    printed = paper.render(48)
+    assert "check slip printed" in done.stdout
+    assert "Проверка принтера" in printed  # docs/devices.md: drivers.check_slip
+    assert "АБВГДЕЁЖЗИЙКЛМНОП РСТУФХЦЧШЩЪЫЬЭЮЯ" in printed
+    assert "абвгдеёжзийклмноп рстуфхцчшщъыьэюя" in printed
+    assert '"Ёлка" - 100 руб. №1' in printed
+    assert "1234567890" * 4 + "12345678" in printed  # a ruler as wide as the 48 columns
+    assert paper.qr_codes == ["https://kopilka.example/test"]
