@@ -79,7 +79,11 @@ def _check_readers(settings: AgentSettings) -> list[tuple[str, bool, str]]:
     rules = DeviceRules(card_ranges=settings.card_ranges, phone_region=settings.phone_region)
     results = []
     for config in settings.devices.readers:
-        reader = open_reader(config, rules)
+        try:
+            reader = open_reader(config, rules)
+        except RuntimeError as error:  # a keyboard-wedge scanner without `evdev`
+            results.append((f"reader {config.name}", False, str(error)))
+            continue
         time.sleep(doctor_wait_s)
         status = getattr(reader, "status", lambda: None)()
         state = str(getattr(status, "state", "unknown"))

@@ -221,6 +221,20 @@ def test_doctor_fails_printers_that_do_not_answer(tmp_path: Path) -> None:
     assert not (tmp_path / "lp0").exists()
 
 
+def test_doctor_fails_a_wedge_scanner_without_evdev(tmp_path: Path) -> None:
+    """The optional `evdev` package is not installed here: a `[FAIL]` line with the reason,
+    not a traceback."""
+    extra = (
+        '[[devices.readers]]\nkind = "keyboard_wedge"\nname = "wedge"\ndevice = "/dev/input/x"\n'
+    )
+    config = write_config(tmp_path / "doctor", free_port(), extra)
+    done = run(config, "doctor")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[FAIL] reader wedge:" in done.stdout
+    assert "evdev" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("test_slip", [False, True])
 def test_doctor_asks_each_printer_and_prints_the_check_slip_on_request(
     tmp_path: Path, test_slip: bool
