@@ -16,22 +16,27 @@ from protocol import (
     Quote,
     Refund,
     RuleSetRef,
+    account_key,
 )
 
 if TYPE_CHECKING:
     from agent._sales import Till
 
 
-def refund_movements(refund: Refund, original: Quote) -> Iterator[dict[str, Any]]:
-    """What a refund reverses: earned points taken back (from the same pending or active
-    points: the reversal carries the original's activation time), spent points given back,
-    counters and rolling spend."""
+def refund_movements(
+    refund: Refund, original: Quote, earned: str | None
+) -> Iterator[dict[str, Any]]:
+    """What a refund reverses: earned points taken back (from the sale's own lot, `earned`,
+    its earn entry: central takes them from it first, pending or active, not from the lots
+    that expire first; the reversal carries the original's activation time too), spent
+    points given back, counters and rolling spend."""
     if refund.earn_points:
         yield {
             "kind": EntryKind.refund_reversal,
             "asset": "points",
             "amount": -refund.earn_points,
             "activates_at": original.earn_activates_at,
+            "reverses": earned,
         }
     if refund.burn_points:
         yield {"kind": EntryKind.refund_reversal, "asset": "points", "amount": refund.burn_points}
@@ -126,6 +131,20 @@ def _remember_grant(db: sqlite_utils.Database, grant_key: str, customer_id: str)
         "INSERT OR IGNORE INTO grants_given(grant_key, customer_id) VALUES (?, ?)",
         [grant_key, customer_id],
     )
+
+
+def earn_entry_of(
+    db: sqlite_utils.Database, account: AccountRef | None, cheque_id: str
+) -> str | None:
+    """The id of the earn entry the sale `cheque_id` wrote for `account`, if any."""
+    if account is None:
+        return None
+    row = db.execute(
+        "SELECT record_id FROM outbox WHERE account_key = ? AND record = 'entry' "
+        "AND asset = 'points' AND kind = 'earn' AND json_extract(payload, '$.cheque_id') = ?",
+        [account_key(account), cheque_id],
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def grants_given(db: sqlite_utils.Database, customer_id: str) -> set[str]:

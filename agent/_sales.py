@@ -20,7 +20,13 @@ from agent._allowance import Allowance, data_age_s, offline_allowance
 from agent._balances import balance_view, counters_here, offline_spent
 from agent._cache import get_customer, limits_of, parsed, remember, utc_iso
 from agent._clock import Clock
-from agent._entries import append_entries, grants_given, refund_movements, sale_movements
+from agent._entries import (
+    append_entries,
+    earn_entry_of,
+    grants_given,
+    refund_movements,
+    sale_movements,
+)
 from agent._errors import Conflict, HoldRefused, NotFound, TillError
 from agent._identify import IdentityRules, Resolved, resolve
 from agent._models import (
@@ -468,7 +474,13 @@ class Till:
             raise TillError("refund_invalid", str(error)) from error
         account = reservation.account
         entries = append_entries(
-            self, db, account, refund_movements(refund, quote), refund, request.refund_id, False
+            self,
+            db,
+            account,
+            refund_movements(refund, quote, earn_entry_of(db, account, request.cheque_id)),
+            refund,
+            request.refund_id,
+            False,
         )
         state = ChequeState.refunded if refund.complete else ChequeState.partially_refunded
         document = self._document(

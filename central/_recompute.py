@@ -483,23 +483,40 @@ def _reconcile_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
         detail = {"original_cheque_id": doc.original_cheque_id, "error": str(error)}
         return Verdict("unmatched", {"error": str(error)}, ("refund_unmatched", detail))
     account = original.account
-    specs = () if account is None else tuple(_refund_specs(doc, original.quote, refund, account))
+    earned = _earn_entry(conn, original)
+    specs = () if account is None else tuple(_refund_specs(doc, original, refund, earned))
     return Verdict("reconciled", refund.model_dump(mode="json"), entries=specs)
 
 
+def _earn_entry(conn: sa.Connection, sale: ChequeDocument) -> str | None:
+    """The id of the sale's earn entry: the lot a refund's earn reversal takes from."""
+    if not sale.entry_ids:
+        return None
+    found = conn.execute(
+        sa.select(t.ledger.c.entry_id).where(
+            t.ledger.c.entry_id.in_([str(entry_id) for entry_id in sale.entry_ids]),
+            t.ledger.c.kind == EntryKind.earn.value,
+        )
+    ).scalar()
+    return None if found is None else str(found)
+
+
 def _refund_specs(
-    doc: ChequeDocument, quote: Quote, refund: Refund, account: Any
+    doc: ChequeDocument, original: ChequeDocument, refund: Refund, earned: str | None
 ) -> list[dict[str, Any]]:
+    """`earned`: the original's earn entry, which the earn reversal takes back from first
+    (the sale's own, maybe still pending, lot; not the lots that expire first)."""
     key = f"refund:{doc.document_id}"
-    common = {"account": account, "cheque_id": doc.cheque_id}
+    common = {"account": original.account, "cheque_id": doc.cheque_id}
     specs: list[dict[str, Any]] = []
-    if refund.earn_points:
+    if refund.earn_points and original.quote is not None:
         specs.append(
             {
                 **common,
                 "kind": EntryKind.refund_reversal,
                 "amount": -refund.earn_points,
-                "activates_at": quote.earn_activates_at,
+                "activates_at": original.quote.earn_activates_at,
+                "reverses": earned,
                 "grant_key": f"{key}:earn",
             }
         )

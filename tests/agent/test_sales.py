@@ -320,6 +320,11 @@ def test_partial_refunds_add_up_to_the_full_refund(till: Till) -> None:
     welcome = sum(grant["points"] for grant in sale["grants"])
     assert view.balance == 1000 + welcome  # the welcome bonus stays; the sale is undone
     assert view.pending == 0  # granted points are active at once
+    earned = next(r["record_id"] for r in outbox(till) if r["kind"] == "earn")
+    reversals = [
+        r["payload"] for r in outbox(till) if r["kind"] == "refund_reversal" and r["amount"] < 0
+    ]
+    assert [r["reverses"] for r in reversals] == [earned, earned]  # the sale's own lot
     granted = [r["payload"] for r in outbox(till) if r["kind"] == "welcome"]
     assert [(g["activates_at"], g["expires_at"]) for g in granted] == [
         (None, sale["grants"][0]["expires_at"])

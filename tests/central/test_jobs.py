@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from central import _db, _jobs, _lots, _recompute
 from central import _tables as t
+from central._clock import to_ms
 from protocol import (
     CardIdentifier,
     ChequeDocument,
@@ -294,6 +295,42 @@ def test_a_cheque_is_recomputed_as_of_its_quote_not_its_confirm(hq: Hq, engine: 
     run(engine, "recompute", NOW + timedelta(minutes=1))
     assert recomputed(engine) == ({"ch-1": "ok"}, [])
     assert balance(engine, "customer:c1") == 0
+
+
+def test_a_refund_takes_the_earned_points_back_from_the_sale_s_own_lot(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """The earn reversal names the sale's earn entry: it empties that (pending) lot, not the
+    customer's older points that expire first, which stay spendable as before the sale."""
+    publish_rules(hq)
+    hq.customer("c1")
+    seller, refunder = hq.enroll("s1"), hq.enroll("s2")
+    ok(seller.push([seller.entry("c1", 1000, expires_at=NOW + timedelta(days=10))]))
+    quote = quote_for("c1", balance=1000, redeem=500)
+    assert quote.burn_points == 500
+    assert quote.earn_points > 0
+    ok(seller.push(sale(seller, "c1", "ch-1", quote)))
+    everything = {line.line_id: line.quantity_milli for line in BASKET.lines}
+    ok(refunder.push([foreign_refund(refunder, "rf-1", "ch-1", everything)]))
+    run(engine, "recompute")
+    assert run(engine, "refunds").items == 1
+    with engine.connect() as conn:
+        folded = _lots.fold_account(conn, "customer:c1")
+        reversal = conn.execute(
+            sa.select(t.ledger.c.reverses).where(
+                t.ledger.c.kind == "refund_reversal", t.ledger.c.amount < 0
+            )
+        ).scalar_one()
+        earned = conn.execute(
+            sa.select(t.ledger.c.entry_id).where(
+                t.ledger.c.kind == "earn", t.ledger.c.cheque_id == "ch-1"
+            )
+        ).scalar_one()
+    assert reversal == earned
+    assert folded.lots[earned][1] == 0  # the sale's own lot is what was taken back
+    assert folded.spendable(to_ms(NOW + timedelta(minutes=1))) == 1000
+    assert balance(engine, "customer:c1") == 1000
+    assert_ledger_consistent(engine)
 
 
 def test_recomputation_flags_a_cheque_with_unknown_rules(hq: Hq, engine: sa.Engine) -> None:
