@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -322,7 +324,8 @@ def serve(workdir: Path) -> None:
         _say(f"central:  {central.url}/docs   (admin token: {central.admin_token})")
         for till in (till_a, till_b):
             _say(f"{till.name}:   {till.url}/docs   (POS token: {till.token})")
-        _say(f"scanner of till-a: write a card number and CR to {scanner.path}")
+        scans = _relay_scans(workdir / "scan-a", scanner)
+        _say(f"scanner of till-a: printf '{CARD}\\n' > {scans}   (then GET /v1/session)")
         _say(f"codes central texts to customers' phones land in {central.messages}")
         _say("Ctrl-C stops everything.")
         try:
@@ -330,6 +333,23 @@ def serve(workdir: Path) -> None:
                 time.sleep(1)
         except KeyboardInterrupt:
             _say("stopping")
+
+
+def _relay_scans(fifo: Path, scanner: PtyDevice) -> Path:
+    """A named pipe whose lines are scanned at `scanner`, for a person at the main job: the
+    pty's own path is the till's end, and bytes written there go back to the emulator."""
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+
+    def relay() -> None:
+        while True:
+            with fifo.open("rb") as lines:  # waits for a writer; ends when it closes
+                for line in lines:
+                    if line.strip():
+                        scanner.write(line.strip() + b"\r")
+
+    threading.Thread(target=relay, name="scan-relay", daemon=True).start()
+    return fifo
 
 
 def main(play_story: bool, workdir: Path | None) -> int:

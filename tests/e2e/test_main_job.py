@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ..procfs import alive, children, descendants
@@ -85,7 +86,10 @@ def test_stopping_the_main_job_stops_every_process_it_started(
         text=True,
     ) as job:
         try:
-            started |= _serving(job)
+            said, serving = _serving(job)
+            started |= serving
+            if stop == signal.SIGTERM:
+                _scan_as_the_tip_says(said)
             victim = job.pid if target == "job" else min(children(job.pid))
             os.kill(victim, stop)
             job.wait(timeout=60)  # SIGTERM: a stop asked for, as with Ctrl-C
@@ -100,9 +104,34 @@ def test_stopping_the_main_job_stops_every_process_it_started(
             job.kill()
 
 
-def _serving(job: subprocess.Popen[str]) -> set[int]:
-    """Once the main job says it serves: every process under `job` (dev.py), and at least the
-    main job, central and two tills are among them."""
+def _scan_as_the_tip_says(said: str) -> None:
+    """The main job's tip for the scanner of till A, followed: the card shows in the till's
+    session (the tip used to name the pty's till end, which sent the bytes nowhere)."""
+    tip = re.search(r"scanner of till-a: printf '(\d+)\\n' > (\S+)", said)
+    till = re.search(r"till-a:\s+(http://\S+)/docs\s+\(POS token: (\S+)\)", said)
+    assert tip is not None, said
+    assert till is not None, said
+    url, headers = till.group(1), {"Authorization": f"Bearer {till.group(2)}"}
+    card = {"type": "card", "value": tip.group(1)}
+    deadline = time.monotonic() + 30
+    while not httpx.post(f"{url}/v1/identify", json=card, headers=headers).json()["known"]:
+        assert time.monotonic() < deadline, "till A never pulled the card's customer"
+        time.sleep(0.1)
+    with open(tip.group(2), "w") as scans:  # a named pipe, as printf would
+        scans.write(f"{tip.group(1)}\n")
+    while True:
+        session = httpx.get(f"{url}/v1/session", headers=headers, timeout=5).json()
+        if session.get("identified"):
+            break
+        assert time.monotonic() < deadline, session
+        time.sleep(0.1)
+    assert session["identified"]["known"]
+    assert session["customer"] == card
+
+
+def _serving(job: subprocess.Popen[str]) -> tuple[str, set[int]]:
+    """Once the main job says it serves: what it said, and every process under `job`
+    (dev.py), among them at least the main job, central and two tills."""
     assert job.stdout is not None
     said = []
     for line in job.stdout:
@@ -114,4 +143,4 @@ def _serving(job: subprocess.Popen[str]) -> set[int]:
     started = descendants(job.pid)
     assert len(started) >= 4, started
     assert len(children(job.pid)) == 1, "dev.py runs the main job as its one child"
-    return started
+    return "".join(said), started
