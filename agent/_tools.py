@@ -88,7 +88,7 @@ def _check_readers(settings: AgentSettings) -> list[tuple[str, bool, str]]:
         status = getattr(reader, "status", lambda: None)()
         state = str(getattr(status, "state", "unknown"))
         reader.stop()
-        results.append((f"reader {config.name}", "connected" in state, state))
+        results.append((f"reader {config.name}", state == "connected", state))
     return results
 
 

@@ -221,6 +221,17 @@ def test_doctor_fails_printers_that_do_not_answer(tmp_path: Path) -> None:
     assert not (tmp_path / "lp0").exists()
 
 
+def test_doctor_fails_a_scanner_that_is_not_there(tmp_path: Path) -> None:
+    """A reader whose port does not exist is `disconnected`: a `[FAIL]` (it said `[ok]`, as
+    "disconnected" contains "connected")."""
+    port = tmp_path / "no-such-scanner"
+    extra = f'[[devices.readers]]\nkind = "scanner"\nname = "scanner"\nport = "{port}"\n'
+    config = write_config(tmp_path / "doctor", free_port(), extra)
+    done = run(config, "doctor")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[FAIL] reader scanner: disconnected" in done.stdout
+
+
 def test_doctor_fails_a_wedge_scanner_without_evdev(tmp_path: Path) -> None:
     """The optional `evdev` package is not installed here: a `[FAIL]` line with the reason,
     not a traceback."""
