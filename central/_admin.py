@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, Request
 from pydantic import AwareDatetime, Field
 
 from central import _directory
+from central._audit import actor, audit
 from central._clock import to_ms
 from central._credentials import bearer
 from central._directory import Refused
@@ -110,6 +111,7 @@ def enrollment_code(request: Request, store_id: str) -> EnrollmentCode:
 @_route("POST", "/customers")
 def put_customer(request: Request, body: NewCustomer) -> dict[str, str]:
     central = _central(request)
+    who = actor(request)
     with central.writing(), central.engine.begin() as conn:
         idents = [i.model_dump(mode="json") for i in body.identifiers]
         if body.phones:
@@ -124,17 +126,23 @@ def put_customer(request: Request, body: NewCustomer) -> dict[str, str]:
                     raise Refused(422, "bad_phone", f"phone {phone!r}: {error.reason}") from None
                 idents.append({"type": "phone_hash", "phone_hash": hasher(e164)})
         values = body.model_dump(mode="json", exclude={"phones", "identifiers"})
-        _directory.put_customer(conn, values, idents, to_ms(central.clock()))
+        now_ms = to_ms(central.clock())
+        _directory.put_customer(conn, values, idents, now_ms)
         if body.phones:
             _directory.put_contact(conn, body.customer_id, normalize_phone(body.phones[0]))
+        changed = sorted(body.model_dump(exclude_unset=True))  # the fields, not their values
+        audit(conn, who, "customer_put", body.customer_id, {"fields": changed}, now_ms)
     return {"customer_id": body.customer_id}
 
 
 @_route("POST", "/customers/{customer_id}/erase")
 def erase_customer(request: Request, customer_id: str) -> dict[str, str]:
     central = _central(request)
+    who = actor(request)
     with central.writing(), central.engine.begin() as conn:
-        _directory.erase_customer(conn, customer_id, to_ms(central.clock()))
+        now_ms = to_ms(central.clock())
+        _directory.erase_customer(conn, customer_id, now_ms)
+        audit(conn, who, "erase", customer_id, {}, now_ms)
     return {"customer_id": customer_id, "status": "erased"}
 
 

@@ -1,11 +1,10 @@
-"""HQ's admin API for customers: search, cards, status, consent, merge, adjustments; and the
-helpers every HQ module shares (who is acting, the audit log). Every route sits under
+"""HQ's admin API for customers: search, cards, status, consent, merge, adjustments (who is
+acting, and the audit log, are `central._audit`). Every route sits under
 `/admin` behind the admin token (`central._admin`); OpenAPI at `/docs`. Rule sets, devices,
 jobs and CSV are in `_hq_ops`, conflicts and quarantine in `_hq_conflicts`."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -13,9 +12,10 @@ import sqlalchemy as sa
 from fastapi import Query, Request
 from pydantic import Field
 
-from central import _changes, _credentials, _directory, _entries, _lot_state, _lots
+from central import _changes, _directory, _entries, _lot_state, _lots
 from central import _tables as t
 from central._admin import _route
+from central._audit import _central, actor, audit
 from central._clock import to_ms
 from central._directory import Refused, check_identifier_count
 from protocol import (
@@ -31,36 +31,6 @@ from protocol._ledger import Asset
 
 search_results_max = 100
 Reason = Annotated[str, Field(min_length=3, max_length=500)]
-
-
-def _central(request: Request) -> Any:
-    return request.app.state.central
-
-
-def actor(request: Request) -> str:
-    """The label of the admin token making the call (routes run only behind `admin`)."""
-    token = _credentials.bearer(request.headers.get("authorization")) or ""
-    with _central(request).reader.connect() as conn:
-        label = conn.execute(
-            sa.select(t.admin_tokens.c.label).where(
-                t.admin_tokens.c.token_sha256 == _credentials.digest(token)
-            )
-        ).scalar_one_or_none()
-    return f"admin:{label}"
-
-
-def audit(
-    conn: sa.Connection, who: str, action: str, target: str, detail: Any, now_ms: int
-) -> None:
-    conn.execute(
-        sa.insert(t.audit_log).values(
-            actor=who,
-            action=action,
-            target=target,
-            detail=json.dumps(detail, sort_keys=True, default=str),
-            created_ms=now_ms,
-        )
-    )
 
 
 def _customer_row(conn: sa.Connection, customer_id: str) -> Any:

@@ -12,9 +12,10 @@ from fastapi import Query, Request
 from central import _entries
 from central import _tables as t
 from central._admin import _route
+from central._audit import _central, actor, audit
 from central._clock import to_ms
 from central._directory import Refused
-from central._hq import Reason, _central, _customer_row, actor, adjust, audit
+from central._hq import Reason, _customer_row, adjust
 from protocol import WireModel
 from protocol._base import Id, Points
 

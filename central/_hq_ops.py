@@ -19,9 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from central import _csvio, _db, _directory, _jobs
 from central import _tables as t
 from central._admin import _route
+from central._audit import _central, actor, audit
 from central._clock import to_ms
 from central._directory import Refused
-from central._hq import _central, actor, audit
 from protocol import RuleSet, RuleSetError, effective_rule_set, parse_rule_set
 
 # --- rule sets ----------------------------------------------------------------------------
