@@ -170,14 +170,23 @@ def balance_watermarks(db: sqlite_utils.Database, numbers: dict[str, int]) -> No
     balance view once a pull has reached it, not only the push's last change (a page may end
     between the two, and the entry would count twice meanwhile). Only ever lowered: whatever
     central held of the account before this push, that balance has in it too."""
-    rows = []
+    points, counters = [], []
     for name, number in numbers.items():
         key, _, asset = name.rpartition(" ")
-        rows.append((number, key, asset, number))
+        if asset == "points":
+            points.append((number, key, number))
+        else:
+            counters.append((number, key, asset, number))
+    lowered = "UPDATE outbox SET ack_change_seq = ?1 WHERE account_key = ?2 AND record = 'entry' "
+    # the asset spelled out, so that each statement is served by its partial index
     db.conn.executemany(
-        "UPDATE outbox SET ack_change_seq = ? WHERE account_key = ? AND asset = ? "
-        "AND record = 'entry' AND state = 'acknowledged' AND ack_change_seq > ?",
-        rows,
+        f"{lowered} AND asset = 'points' AND state = 'acknowledged' AND ack_change_seq > ?3",
+        points,
+    )
+    db.conn.executemany(
+        f"{lowered} AND kind = 'counter' AND asset = ?3 AND state = 'acknowledged' "
+        "AND ack_change_seq > ?4",
+        counters,
     )
 
 

@@ -172,6 +172,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE refunds ADD COLUMN returned TEXT NOT NULL DEFAULT '{}';
     CREATE INDEX refunds_by_cheque ON refunds(cheque_id);
     """,
+    # 9: an account's counter entries (purchases, stamps, rolling spend) not yet in central's
+    # state, which a sale adds to it before it evaluates: found by key, as `outbox_points`
+    # finds its points (read from the whole outbox, a quote took 7 ms after 2,000 sales)
+    """
+    CREATE INDEX outbox_counters ON outbox(account_key, asset, state, ack_change_seq, amount)
+        WHERE record = 'entry' AND kind = 'counter';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
