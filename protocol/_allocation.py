@@ -126,7 +126,103 @@ def allocate(
         extra = capped_shares(left, weights, rooms)
         for i in range(count):
             shares[i] += extra[i]
+        left -= sum(extra)
+    if left:  # no line sold in whole units had room: the weighed ones take it, if they can
+        weighed = [i for i in range(count) if weights[i] > 0 and not is_exact(quantities_milli[i])]
+        moves = [
+            _printable_moves(paid[i], quantities_milli[i], floors[i], shares[i], caps[i], left)
+            for i in weighed
+        ]
+        chosen = _exact_sum(moves, left) or _one_pair(
+            paid, quantities_milli, floors, caps, shares, weighed, left
+        )
+        for i, move in zip(weighed, chosen or [0] * len(weighed), strict=True):
+            shares[i] += move
     return shares
+
+
+weighed_window_kopecks = 20
+"""How far a weighed line's share may move, down or up, for the weighed lines together to
+take what is left (a few kopecks: each prints only some totals, about a kopeck apart per
+kilogram); the search stays small, whatever the cheque."""
+
+
+def _printable_moves(
+    paid: int, quantity_milli: int, floor_unit: int, share: int, cap: int, left: int
+) -> list[int]:
+    """The changes to a weighed line's discount `share`, down or up by a few kopecks and
+    within `cap`, that leave it a total it can print (0 among them)."""
+    low = max(0, share - weighed_window_kopecks)
+    high = min(cap, share + min(left, weighed_window_kopecks) + weighed_window_kopecks)
+    reached = {
+        reachable_discount(paid, quantity_milli, floor_unit, d) for d in range(low, high + 1)
+    }
+    return sorted(reached_one - share for reached_one in reached | {share})
+
+
+def _exact_sum(moves: Sequence[Sequence[int]], target: int) -> list[int] | None:
+    """One move of each list so that they add up to `target` (the same choice for the same
+    lists, as central's recomputation needs: the smallest moves are tried first); None when
+    no choice does."""
+    reached: list[dict[int, int]] = [{0: 0}]  # per line: sum so far -> the move taken
+    for options in moves:
+        ordered = sorted(options, key=abs)
+        nxt: dict[int, int] = {}
+        for total in reached[-1]:
+            for move in ordered:
+                nxt.setdefault(total + move, move)
+        reached.append(nxt)
+    if target not in reached[-1]:
+        return None
+    chosen = []
+    for line in range(len(moves), 0, -1):
+        move = reached[line][target]
+        chosen.append(move)
+        target -= move
+    return chosen[::-1]
+
+
+weighed_reach_kopecks = 300
+"""How far one weighed line's share may move when the small moves of all of them cannot
+make the sum: the printable totals of two weighed lines can miss every sum near the
+proportional split (1.00 RUB on 2.345 kg and 1.75 kg fits only as 0.00 + 1.00)."""
+
+
+def _one_pair(
+    paid: Sequence[int],
+    quantities_milli: Sequence[int],
+    floors: Sequence[int],
+    caps: Sequence[int],
+    shares: Sequence[int],
+    weighed: Sequence[int],
+    left: int,
+) -> list[int] | None:
+    """Moves that place `left` by changing one weighed line's share by up to
+    `weighed_reach_kopecks` and the line with the most room taking the rest exactly; None
+    when none does."""
+    if not weighed:
+        return None
+    taker = max(weighed, key=lambda i: (caps[i] - shares[i], -i))
+
+    def prints(i: int, discount: int) -> bool:
+        return 0 <= discount <= caps[i] and discount == reachable_discount(
+            paid[i], quantities_milli[i], floors[i], discount
+        )
+
+    for other in [None, *[i for i in weighed if i != taker]]:
+        options = [0]
+        if other is not None:
+            share = shares[other]
+            low, high = max(0, share - weighed_reach_kopecks), share + left + weighed_reach_kopecks
+            found = {
+                reachable_discount(paid[other], quantities_milli[other], floors[other], d)
+                for d in range(low, min(high, caps[other]) + 1)
+            }
+            options = sorted((d - share for d in found if d != share), key=abs)
+        for move in options:
+            if prints(taker, shares[taker] + left - move):
+                return [left - move if i == taker else move if i == other else 0 for i in weighed]
+    return None
 
 
 def capacity(paid: Sequence[int], quantities_milli: Sequence[int], floors: Sequence[int]) -> int:

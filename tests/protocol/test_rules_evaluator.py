@@ -17,6 +17,7 @@ from protocol import (
     CustomerStatus,
     EvaluationError,
     Lot,
+    Quote,
     RedeemRequest,
     RefundError,
     Store,
@@ -311,3 +312,49 @@ def test_granted_points_expire_like_earned_ones() -> None:
     (welcome,) = quote.grants
     assert welcome.grant_key == "welcome:c-1"
     assert welcome.expires_at == NOW + timedelta(days=30)
+
+
+# --- weighed goods only -------------------------------------------------------------------
+# A weighed line prints only some totals (about a kopeck apart per kilogram): near the
+# proportional split, two weighed lines may print no pair of totals that adds up to the
+# discount, and what could not be placed was lost, or the points refused altogether.
+
+
+def _prints(quote: Quote) -> bool:  # every fiscal line multiplies out
+    return all(
+        part.total == line_total_of(part.quantity_milli, part.unit_price)
+        for sold in quote.lines
+        for part in sold.fiscal
+    )
+
+
+def test_a_fixed_discount_on_weighed_lines_is_given_whole() -> None:
+    minus_100 = rules('[[rewards]]\nid = "minus-100"\nkind = "fixed"\namount = 10000\n')
+    apples, pears = line("1", 12990, 1234), line("2", 12990, 1500)
+    quote = evaluate(minus_100, CUSTOMER, basket(apples, pears), STORE, NOW, RedeemRequest())
+    assert quote.discount == 10000  # it was 99.99
+    assert _prints(quote)
+
+
+@pytest.mark.parametrize(
+    ("lines", "asked", "spent"),
+    [
+        # 1.00 RUB prints on 2.345 kg of cheese and 1.75 kg of ham only as 1.00 off the ham
+        (((2345, 37141), (1750, 43308)), 1, 1),
+        (((2345, 37141), (1750, 43308)), 1431, 1431),
+        # "redeem all", half the cheque at most: 147 points of 295.15 RUB (it spent none)
+        (((1234, 12990), (1500, 8990)), None, 147),
+    ],
+)
+def test_points_pay_for_weighed_lines_as_far_as_they_can_print(
+    lines: tuple[tuple[int, int], ...], asked: int | None, spent: int
+) -> None:
+    half = "max_share_bp = 5000\n" if asked is None else ""
+    by_rouble = rules(f"[redemption]\nkopecks_per_point = 100\n{half}")
+    goods = basket(*(line(str(n), price, quantity) for n, (quantity, price) in enumerate(lines)))
+    rich = CUSTOMER.model_copy(update={"points_balance": 100_000})
+    request = RedeemRequest(mode="all") if asked is None else RedeemRequest(points=asked)
+    quote = evaluate(by_rouble, rich, goods, STORE, NOW, request)
+    assert quote.burn_points == spent, quote.redeem_limited_by
+    assert sum(sold.discount for sold in quote.lines) == spent * 100
+    assert _prints(quote)
