@@ -293,12 +293,15 @@ def _group_transaction(
                     if index not in failed:
                         answers[index] = group.apply(index, batch, now, saving, look_up_ids)
                 watermark, numbers = group.finish()
-            return [
-                Pushed(batch.items[-1].seq, watermark, answer, now, group.balance_seqs(i, numbers))
-                if isinstance(answer, list)
-                else answer
-                for i, (batch, answer) in enumerate((b, answers[i]) for i, b in enumerate(batches))
-            ]
+            pushed: list[Pushed | Exception] = []
+            for index, batch in enumerate(batches):
+                answer = answers[index]
+                if isinstance(answer, Exception):
+                    pushed.append(answer)
+                    continue
+                seqs = group.balance_seqs(index, numbers)
+                pushed.append(Pushed(batch.items[-1].seq, watermark, answer, now, seqs))
+            return pushed
         except _Redo as redo:  # rolled back; again without it, or looking up its ids first
             if isinstance(redo.error, sa.exc.IntegrityError) and not look_up_ids:
                 look_up_ids = True
