@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,7 @@ from typing import TypeVar
 import httpx
 import pydantic_core
 import sqlite_utils
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from agent import _outbox
 from agent._cache import (
@@ -254,7 +255,9 @@ class SyncClient:
             return None
         try:
             report = self.sync_once()
-        except (SyncError, httpx.HTTPError, ValidationError) as error:
+        except (SyncError, httpx.HTTPError, ValueError, sqlite3.Error) as error:
+            # ValueError: an answer that does not parse (ValidationError, JSON); sqlite3: the
+            # till's own disk (full, locked past busy_timeout) while it applies a page
             self._failed(str(error) or error.__class__.__name__, now)
             return None
         self.failures = 0
@@ -266,9 +269,12 @@ class SyncClient:
         ceiling = min(self.settings.sync_backoff_s_max, backoff_s_min * 2 ** min(self.failures, 16))
         self.next_attempt_s = now + self.rng.uniform(ceiling / 2, ceiling)
         log.warning("sync failed (%d in a row): %s", self.failures, problem)
-        with self.till.store.write() as db:
-            set_meta(db, "online", "0")
-            set_meta(db, "last_sync_error", problem[:300])
+        try:
+            with self.till.store.write() as db:
+                set_meta(db, "online", "0")
+                set_meta(db, "last_sync_error", problem[:300])
+        except sqlite3.Error as error:  # a full disk: the log says it, the next turn again
+            log.warning("sync status not written: %s", error)
 
     def sync_once(self) -> SyncReport:
         report = SyncReport()
@@ -311,6 +317,12 @@ class SyncClient:
         if answer.status_code != 200:
             raise SyncError(f"push refused: {_reason(answer)}")
         done = PushResponse.model_validate_json(answer.content)
+        sent = {record.seq for record in batch}
+        if done.acked_through != batch[-1].seq or not {r.seq for r in done.results} <= sent:
+            raise SyncError(  # never mark a record central did not say it holds, nor one not sent
+                f"central's answer does not match the batch sent (seqs {batch[0].seq}-"
+                f"{batch[-1].seq}): acknowledged through {done.acked_through}"
+            )
         with self.till.store.write() as db:
             _outbox.acknowledge(db, epoch, done.acked_through, done.change_seq)
             _outbox.balance_watermarks(db, done.balance_seqs)
@@ -324,10 +336,18 @@ class SyncClient:
     def _refused(
         self, answer: httpx.Response, epoch: int, batch: list[_outbox.PendingRecord]
     ) -> None:
-        body = answer.json()
+        try:
+            body = answer.json()
+        except ValueError:
+            raise SyncError(f"push refused: {_reason(answer)}") from None
         expected = (body.get("details") or {}).get("expected_seq")
-        if body.get("code") == "gap" and isinstance(expected, int) and expected > batch[0].seq:
-            # central already holds what we sent before its reply was lost: acknowledge it
+        # central already holds what we sent before its reply was lost: acknowledge it (never
+        # past this batch: central cannot hold what was not sent)
+        if (
+            body.get("code") == "gap"
+            and isinstance(expected, int)
+            and batch[0].seq < expected <= batch[-1].seq + 1
+        ):
             with self.till.store.write() as db:
                 _outbox.acknowledge(db, epoch, expected - 1, None)
             return

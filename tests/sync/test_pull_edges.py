@@ -219,3 +219,65 @@ def test_an_erasure_leaves_no_personal_data_on_the_till(
     assert _personal_data_in(db, needles) == {("outbox", "birthday")}
     sync.sync_once()
     assert _personal_data_in(db, needles) == set()
+
+
+def _meta(till: Till, key: str) -> str:
+    row = till.store.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return "" if row is None else str(row[0])
+
+
+def _local(till: Till) -> int:
+    return int(
+        till.store.db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'local'").fetchone()[0]
+    )
+
+
+@pytest.mark.parametrize("answer", ["acked beyond", "gap beyond", "not json", "disk full"])
+def test_a_sync_that_cannot_trust_an_answer_fails_in_words_and_marks_nothing(
+    tmp_path: Path,
+    central: tuple[TestClient, Admin, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+) -> None:
+    """An answer to a push that claims more than the batch sent, a gap past it, one that is
+    not JSON, or the till's own disk failing while it applies a page: the sync fails (it used
+    to mark records central never had as acknowledged, or to raise out of the job with the
+    status left online), says why, and every record it had not sent stays local."""
+    client, admin, _ = central
+    till, sync = _till(tmp_path, client, admin)
+    sync.sync_once()
+    for n in range(3):
+        _sell(till, f"s-{n}", 10000)
+    one_a_time = sync.settings.model_copy(update={"sync_batch_entries_max": 1})
+    monkeypatch.setattr(sync, "settings", one_a_time)
+    post = client.post
+
+    def tampered(url: str, *args: Any, **kwargs: Any) -> httpx.Response:
+        real = post(url, *args, **kwargs)
+        if url != "/sync/push":
+            return real
+        if answer == "acked beyond" and real.status_code == 200:
+            body = real.json() | {"acked_through": real.json()["acked_through"] + 10}
+            return httpx.Response(200, json=body)
+        if answer == "gap beyond":
+            return httpx.Response(409, json={"code": "gap", "details": {"expected_seq": 1000}})
+        if answer == "not json":
+            return httpx.Response(409, text="<html>bad gateway</html>")
+        return real
+
+    monkeypatch.setattr(client, "post", tampered)
+    if answer == "disk full":
+
+        def full(*_: Any) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(_sync, "put_balances", full)
+    before = _local(till)
+    assert sync.tick() is None  # failed, and did not raise
+    assert _meta(till, "online") == "0"
+    said = _meta(till, "last_sync_error")
+    assert said, "the reason, in words"
+    if answer == "disk full":
+        assert "disk is full" in said
+    else:
+        assert _local(till) >= before - 1  # at most the record sent may be central's
