@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlite_utils
@@ -75,6 +75,12 @@ from protocol import (
     evaluate,
     refund_quote,
 )
+
+_CENTRAL_HOLDS_ALL = HoldResponse(
+    hold_id="pricing-only", points=10**12, expires_at=datetime.max.replace(tzinfo=UTC)
+)
+"""An answer central never gives: the most it could hold, for pricing what a sale would
+spend before central is asked (`Till._spends_at_most`)."""
 
 CentralHold = Callable[[HoldRequest], HoldResponse | None]
 """Places a hold at central; None when central did not answer in time; raises
@@ -165,7 +171,8 @@ class Till:
                 if earlier is not None:
                     return earlier
                 resolved = self._resolve(db, request.customer)
-            hold = None if resolved is None else self._central_hold(request, resolved)
+                spends = 0 if resolved is None else self._spends_at_most(db, resolved, request)
+            hold = None if resolved is None else self._central_hold(request, resolved, spends)
         with self.store.write() as db:
             earlier = _stored_reservation(db, request.cheque_id, request_hash)
             if earlier is not None:
@@ -201,18 +208,30 @@ class Till:
         wants = request.redeem.mode == "all" or request.redeem.points > 0
         return wants and self.central_hold is not None and request.customer is not None
 
-    def _central_hold(self, request: ReserveRequest, resolved: Resolved) -> CentralAnswer:
+    def _spends_at_most(
+        self, db: sqlite_utils.Database, resolved: Resolved, request: ReserveRequest
+    ) -> int:
+        """What this sale would spend were central to hold all it is asked: the points asked
+        (or all), within the balance and the rules' limits for this cheque (its share,
+        floors, the least left to pay). Central is asked to hold that, not the points asked:
+        a "spend all" on a small cheque held the whole balance at every other till."""
+        priced = self._price(db, resolved, request.basket, request.redeem, _CENTRAL_HOLDS_ALL)
+        return priced.quote.burn_points
+
+    def _central_hold(
+        self, request: ReserveRequest, resolved: Resolved, points: int
+    ) -> CentralAnswer:
         central = self.central_hold
         if central is None or not self._may_ask_central(request) or resolved.customer is None:
             return None
         customer_id = resolved.customer.state.customer_id
-        if customer_id is None:
+        if customer_id is None or points == 0:
             return None
         asked = HoldRequest(
             device_id=self.seat.device_id,
             cheque_id=request.cheque_id,
             customer_id=customer_id,
-            points=request.redeem.points if request.redeem.mode == "points" else 10**12,
+            points=points,
             phone_only=resolved.phone_only,
             confirmation_code=request.confirmation_code,
         )

@@ -281,3 +281,28 @@ def test_a_sync_that_cannot_trust_an_answer_fails_in_words_and_marks_nothing(
         assert "disk is full" in said
     else:
         assert _local(till) >= before - 1  # at most the record sent may be central's
+
+
+@pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument with the TestClient")
+def test_central_holds_what_the_sale_spends_not_what_was_asked(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any]
+) -> None:
+    """ "Spend all" on a small cheque: the rules let it spend half of the cheque, and central
+    holds that much. It held the whole balance, and every other till was refused."""
+    client, admin, _ = central
+    admin.call("POST", "/customers/c-anna/adjustments", {"points": 10000, "reason": "for the test"})
+    till, sync = _till(tmp_path, client, admin)
+    till.central_hold = sync.hold
+    sync.sync_once()
+    line = {"line_id": "1", "sku": "tea", "category": "grocery", "quantity_milli": 1000}
+    request = {
+        "cheque_id": "small",
+        "customer": {"type": "card", "value": CARD},
+        "basket": {"lines": [{**line, "unit_price": 10000, "total": 10000}]},
+        "redeem": {"mode": "all"},
+    }
+    reserved = till.reserve(ReserveRequest.model_validate(request))
+    assert reserved.hold_mode == "central"
+    assert 0 < reserved.quote.burn_points < 10000
+    holds = admin.call("GET", "/customers/c-anna")["holds"]
+    assert [hold["points"] for hold in holds] == [reserved.quote.burn_points]
