@@ -34,14 +34,19 @@ def balance_view(
     now: datetime,
     cursor: int | None = None,
 ) -> BalanceView:
-    """`cursor`: the pull cursor, when the caller has read it already."""
+    """`cursor`: the pull cursor, when the caller has read it already. An entry central
+    acknowledged counts here until the cursor, or the change that brought the cached points
+    balance (a snapshot's, whose cursor comes only with its last page), reaches it."""
+    reflected_to = pull_cursor(db) if cursor is None else cursor
+    if cached is not None:
+        reflected_to = max(reflected_to, cached.points_seq)
     local, local_pending, held = db.execute(
         "SELECT COALESCE(SUM(amount), 0), "
         "COALESCE(SUM(CASE WHEN activates_at > ? THEN amount ELSE 0 END), 0), "
         "(SELECT COALESCE(SUM(points_held), 0) FROM cheques "
         " WHERE account_key = ? AND state = 'reserved') "
         f"FROM outbox WHERE account_key = ? AND {_UNREFLECTED}",
-        [utc_iso(now), key, key, pull_cursor(db) if cursor is None else cursor],
+        [utc_iso(now), key, key, reflected_to],
     ).fetchone()
     central, central_pending = 0, 0
     if cached is not None:

@@ -66,6 +66,9 @@ def remember(text: str, value: BaseModel) -> None:
 class CachedCustomer:
     state: CustomerState
     first_name: str
+    points_seq: int = 0
+    """The change that brought the points balance in `state`: the till's entries acknowledged
+    up to it are in that balance (see `balance_view`)."""
 
 
 def identifier_key(identifier: Identifier) -> tuple[str, str]:
@@ -86,11 +89,11 @@ def find_customer_id(db: sqlite_utils.Database, identifier: Identifier) -> str |
 
 def get_customer(db: sqlite_utils.Database, customer_id: str) -> CachedCustomer | None:
     row = db.execute(
-        "SELECT state, first_name FROM customers WHERE customer_id = ?", [customer_id]
+        "SELECT state, first_name, points_seq FROM customers WHERE customer_id = ?", [customer_id]
     ).fetchone()
     if row is None:
         return None
-    return CachedCustomer(parsed(CustomerState, row[0]), row[1])
+    return CachedCustomer(parsed(CustomerState, row[0]), row[1], row[2])
 
 
 def put_customer(
@@ -145,8 +148,8 @@ def put_profile(
 
 
 _SET_POINTS = (
-    "UPDATE customers SET state = json_set(state, '$.points_balance', ?, '$.lots', json(?)), "
-    "change_seq = max(change_seq, ?) WHERE customer_id = ?"
+    "UPDATE customers SET state = json_set(state, '$.points_balance', ?1, '$.lots', json(?2)), "
+    "change_seq = max(change_seq, ?3), points_seq = max(points_seq, ?3) WHERE customer_id = ?4"
 )
 _SET_AMOUNT = (
     "UPDATE customers SET state = json_set(state, ?, ?), change_seq = max(change_seq, ?) "

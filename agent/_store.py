@@ -179,6 +179,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_counters ON outbox(account_key, asset, state, ack_change_seq, amount)
         WHERE record = 'entry' AND kind = 'counter';
     """,
+    # 10: the change that brought a customer's points balance, apart from their other changes:
+    # a snapshot's balances carry its `as_of`, and a till's acknowledged entries up to it are
+    # in them, although the cursor moves there only with the snapshot's last page
+    """
+    ALTER TABLE customers ADD COLUMN points_seq INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

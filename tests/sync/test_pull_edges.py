@@ -306,3 +306,33 @@ def test_central_holds_what_the_sale_spends_not_what_was_asked(
     assert 0 < reserved.quote.burn_points < 10000
     holds = admin.call("GET", "/customers/c-anna")["holds"]
     assert [hold["points"] for hold in holds] == [reserved.quote.burn_points]
+
+
+def test_a_snapshot_cut_short_counts_the_tills_entries_once(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot's pages write central's balances as they come, and the cursor moves only
+    with the last page: a balance from a page already has the till's acknowledged entries in
+    it, and they counted again (twice central's balance, until a snapshot completed)."""
+    client, admin, engine = central
+    till, sync = _till(tmp_path, client, admin)
+    sync.sync_once()
+    _sell(till, "first", 100000)
+    sync.push_all(SyncReport())  # acknowledged, not pulled yet
+    with engine.begin() as conn:  # the log is gone: the next pull is a snapshot
+        _changes.prune(conn, _changes.counter(conn, "change_seq"))
+    monkeypatch.setattr(_sync, "pull_page_changes_max", 1)
+    get, balance_came = client.get, False
+
+    def link_lost_after_the_balance(url: str, *args: Any, **kwargs: Any) -> httpx.Response:
+        nonlocal balance_came
+        if url == "/sync/snapshot" and balance_came:
+            raise httpx.ConnectError("the link dropped")
+        answer = get(url, *args, **kwargs)
+        balance_came = url == "/sync/snapshot" and '"customer_id":"c-1"' in answer.text
+        balance_came = balance_came and '"type":"balance"' in answer.text.replace(" ", "")
+        return answer
+
+    monkeypatch.setattr(client, "get", link_lost_after_the_balance)
+    assert sync.tick() is None  # cut short after the page with c-1's balance
+    assert _balance(till) == _central_balance(engine)
