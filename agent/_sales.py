@@ -129,6 +129,9 @@ class Till:
         )
         self.seat = _outbox.ensure_seat(store)
         self.on_confirmed: Callable[[LoyaltySlip], None] | None = None
+        self.on_central_release: Callable[[], None] | None = None
+        """Called once a cheque central holds points for was voided or expired: central
+        releases its hold when the cheque's document arrives, so the sync should push now."""
         """Called once per confirmed sale, after its commit, with its slip (the printer)."""
 
     # --- identify and quote ---------------------------------------------------------------
@@ -419,6 +422,7 @@ class Till:
             if state is not ChequeState.reserved:
                 raise Conflict("cheque_confirmed", "this cheque was paid; refund it instead")
             self._finish_unpaid(db, row, ChequeState.voided)
+        self._central_released([row])
         return VoidResponse(cheque_id=request.cheque_id, state=ChequeState.voided)
 
     def expire_reservations(self) -> list[str]:
@@ -434,7 +438,14 @@ class Till:
             )
             for row in rows:
                 self._finish_unpaid(db, row, ChequeState.expired)
+        self._central_released(rows)
         return [row["cheque_id"] for row in rows]
+
+    def _central_released(self, rows: list[dict[str, Any]]) -> None:
+        if self.on_central_release is not None and any(
+            row["hold_mode"] == HoldMode.central for row in rows
+        ):
+            self.on_central_release()
 
     def _finish_unpaid(
         self, db: sqlite_utils.Database, row: dict[str, Any], state: ChequeState

@@ -177,6 +177,7 @@ class AgentService:
 
         self.sync_process = SyncProcess(self.settings, self.till.store, self.till.clock)
         self.till.central_hold = self._hold
+        self.till.on_central_release = self.sync_process.wake_up
 
     def _hold(self, request: HoldRequest) -> HoldResponse | None:
         """A hold through this process's client; an answer from central also ends the sync

@@ -5,9 +5,10 @@ that the POS API's threads wait for, and a till back from a week offline spends 
 In a child process it competes for a core only, and at a lower CPU priority
 (`sync_process_nice`) it gives way to the POS there too. The two processes share nothing but
 the till's SQLite file (WAL: readers never wait, and writers take turns through `busy_timeout`)
-and a file, `sync-wake` beside it, by which a hold's answer ends the sync's backoff (a file
-needs no semaphore, which multiprocessing's resource tracker would report as leaked at every
-stop). The sync's status (online, last push and pull, the last error in words) is in the
+and a file, `sync-wake` beside it, by which a hold's answer (or a void of a cheque central
+held points for) ends the sync's wait and its backoff (a file needs no semaphore, which
+multiprocessing's resource tracker would report as leaked at every stop). The sync's status
+(online, last push and pull, the last error in words) is in the
 database's `meta` table. While the child runs, it also checkpoints the WAL (it writes most of
 it); the POS process does only while no child runs.
 
@@ -99,7 +100,20 @@ def sync_process_main(settings: AgentSettings) -> None:
     wake = settings.data_dir / WAKE_FILE
     while True:
         sync_step(client, wake)
-        time.sleep(settings.sync_interval_s + rng.uniform(0, settings.sync_jitter_s))
+        wait_for_turn(wake, settings.sync_interval_s + rng.uniform(0, settings.sync_jitter_s))
+
+
+wake_poll_s = 0.25
+"""How often the child looks for the wake file while it waits for its next turn."""
+
+
+def wait_for_turn(wake: Path, seconds: float) -> None:
+    """Until the next sync is due, or sooner when the POS process made `wake` (central
+    answered a hold; a cheque central held points for was voided: push it now, so that
+    central releases the points for the next sale rather than a sync interval later)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not wake.exists():
+        time.sleep(min(wake_poll_s, max(deadline - time.monotonic(), 0)))
 
 
 def sync_step(client: SyncClient, wake: Path) -> SyncReport | None:

@@ -20,7 +20,7 @@ from agent._errors import HoldRefused
 from agent._sales import Till
 from agent._service import AgentService
 from agent._sync import CREDENTIAL_FILE, Credential, SyncClient
-from agent._syncprocess import SyncProcess, sync_step
+from agent._syncprocess import SyncProcess, sync_step, wait_for_turn
 
 from .conftest import make_settings
 from .test_sync_apply import GRANTED, HOLD, REFUSED
@@ -189,3 +189,16 @@ def test_the_sync_process_copies_the_log_into_the_database_file(
         while path.stat().st_size <= size + 300 * 3000 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert path.stat().st_size > size + 300 * 3000, "the sync process did not checkpoint"
+
+
+def test_the_wake_file_ends_the_wait_for_the_next_turn(tmp_path: Path) -> None:
+    """The child waits a sync interval between turns, but not past the wake file the POS
+    process makes (a hold answered, a held cheque voided): that push happens at once."""
+    wake = tmp_path / "sync-wake"
+    started = time.monotonic()
+    wait_for_turn(wake, 0.3)
+    assert time.monotonic() - started >= 0.3  # no wake: the whole interval
+    wake.touch()
+    started = time.monotonic()
+    wait_for_turn(wake, 30)
+    assert time.monotonic() - started < 5

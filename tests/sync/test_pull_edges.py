@@ -23,7 +23,13 @@ from agent import _sync
 from agent._clock import ManualClock
 from agent._config import AgentSettings
 from agent._demo import CARD, setup_central
-from agent._models import ConfirmRequest, IdentifierInput, ReserveRequest, SignupRequest
+from agent._models import (
+    ConfirmRequest,
+    IdentifierInput,
+    ReserveRequest,
+    SignupRequest,
+    VoidRequest,
+)
 from agent._runtime import PHONE_KEY_FILE, build_till, enrolled_settings
 from agent._sales import Till
 from agent._sync import SyncClient, SyncReport, enroll, load_credential
@@ -336,3 +342,32 @@ def test_a_snapshot_cut_short_counts_the_tills_entries_once(
     monkeypatch.setattr(client, "get", link_lost_after_the_balance)
     assert sync.tick() is None  # cut short after the page with c-1's balance
     assert _balance(till) == _central_balance(engine)
+
+
+@pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument with the TestClient")
+def test_a_void_of_a_held_cheque_asks_for_a_push_that_frees_the_points_at_central(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any]
+) -> None:
+    """Central releases a hold when the voided cheque's document arrives: the void asks the
+    sync for a push now (in the agent it wakes the sync process), so the next sale at any
+    till finds the points free, not a sync interval later."""
+    client, admin, _ = central
+    admin.call("POST", "/customers/c-anna/adjustments", {"points": 10000, "reason": "for the test"})
+    till, sync = _till(tmp_path, client, admin)
+    till.central_hold = sync.hold
+    asked: list[str] = []
+    till.on_central_release = lambda: asked.append("push")
+    sync.sync_once()
+    line = {"line_id": "1", "sku": "tea", "category": "grocery", "quantity_milli": 1000}
+    sale = {
+        "customer": {"type": "card", "value": CARD},
+        "basket": {"lines": [{**line, "unit_price": 100000, "total": 100000}]},
+        "redeem": {"points": 300},
+    }
+    held = till.reserve(ReserveRequest.model_validate({"cheque_id": "pay-failed", **sale}))
+    assert held.hold_mode == "central"
+    assert admin.call("GET", "/customers/c-anna")["holds"]
+    till.void(VoidRequest(cheque_id="pay-failed"))
+    assert asked == ["push"]
+    sync.push_all(SyncReport())  # what the woken sync does first
+    assert admin.call("GET", "/customers/c-anna")["holds"] == []
