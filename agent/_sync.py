@@ -446,13 +446,26 @@ class SyncClient:
             return None
         if answer.status_code in (401, 404) or answer.status_code >= 500:
             return None  # no credential there, no holds at this central, or it is unwell
+        try:  # not central's answer (a proxy's page) is as if none came
+            parsed = _hold_answer(answer)
+        except ValueError:
+            return None
         self.next_attempt_s = 0.0  # central is back: the next tick syncs, backoff or not
         # an explicit no (not enough points, a confirmation code needed or wrong, customer
         # blocked): spend nothing rather than fall back to the offline allowance
-        if answer.status_code != 200:
-            body = answer.json()
-            raise HoldRefused(str(body.get("code")), str(body.get("message")))
+        if isinstance(parsed, HoldRefused):
+            raise parsed
+        return parsed
+
+
+def _hold_answer(answer: httpx.Response) -> HoldResponse | HoldRefused:
+    """Central's yes, or its no; ValueError for a body that is neither."""
+    if answer.status_code == 200:
         return HoldResponse.model_validate_json(answer.content)
+    body = answer.json()
+    if not isinstance(body, dict) or "code" not in body:
+        raise ValueError(f"not an answer of central's: HTTP {answer.status_code}")
+    return HoldRefused(str(body.get("code")), str(body.get("message")))
 
 
 def apply_change(db: sqlite_utils.Database, change: Change) -> None:

@@ -260,3 +260,22 @@ def test_an_answer_to_a_hold_ends_the_sync_backoff(
         sync.hold(HOLD)
     assert (sync.next_attempt_s == 0.0) is ends_backoff
     sync.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(429, text="<html>too many requests</html>"),
+        httpx.Response(200, text="<html>captive portal</html>"),
+        httpx.Response(409, json=["not", "central's"]),
+    ],
+)
+def test_a_hold_answer_that_is_not_central_s_is_as_if_none_came(
+    till: Till, tmp_path: Path, answer: httpx.Response
+) -> None:
+    """A proxy's page in place of central's answer: the sale goes on offline (it raised out
+    of reserve), and the sync's backoff is not ended by it."""
+    sync = _client(till, tmp_path, answer)
+    sync.next_attempt_s = till.clock.boottime_s() + 300
+    assert sync.hold(HOLD) is None
+    assert sync.next_attempt_s > till.clock.boottime_s()
