@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI, Request
 from pydantic import AwareDatetime, Field
 
 from central import _directory
-from central._audit import actor, audit
+from central._audit import _central, actor, audit
 from central._clock import to_ms
 from central._credentials import bearer
 from central._directory import Refused
@@ -87,10 +87,6 @@ class NewRuleSet(WireModel):
 
 class ChainSettings(WireModel):
     card_ranges: tuple[CardRange, ...] = Field(default=(), max_length=100)
-
-
-def _central(request: Request) -> Any:
-    return request.app.state.central
 
 
 @_route("POST", "/stores", response_model=Store)
