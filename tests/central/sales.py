@@ -76,6 +76,26 @@ def _entry(till: Till, customer_id: str, cheque_id: str, quote: Quote, **fields:
     return till.store_record(canonical_json(entry))
 
 
+def sale_document(till: Till, customer_id: str, **fields: Any) -> ChequeDocument:
+    """A confirmed sale's document from `till` to `customer_id`, numbered next unless
+    `fields` say otherwise (a customer state, a quote, a time…)."""
+    made: dict[str, Any] = {
+        "document_id": new_entry_id(),
+        "device_id": till.device_id,
+        "device_epoch": till.enrolled.device_epoch,
+        "device_seq": till.next_seq,
+        "cheque_id": f"ch-{till.next_seq}",
+        "kind": ChequeKind.sale,
+        "state": ChequeState.confirmed,
+        "store_id": "s1",
+        "account": CustomerAccount(customer_id=customer_id),
+        "customer": CustomerState(customer_id=customer_id),
+        "basket": BASKET,
+        "device_time": NOW,
+    }
+    return ChequeDocument(**(made | fields))
+
+
 def sale(
     till: Till,
     customer_id: str,
@@ -113,22 +133,15 @@ def sale(
             )
         )
     ids = [LedgerEntry.model_validate_json(item.payload).entry_id for item in items]
-    document = ChequeDocument(
-        document_id=new_entry_id(),
-        device_id=till.device_id,
-        device_epoch=till.enrolled.device_epoch,
+    document = sale_document(
+        till,
+        customer_id,
         device_seq=document_seq if document_first else till.next_seq,
         cheque_id=cheque_id,
-        kind=ChequeKind.sale,
         state=state,
-        store_id="s1",
-        account=CustomerAccount(customer_id=customer_id),
-        customer=CustomerState(customer_id=customer_id),
-        basket=BASKET,
         redeem=RedeemRequest(points=quote.burn_points),
         quote=quote,
         entry_ids=tuple(ids),
-        device_time=NOW,
     )
     if not document_first:
         items.append(till.store_record(canonical_json(document)))

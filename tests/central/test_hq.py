@@ -12,21 +12,16 @@ import sqlalchemy as sa
 from central import _jobs, _lots
 from central import _tables as t
 from protocol import (
-    ChequeDocument,
-    ChequeKind,
-    ChequeState,
-    CustomerAccount,
     CustomerState,
     EntryKind,
     canonical_json,
     effective_rule_set,
-    new_entry_id,
     parse_rule_set,
 )
 from protocol._sync import identifiers_per_customer_max
 
 from .checks import assert_ledger_consistent
-from .sales import BASKET, RULES_TOML
+from .sales import RULES_TOML, sale_document
 from .tills import NOW, Hq
 
 
@@ -388,18 +383,4 @@ def test_an_erasure_leaves_no_personal_data_at_central(hq: Hq, engine: sa.Engine
 
 
 def _document(till: Any, customer_id: str, state: CustomerState) -> Any:
-    document = ChequeDocument(
-        document_id=new_entry_id(),
-        device_id=till.device_id,
-        device_epoch=till.enrolled.device_epoch,
-        device_seq=till.next_seq,
-        cheque_id=f"ch-{till.next_seq}",
-        kind=ChequeKind.sale,
-        state=ChequeState.confirmed,
-        store_id="s1",
-        account=CustomerAccount(customer_id=customer_id),
-        customer=state,
-        basket=BASKET,
-        device_time=NOW,
-    )
-    return till.store_record(canonical_json(document))
+    return till.store_record(canonical_json(sale_document(till, customer_id, customer=state)))

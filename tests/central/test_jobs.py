@@ -15,22 +15,27 @@ from central import _tables as t
 from central._clock import to_ms
 from protocol import (
     CardIdentifier,
-    ChequeDocument,
-    ChequeKind,
     ChequeState,
-    CustomerAccount,
     CustomerState,
     EntryKind,
     canonical_json,
     evaluate,
-    new_entry_id,
     parse_rule_set,
     refund_quote,
 )
 
 from .checks import assert_ledger_consistent
 from .conftest import FakeClock
-from .sales import BASKET, STORE, foreign_refund, own_refund, publish_rules, quote_for, sale
+from .sales import (
+    BASKET,
+    STORE,
+    foreign_refund,
+    own_refund,
+    publish_rules,
+    quote_for,
+    sale,
+    sale_document,
+)
 from .tills import NOW, Hq
 
 
@@ -275,20 +280,12 @@ def test_a_cheque_is_recomputed_as_of_its_quote_not_its_confirm(hq: Hq, engine: 
     customer = CustomerState(customer_id="c1")
     quote = evaluate(parse_rule_set(HAPPY_HOURS), customer, BASKET, STORE, quoted_at)
     assert quote.earn_points == 0
-    document = ChequeDocument(
-        document_id=new_entry_id(),
-        device_id=till.device_id,
-        device_epoch=till.enrolled.device_epoch,
-        device_seq=till.next_seq,
+    document = sale_document(
+        till,
+        "c1",
         cheque_id="ch-1",
-        kind=ChequeKind.sale,
-        state=ChequeState.confirmed,
-        store_id="s1",
-        account=CustomerAccount(customer_id="c1"),
-        customer=customer,
-        basket=BASKET,
         quote=quote,
-        device_time=NOW + timedelta(seconds=10),
+        device_time=NOW + timedelta(seconds=10),  # confirmed 20 s after the quote
         quoted_at=quoted_at,
     )
     ok(till.push([till.store_record(canonical_json(document))]))
