@@ -129,8 +129,9 @@ def allocate(
         left -= sum(extra)
     if left:  # no line sold in whole units had room: the weighed ones take it, if they can
         weighed = _roomiest_weighed(weights, quantities_milli, caps, shares)
+        reach = (weighed_window_kopecks, min(left, weighed_window_kopecks) + weighed_window_kopecks)
         moves = [
-            _printable_moves(paid[i], quantities_milli[i], floors[i], shares[i], caps[i], left)
+            _printable_moves(paid[i], quantities_milli[i], floors[i], shares[i], caps[i], reach)
             for i in weighed
         ]
         chosen = _exact_sum(moves, left) or _one_pair(
@@ -168,16 +169,16 @@ kilogram); the search stays small, whatever the cheque."""
 
 
 def _printable_moves(
-    paid: int, quantity_milli: int, floor_unit: int, share: int, cap: int, left: int
+    paid: int, quantity_milli: int, floor_unit: int, share: int, cap: int, reach: tuple[int, int]
 ) -> list[int]:
-    """The changes to a weighed line's discount `share`, down or up by a few kopecks and
-    within `cap`, that leave it a total it can print (0 among them)."""
-    low = max(0, share - weighed_window_kopecks)
-    high = min(cap, share + min(left, weighed_window_kopecks) + weighed_window_kopecks)
+    """The changes to a weighed line's discount `share`, down by up to `reach[0]` and up by
+    up to `reach[1]` kopecks and within `cap`, that leave it a total it can print (0 among
+    them), the smallest first (a move down before the same move up)."""
+    low, high = max(0, share - reach[0]), min(cap, share + reach[1])
     reached = {
         reachable_discount(paid, quantity_milli, floor_unit, d) for d in range(low, high + 1)
     }
-    return sorted(reached_one - share for reached_one in reached | {share})
+    return sorted((done - share for done in reached | {share}), key=lambda m: (abs(m), m))
 
 
 def _exact_sum(moves: Sequence[Sequence[int]], target: int) -> list[int] | None:
@@ -185,11 +186,10 @@ def _exact_sum(moves: Sequence[Sequence[int]], target: int) -> list[int] | None:
     lists, as central's recomputation needs: the smallest moves are tried first); None when
     no choice does."""
     reached: list[dict[int, int]] = [{0: 0}]  # per line: sum so far -> the move taken
-    for options in moves:
-        ordered = sorted(options, key=abs)
+    for options in moves:  # smallest first
         nxt: dict[int, int] = {}
         for total in reached[-1]:
-            for move in ordered:
+            for move in options:
                 nxt.setdefault(total + move, move)
         reached.append(nxt)
     if target not in reached[-1]:
@@ -232,13 +232,9 @@ def _one_pair(
     for other in [None, *[i for i in weighed if i != taker]]:
         options = [0]
         if other is not None:
-            share = shares[other]
-            low, high = max(0, share - weighed_reach_kopecks), share + left + weighed_reach_kopecks
-            found = {
-                reachable_discount(paid[other], quantities_milli[other], floors[other], d)
-                for d in range(low, min(high, caps[other]) + 1)
-            }
-            options = sorted((d - share for d in found if d != share), key=abs)
+            reach = (weighed_reach_kopecks, left + weighed_reach_kopecks)
+            line = (paid[other], quantities_milli[other], floors[other], shares[other])
+            options = [move for move in _printable_moves(*line, caps[other], reach) if move]
         for move in options:
             if prints(taker, shares[taker] + left - move):
                 return [left - move if i == taker else move if i == other else 0 for i in weighed]
