@@ -56,8 +56,7 @@ def balance_view(
     pending = max(central_pending + int(local_pending), 0)
     spendable = balance - pending
     if cached is not None and cached.state.lots:  # as the evaluator lets spend: active lots
-        seen = cached.state.model_copy(update={"points_balance": balance})
-        spendable = min(spendable, spendable_points(seen, now))
+        spendable = min(spendable, spendable_points(cached.state, now, balance))
     return BalanceView(
         balance=balance,
         available=spendable - int(held),

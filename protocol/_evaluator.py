@@ -72,20 +72,22 @@ class EvaluationError(ValueError):
     """The inputs cannot be evaluated together (a naive clock, another currency)."""
 
 
-def spendable_points(customer: CustomerState, now: datetime) -> int:
+def spendable_points(customer: CustomerState, now: datetime, balance: int | None = None) -> int:
     """Points the customer may spend now: never more than the balance, and, when the till
     knows the lots, only lots that are active (past `activates_at`, before `expires_at`).
-    Pending points and debt are never spendable."""
-    if customer.points_balance <= 0:
+    Pending points and debt are never spendable. `balance`: the one to cap by, when it is not
+    the state's (a till's view adds its own entries to central's)."""
+    balance = customer.points_balance if balance is None else balance
+    if balance <= 0:
         return 0
     if not customer.lots:
-        return customer.points_balance
+        return balance
     active = sum(
         lot.points
         for lot in customer.lots
         if lot.activates_at <= now and (lot.expires_at is None or now < lot.expires_at)
     )
-    return min(customer.points_balance, active)
+    return min(balance, active)
 
 
 def effective_tier(rule_set: RuleSet, customer: CustomerState) -> str | None:

@@ -212,6 +212,10 @@ def test_spendable_points_skip_pending_expired_and_debt() -> None:
     assert spendable_points(customer.model_copy(update={"points_balance": 80}), NOW) == 80
     assert spendable_points(customer.model_copy(update={"points_balance": -5}), NOW) == 0
     assert spendable_points(CUSTOMER.model_copy(update={"points_balance": 30}), NOW) == 30
+    # a till's own balance (central's plus its entries) caps the same lots
+    assert spendable_points(customer, NOW, balance=80) == 80
+    assert spendable_points(customer, NOW, balance=500) == 100
+    assert spendable_points(customer, NOW, balance=-5) == 0
 
 
 def test_min_payable_limits_points() -> None:
