@@ -7,7 +7,6 @@ from outside (the till keeps it beside, never inside, its database file).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -22,6 +21,7 @@ from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.iso7064 import mod_37_36
 
 from protocol._base import Id, WireModel
+from protocol._phones import quick_e164
 
 phone_input_chars_max = 32
 card_input_chars_max = 40
@@ -69,6 +69,13 @@ def normalize_phone(
         raise IdentifierRejected("phone_too_long", f"more than {phone_input_chars_max} characters")
     if not re.fullmatch(r"[0-9+()\-.\s]*", raw) or not any(c.isdigit() for c in raw):
         raise IdentifierRejected("phone_malformed", "only digits, spaces, + ( ) - are allowed")
+    allowed = frozenset({default_region} if allowed_regions is None else allowed_regions)
+    quick = quick_e164(raw, default_region, allowed)
+    return quick if quick is not None else full_e164(raw, default_region, allowed)
+
+
+def full_e164(raw: str, default_region: str, allowed: frozenset[str]) -> str:
+    """`normalize_phone` through `phonenumbers` alone, for any form and every refusal."""
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException as error:
@@ -79,7 +86,6 @@ def normalize_phone(
     kind = phonenumbers.number_type(number)  # UNKNOWN exactly when is_valid_number is false
     if region is None or kind == PhoneNumberType.UNKNOWN:
         raise IdentifierRejected("phone_invalid", "no such number range exists")
-    allowed = set(allowed_regions) if allowed_regions is not None else {default_region}
     if region not in allowed:
         raise IdentifierRejected(
             "phone_foreign", f"a number of {region}, not of {', '.join(sorted(allowed))}"
@@ -179,6 +185,9 @@ def parse_qr_token(raw: str) -> str:
     return token
 
 
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
 class PhoneHasher:
     """Keyed hash (HMAC-SHA256) under which a till stores phone numbers.
 
@@ -192,6 +201,6 @@ class PhoneHasher:
         self._key = key
 
     def __call__(self, e164: str) -> str:
-        if not re.fullmatch(r"\+[1-9][0-9]{6,14}", e164):
+        if not _E164.fullmatch(e164):
             raise ValueError("hash E.164 numbers only; normalise first")
-        return hmac.new(self._key, e164.encode("ascii"), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, e164.encode("ascii"), "sha256").hex()

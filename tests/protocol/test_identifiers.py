@@ -139,6 +139,8 @@ def test_phone_hash_is_keyed() -> None:
     assert one("+79161234567") == one("+79161234567")
     assert one("+79161234567") != other("+79161234567")
     assert "79161234567" not in one("+79161234567")
+    # HMAC-SHA256 in hex: what tills and central stored before stays findable
+    assert one("+79161234567") == "7dc32012c466178ac1a6e84de473f56df1c86018f043b1dc6d8b8abc894276f4"
     with pytest.raises(ValueError, match="at least"):
         PhoneHasher(b"short")
     with pytest.raises(ValueError, match=r"E\.164"):
