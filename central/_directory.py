@@ -6,19 +6,24 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from central import _changes, _credentials, _erasure
 from central import _tables as t
+from central._clock import to_ms
 from protocol import (
     CENTRAL_DEVICE_ID,
     CardRange,
     EnrollRequest,
     EnrollResponse,
     OfflineLimits,
+    RuleSet,
     Store,
     content_hash,
+    effective_rule_set,
 )
 from protocol._sync import identifiers_per_customer_max
 
@@ -93,6 +98,23 @@ def offline_limits(conn: sa.Connection) -> OfflineLimits:
 def set_offline_limits(conn: sa.Connection, limits: OfflineLimits, now_ms: int) -> None:
     put_setting(conn, "offline_limits", limits.model_dump_json())
     _changes.append(conn, [_changes.limits_body(limits)], now_ms)
+
+
+def rule_set_in_force(conn: sa.Connection, now: datetime) -> Any:
+    """The row of the rule set in force at `now`, chosen by the evaluator's own rule
+    (`protocol.effective_rule_set`: the latest `effective_from`, ties to the greater
+    `rule_set_id`), so HQ is shown the rules tills and recomputation use. It is chosen among
+    the few rows that can win: those starting in the millisecond of `now` (one may start
+    later within it) and those of the latest earlier millisecond."""
+    now_ms = to_ms(now)
+    starts = t.rule_sets.c.effective_from_ms
+    earlier = sa.select(sa.func.max(starts)).where(starts < now_ms).scalar_subquery()
+    rows = conn.execute(
+        sa.select(t.rule_sets).where(starts <= now_ms, starts >= sa.func.coalesce(earlier, now_ms))
+    ).all()
+    by_id = {row.rule_set_id: row for row in rows}
+    chosen = effective_rule_set([RuleSet.model_validate_json(row.document) for row in rows], now)
+    return None if chosen is None else by_id[chosen.rule_set_id]
 
 
 def card_ranges(conn: sa.Connection) -> tuple[CardRange, ...]:

@@ -7,7 +7,6 @@ import difflib
 import io
 import json
 import tempfile
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
@@ -22,7 +21,7 @@ from central._admin import _route
 from central._audit import _central, actor, audit
 from central._clock import to_ms
 from central._directory import Refused
-from protocol import RuleSet, RuleSetError, effective_rule_set, parse_rule_set
+from protocol import RuleSetError, parse_rule_set
 
 # --- rule sets ----------------------------------------------------------------------------
 
@@ -34,23 +33,6 @@ def _parse(text: str) -> Any:
         return parse_rule_set(text, source="upload")
     except RuleSetError as error:
         raise Refused(422, "invalid_rule_set", str(error)) from None
-
-
-def _current(conn: sa.Connection, now: datetime) -> Any:
-    """The row of the rule set in force at `now`, chosen by the evaluator's own rule
-    (`protocol.effective_rule_set`: the latest `effective_from`, ties to the greater
-    `rule_set_id`), so HQ is shown the rules tills and recomputation use. It is chosen among
-    the few rows that can win: those starting in the millisecond of `now` (one may start
-    later within it) and those of the latest earlier millisecond."""
-    now_ms = to_ms(now)
-    starts = t.rule_sets.c.effective_from_ms
-    earlier = sa.select(sa.func.max(starts)).where(starts < now_ms).scalar_subquery()
-    rows = conn.execute(
-        sa.select(t.rule_sets).where(starts <= now_ms, starts >= sa.func.coalesce(earlier, now_ms))
-    ).all()
-    by_id = {row.rule_set_id: row for row in rows}
-    chosen = effective_rule_set([RuleSet.model_validate_json(row.document) for row in rows], now)
-    return None if chosen is None else by_id[chosen.rule_set_id]
 
 
 @_route("POST", "/rule-sets/validate", tags=["rule sets"])
@@ -67,7 +49,7 @@ def diff_rule_set(request: Request, text: TomlText) -> dict[str, Any]:
     rules = _parse(text)
     central = _central(request)
     with central.reader.begin() as conn:
-        current = _current(conn, central.clock())
+        current = _directory.rule_set_in_force(conn, central.clock())
     new = json.dumps(rules.model_dump(mode="json"), indent=1, sort_keys=True).splitlines()
     old = (
         []
@@ -135,7 +117,7 @@ def list_rule_sets(request: Request) -> dict[str, Any]:
                 t.rule_sets.c.published_ms,
             ).order_by(t.rule_sets.c.effective_from_ms)
         ).all()
-        current = _current(conn, central.clock())
+        current = _directory.rule_set_in_force(conn, central.clock())
     return {
         "current": None if current is None else current.rule_set_id,
         "rule_sets": [dict(r._mapping) for r in rows],

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from central import _debts, _holds, _lease, _lots, _recompute
+from central import _debts, _holds, _lease, _lots, _recompute, _rolling
 from central import _tables as t
 from central._clock import Clock, to_ms
 
@@ -51,6 +51,7 @@ JOBS: tuple[Job, ...] = (
     Job("activate", _lots.activate, 300, "activate points whose return window has passed"),
     Job("expire", _lots.expire, 3600, "expire lots after expiry + the maximum offline window"),
     Job("holds", _holds.expire, 60, "record expired online holds"),
+    Job("rolling", _rolling.roll, 3600, "keep rolling spend to the rule set's window"),
 )
 BY_NAME = {job.name: job for job in JOBS}
 

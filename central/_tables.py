@@ -151,6 +151,12 @@ ledger = sa.Table(
     sa.Column("payload_sha256", sa.String(64), nullable=False),
     sa.UniqueConstraint("device_id", "device_epoch", "device_seq", name="uq_ledger_device_seq"),
     sa.Index("ix_ledger_account", "account_key", "asset"),
+    sa.Index(
+        "ix_ledger_spend_time",
+        "device_time_ms",
+        sqlite_where=sa.text("asset = 'rolling_spend'"),
+        postgresql_where=sa.text("asset = 'rolling_spend'"),
+    ),
 )
 """Append-only. Never updated, never deleted."""
 
@@ -345,6 +351,15 @@ job_state = sa.Table(
     sa.Column("lag_ms", sa.BigInteger, nullable=True),
 )
 """What each job did last and how far behind it is: HQ watches this."""
+
+job_cursors = sa.Table(
+    "job_cursors",
+    metadata,
+    sa.Column("name", _id(), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+)
+"""How far a job that walks the ledger got (the rolling-spend job: its window's edge in ms and
+the last ledger id it read), so that its next run reads only what is new."""
 
 holds = sa.Table(
     "holds",

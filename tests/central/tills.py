@@ -79,7 +79,7 @@ class Till:
             kind=kind,
             account=extra.pop("account", None) or CustomerAccount(customer_id=customer_id),
             amount=amount,
-            device_time=NOW,
+            device_time=extra.pop("device_time", NOW),
             **extra,
         )
         return self.store_record(canonical_json(record))
