@@ -397,7 +397,9 @@ def _customer_body(parsed: dict[str, Any]) -> dict[str, Any]:
 
 def import_history(engine: sa.Engine, lines: Iterable[str], now: datetime) -> Report:
     """Past purchases: each adds to the customer's `purchases` and `rolling_spend` counters,
-    keyed by customer and purchase (`import_key`) so a second run adds nothing."""
+    keyed by customer and purchase (`import_key`) so a second run adds nothing. Their entries
+    are timed when the purchase was made, so the `rolling` job takes out spend older than
+    the rule set's window."""
     return _stream(engine, lines, HISTORY_COLUMNS, _purchase, _history_batch, now)
 
 
@@ -435,7 +437,12 @@ def _history_batch(engine: sa.Engine, batch: Batch, now: datetime, report: Repor
             else:
                 taken.add(p["key"])
                 account = _entries.account_of(f"customer:{p['customer_id']}")
-                common = {"kind": EntryKind.import_, "account": account, "reason": "history"}
+                common = {
+                    "kind": EntryKind.import_,
+                    "account": account,
+                    "reason": "history",
+                    "device_time": min(p["at"], now) if p["at"] else now,  # for rolling spend
+                }
                 specs.append({**common, "asset": "purchases", "amount": 1, "grant_key": p["key"]})
                 if p["total"]:
                     specs.append({**common, "asset": "rolling_spend", "amount": p["total"]})

@@ -946,7 +946,8 @@ def grant_row(entry: LedgerEntry) -> dict[str, str | None]:
 def central_entries(
     conn: sa.Connection, specs: list[dict[str, Any]], now: datetime
 ) -> list[LedgerEntry]:
-    """Entries central makes itself, numbered under its pseudo-device (row locked)."""
+    """Entries central makes itself, numbered under its pseudo-device (row locked), timed
+    `now` unless a spec says when (an imported purchase: when it was bought)."""
     acked = lock_epoch(conn, CENTRAL_DEVICE_ID, 1)
     if acked is None:
         raise AssertionError("central's pseudo-device is missing; run migrate")
@@ -956,8 +957,7 @@ def central_entries(
             device_id=CENTRAL_DEVICE_ID,
             device_epoch=1,
             device_seq=acked + index,
-            device_time=now,
-            **spec,
+            **({"device_time": now} | spec),
         )
         for index, spec in enumerate(specs, start=1)
     ]

@@ -131,3 +131,21 @@ def test_a_longer_window_brings_spend_back(hq: Hq, engine: sa.Engine) -> None:
     assert rolled(engine, NOW + 2 * DAY) == 1
     assert spend_of(engine, "c1") == 1_200
     assert_ledger_consistent(engine)
+
+
+def test_imported_history_counts_from_when_it_was_bought(hq: Hq, engine: sa.Engine) -> None:
+    publish_window(hq, "window-365", 365, "2026-01-01T00:00:00+03:00")
+    hq.customer("c1")
+    history = "customer_id,purchase_id,purchased_at,total_kopecks\n"
+    history += f"c1,p1,{(NOW - 400 * DAY).date()},150000\nc1,p2,{(NOW - 10 * DAY).date()},50000\n"
+    done = hq.client.post(
+        "/admin/import/history",
+        content=history.encode(),
+        headers={**hq.headers, "content-type": "text/csv"},
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["imported"] == 2
+    assert spend_of(engine, "c1") == 200_000
+    assert rolled(engine, NOW) == 1
+    assert spend_of(engine, "c1") == 50_000
+    assert_ledger_consistent(engine)
