@@ -66,15 +66,20 @@ def balance_view(
     )
 
 
-def counters_here(db: sqlite_utils.Database, key: str, cursor: int) -> dict[str, int]:
+def counters_here(
+    db: sqlite_utils.Database, key: str, cursor: int, seqs: str = "{}"
+) -> dict[str, int]:
     """What this till's own counter entries (purchases, stamps, rolling spend) added to the
     account's counters that central's cached state does not include yet: by the same rule as
     the points of `balance_view`, so that a counter reward is not given again on every sale
-    until the next pull."""
+    until the next pull. `seqs`: the cached customer's `counter_seqs`, the change that
+    brought each counter (a snapshot's page brings them before the cursor moves)."""
     rows = db.execute(
-        "SELECT asset, SUM(amount) FROM outbox WHERE account_key = ? AND record = 'entry' "
-        f"AND kind = 'counter' AND {_NOT_PULLED_YET} GROUP BY asset",
-        [key, cursor],
+        "SELECT asset, SUM(amount) FROM outbox WHERE account_key = ?1 AND record = 'entry' "
+        "AND kind = 'counter' AND (state = 'local' OR (state = 'acknowledged' AND "
+        "COALESCE(ack_change_seq, 0) > max(?2, "
+        "COALESCE(json_extract(?3, '$.\"' || asset || '\"'), 0)))) GROUP BY asset",
+        [key, cursor, seqs],
     ).fetchall()
     return {str(asset): int(total) for asset, total in rows if total}
 

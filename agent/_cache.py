@@ -69,6 +69,9 @@ class CachedCustomer:
     points_seq: int = 0
     """The change that brought the points balance in `state`: the till's entries acknowledged
     up to it are in that balance (see `balance_view`)."""
+    counter_seqs: str = "{}"
+    """The same for each counter and rolling spend, as JSON (`{asset: change_seq}`), which
+    `counters_here` reads in SQL."""
 
 
 def identifier_key(identifier: Identifier) -> tuple[str, str]:
@@ -89,11 +92,12 @@ def find_customer_id(db: sqlite_utils.Database, identifier: Identifier) -> str |
 
 def get_customer(db: sqlite_utils.Database, customer_id: str) -> CachedCustomer | None:
     row = db.execute(
-        "SELECT state, first_name, points_seq FROM customers WHERE customer_id = ?", [customer_id]
+        "SELECT state, first_name, points_seq, counter_seqs FROM customers WHERE customer_id = ?",
+        [customer_id],
     ).fetchone()
     if row is None:
         return None
-    return CachedCustomer(parsed(CustomerState, row[0]), row[1], row[2])
+    return CachedCustomer(parsed(CustomerState, row[0]), row[1], row[2], row[3])
 
 
 def put_customer(
@@ -152,8 +156,9 @@ _SET_POINTS = (
     "change_seq = max(change_seq, ?3), points_seq = max(points_seq, ?3) WHERE customer_id = ?4"
 )
 _SET_AMOUNT = (
-    "UPDATE customers SET state = json_set(state, ?, ?), change_seq = max(change_seq, ?) "
-    "WHERE customer_id = ?"
+    "UPDATE customers SET state = json_set(state, ?1, ?2), change_seq = max(change_seq, ?3), "
+    "counter_seqs = json_set(counter_seqs, ?5, "
+    "max(COALESCE(json_extract(counter_seqs, ?5), 0), ?3)) WHERE customer_id = ?4"
 )
 
 
@@ -162,7 +167,7 @@ def put_balances(db: sqlite_utils.Database, changes: Iterable[BalanceChange]) ->
     each set into the cached state in place (SQLite's `json_set`), so the state is never
     parsed and written again per change. Customers the till does not hold are skipped."""
     points: list[tuple[int, str, int, str]] = []
-    amounts: list[tuple[str, int, int, str]] = []
+    amounts: list[tuple[str, int, int, str, str]] = []
     for change in changes:
         if change.account.type != "customer":
             raise ValueError("only a customer's balance is cached")
@@ -176,7 +181,8 @@ def put_balances(db: sqlite_utils.Database, changes: Iterable[BalanceChange]) ->
                 if change.asset == "rolling_spend"
                 else f'$.counters."{change.asset}"'  # the asset's pattern allows no quote
             )
-            amounts.append((path, max(change.balance, 0), change.change_seq, customer_id))
+            seq_path = f'$."{change.asset}"'
+            amounts.append((path, max(change.balance, 0), change.change_seq, customer_id, seq_path))
     db.conn.executemany(_SET_POINTS, points)
     db.conn.executemany(_SET_AMOUNT, amounts)
 

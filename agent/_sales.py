@@ -258,7 +258,8 @@ class Till:
             cursor = int(meta.get("pull_cursor", 0))
             view = self._view(db, resolved, cursor)
             if resolved.customer is not None:
-                moved = counters_here(db, account_key(resolved.account), cursor)
+                key, seqs = account_key(resolved.account), resolved.customer.counter_seqs
+                moved = counters_here(db, key, cursor, seqs)
                 state = _as_seen_here(db, resolved.customer.state, view, moved)
         limits = limits_of(meta.get("offline_limits"))
         allowed = self._allowed(db, resolved, redeem, view, hold, (limits, self._age(meta)))

@@ -185,6 +185,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE customers ADD COLUMN points_seq INTEGER NOT NULL DEFAULT 0;
     """,
+    # 11: the same for each counter (`{asset: change_seq}`): a snapshot cut short after a
+    # customer's rolling spend counted the till's acknowledged sales in it twice
+    """
+    ALTER TABLE customers ADD COLUMN counter_seqs TEXT NOT NULL DEFAULT '{}';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

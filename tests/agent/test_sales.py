@@ -406,7 +406,8 @@ def test_a_reservation_made_before_the_upgrade_is_confirmed_after_it(
     till.store.close()
     with sqlite3.connect(path, isolation_level=None) as raw:  # back to schema 5's layout
         raw.executescript(
-            "BEGIN; ALTER TABLE customers DROP COLUMN points_seq;"  # schema 10 undone
+            "BEGIN; ALTER TABLE customers DROP COLUMN counter_seqs;"  # schema 11 undone
+            "ALTER TABLE customers DROP COLUMN points_seq;"  # schema 10 undone
             "DROP INDEX outbox_counters;"  # schema 9 undone
             "DROP INDEX refunds_by_cheque; ALTER TABLE refunds DROP COLUMN returned;"
             "DROP TRIGGER offline_burn_made; DROP TRIGGER offline_burn_settled;"

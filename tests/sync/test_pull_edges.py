@@ -26,6 +26,7 @@ from agent._demo import CARD, setup_central
 from agent._models import (
     ConfirmRequest,
     IdentifierInput,
+    QuoteRequest,
     ReserveRequest,
     SignupRequest,
     VoidRequest,
@@ -371,3 +372,47 @@ def test_a_void_of_a_held_cheque_asks_for_a_push_that_frees_the_points_at_centra
     assert asked == ["push"]
     sync.push_all(SyncReport())  # what the woken sync does first
     assert admin.call("GET", "/customers/c-anna")["holds"] == []
+
+
+def test_a_snapshot_cut_short_counts_the_tills_counters_once(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for points, so for counters: a snapshot page brought central's rolling spend, which
+    has the till's acknowledged sale in it, and the till added that sale again until a
+    snapshot completed. A 16,000 ₽ sale made the customer gold (30,000 ₽) at this till."""
+    client, admin, engine = central
+    till, sync = _till(tmp_path, client, admin)
+    sync.sync_once()
+    _sell(till, "first", 1_600_000)
+    sync.push_all(SyncReport())  # acknowledged, not pulled yet
+    with engine.begin() as conn:  # the log is gone: the next pull is a snapshot
+        _changes.prune(conn, _changes.counter(conn, "change_seq"))
+        spend = conn.exec_driver_sql(
+            "SELECT balance FROM accounts WHERE account_key = 'customer:c-1' "
+            "AND asset = 'rolling_spend'"
+        ).scalar_one()
+    assert spend == 1_600_000
+    monkeypatch.setattr(_sync, "pull_page_changes_max", 1)
+    get, spend_came = client.get, False
+
+    def link_lost_after_the_spend(url: str, *args: Any, **kwargs: Any) -> httpx.Response:
+        nonlocal spend_came
+        if url == "/sync/snapshot" and spend_came:
+            raise httpx.ConnectError("the link dropped")
+        answer = get(url, *args, **kwargs)
+        text = answer.text.replace(" ", "")
+        spend_came = url == "/sync/snapshot" and '"asset":"rolling_spend"' in text
+        return answer
+
+    monkeypatch.setattr(client, "get", link_lost_after_the_spend)
+    assert sync.tick() is None  # cut short after the page with c-1's rolling spend
+    line = {"line_id": "1", "sku": "tea", "category": "grocery", "quantity_milli": 1000}
+    quote = till.quote(
+        QuoteRequest.model_validate(
+            {
+                "customer": {"type": "customer", "value": "c-1"},
+                "basket": {"lines": [{**line, "unit_price": 10000, "total": 10000}]},
+            }
+        )
+    )
+    assert quote.tier == "silver"
