@@ -315,6 +315,24 @@ def test_central_holds_what_the_sale_spends_not_what_was_asked(
     assert [hold["points"] for hold in holds] == [reserved.quote.burn_points]
 
 
+def _snapshot_cut_after(client: TestClient, monkeypatch: pytest.MonkeyPatch, *marks: str) -> None:
+    """The next pull is a snapshot of one change a page, and the link drops right after the
+    page whose text (spaces taken out) holds all of `marks`."""
+    monkeypatch.setattr(_sync, "pull_page_changes_max", 1)
+    get, came = client.get, False
+
+    def link_lost_after_it(url: str, *args: Any, **kwargs: Any) -> httpx.Response:
+        nonlocal came
+        if url == "/sync/snapshot" and came:
+            raise httpx.ConnectError("the link dropped")
+        answer = get(url, *args, **kwargs)
+        text = answer.text.replace(" ", "")
+        came = url == "/sync/snapshot" and all(mark in text for mark in marks)
+        return answer
+
+    monkeypatch.setattr(client, "get", link_lost_after_it)
+
+
 def test_a_snapshot_cut_short_counts_the_tills_entries_once(
     tmp_path: Path, central: tuple[TestClient, Admin, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -328,19 +346,7 @@ def test_a_snapshot_cut_short_counts_the_tills_entries_once(
     sync.push_all(SyncReport())  # acknowledged, not pulled yet
     with engine.begin() as conn:  # the log is gone: the next pull is a snapshot
         _changes.prune(conn, _changes.counter(conn, "change_seq"))
-    monkeypatch.setattr(_sync, "pull_page_changes_max", 1)
-    get, balance_came = client.get, False
-
-    def link_lost_after_the_balance(url: str, *args: Any, **kwargs: Any) -> httpx.Response:
-        nonlocal balance_came
-        if url == "/sync/snapshot" and balance_came:
-            raise httpx.ConnectError("the link dropped")
-        answer = get(url, *args, **kwargs)
-        balance_came = url == "/sync/snapshot" and '"customer_id":"c-1"' in answer.text
-        balance_came = balance_came and '"type":"balance"' in answer.text.replace(" ", "")
-        return answer
-
-    monkeypatch.setattr(client, "get", link_lost_after_the_balance)
+    _snapshot_cut_after(client, monkeypatch, '"customer_id":"c-1"', '"type":"balance"')
     assert sync.tick() is None  # cut short after the page with c-1's balance
     assert _balance(till) == _central_balance(engine)
 
@@ -392,19 +398,7 @@ def test_a_snapshot_cut_short_counts_the_tills_counters_once(
             "AND asset = 'rolling_spend'"
         ).scalar_one()
     assert spend == 1_600_000
-    monkeypatch.setattr(_sync, "pull_page_changes_max", 1)
-    get, spend_came = client.get, False
-
-    def link_lost_after_the_spend(url: str, *args: Any, **kwargs: Any) -> httpx.Response:
-        nonlocal spend_came
-        if url == "/sync/snapshot" and spend_came:
-            raise httpx.ConnectError("the link dropped")
-        answer = get(url, *args, **kwargs)
-        text = answer.text.replace(" ", "")
-        spend_came = url == "/sync/snapshot" and '"asset":"rolling_spend"' in text
-        return answer
-
-    monkeypatch.setattr(client, "get", link_lost_after_the_spend)
+    _snapshot_cut_after(client, monkeypatch, '"asset":"rolling_spend"')
     assert sync.tick() is None  # cut short after the page with c-1's rolling spend
     line = {"line_id": "1", "sku": "tea", "category": "grocery", "quantity_milli": 1000}
     quote = till.quote(
