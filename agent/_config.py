@@ -8,6 +8,7 @@ phone-hash key) live in files in `data_dir`, never in the database.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -219,8 +220,27 @@ def _problems(settings: AgentSettings) -> list[tuple[tuple[str | int, ...], str]
     return found
 
 
+def _unknown_variable() -> str | None:
+    """The first `KOPILKA_AGENT_*` variable that names no setting, in words: a misspelt
+    variable would otherwise be ignored, and the agent run on a value nobody meant (a file's
+    unknown key is refused the same way)."""
+    fields = AgentSettings.model_fields
+    for variable in sorted(os.environ):
+        if not variable.upper().startswith(ENV_PREFIX):
+            continue
+        key = variable[len(ENV_PREFIX) :].split("__")[0].lower()
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else ""
+            return f"{variable}: no such setting{hint}"
+    return None
+
+
 def load_settings(path: Path | None, **overrides: Any) -> AgentSettings:
     """Settings from `path` (TOML) and the environment; raises `ConfigError` with the key."""
+    unknown = _unknown_variable()
+    if unknown is not None:
+        raise ConfigError(unknown)
     values = _read_file(path) if path is not None else {}
     values.update(overrides)
     source = str(path or "settings")

@@ -110,6 +110,12 @@ def test_a_printer_with_its_own_number_is_accepted(tmp_path: Path) -> None:
             {"KOPILKA_AGENT_RULES_FILE": "/nonexistent/rules.toml"},
             "KOPILKA_AGENT_RULES_FILE: rules_file: cannot read /nonexistent/rules.toml",
         ),
+        (  # misspelt: it would have been ignored, and the sync run every 30 s
+            {"KOPILKA_AGENT_SYNC_INTERVAL": "5"},
+            "KOPILKA_AGENT_SYNC_INTERVAL: no such setting "
+            "(did you mean KOPILKA_AGENT_SYNC_INTERVAL_S?)",
+        ),
+        ({"KOPILKA_AGENT_PASSWORD": "x"}, "KOPILKA_AGENT_PASSWORD: no such setting"),
     ],
 )
 def test_a_bad_variable_is_blamed_on_the_variable(
