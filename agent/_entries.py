@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
@@ -24,12 +25,13 @@ if TYPE_CHECKING:
 
 
 def refund_movements(
-    refund: Refund, original: Quote, earned: str | None
+    refund: Refund, original: Quote, earned: str | None, returned_expire: datetime | None
 ) -> Iterator[dict[str, Any]]:
     """What a refund reverses: earned points taken back (from the sale's own lot, `earned`,
     its earn entry: central takes them from it first, pending or active, not from the lots
     that expire first; the reversal carries the original's activation time too), spent
-    points given back, counters and rolling spend."""
+    points given back (expiring at `returned_expire`, see `returned_points_expire_at`),
+    counters and rolling spend."""
     if refund.earn_points:
         yield {
             "kind": EntryKind.refund_reversal,
@@ -39,7 +41,12 @@ def refund_movements(
             "reverses": earned,
         }
     if refund.burn_points:
-        yield {"kind": EntryKind.refund_reversal, "asset": "points", "amount": refund.burn_points}
+        yield {
+            "kind": EntryKind.refund_reversal,
+            "asset": "points",
+            "amount": refund.burn_points,
+            "expires_at": returned_expire,
+        }
     for change in refund.counter_changes:
         if change.delta:
             yield {"kind": EntryKind.counter, "asset": change.counter, "amount": change.delta}

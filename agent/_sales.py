@@ -74,6 +74,7 @@ from protocol import (
     content_hash,
     evaluate,
     refund_quote,
+    returned_points_expire_at,
 )
 
 _CENTRAL_HOLDS_ALL = HoldResponse(
@@ -508,7 +509,12 @@ class Till:
             self,
             db,
             account,
-            refund_movements(refund, quote, earn_entry_of(db, account, request.cheque_id)),
+            refund_movements(
+                refund,
+                quote,
+                earn_entry_of(db, account, request.cheque_id),
+                self._returned_expire(db, reservation, row),
+            ),
             refund,
             request.refund_id,
             False,
@@ -543,6 +549,16 @@ class Till:
             burn_returned_points=refund.burn_points,
             money_refund=refund.money,
         )
+
+    def _returned_expire(
+        self, db: sqlite_utils.Database, reservation: Reservation, row: dict[str, Any]
+    ) -> datetime | None:
+        """When the spent points this refund gives back expire: under the sale's rules, as of
+        its quote (a reservation from before `quoted_at`: when it was made)."""
+        quote = reservation.response.quote
+        rules = self.rulebook.named(db, quote.rule_set_hash, self.clock.wall())
+        quoted = reservation.quoted_at or datetime.fromisoformat(row["reserved_at"])
+        return returned_points_expire_at(rules, quoted)
 
     def _refund_foreign(self, db: sqlite_utils.Database, request: RefundRequest) -> RefundResponse:
         """A cheque sold at another till: recorded from the POS's lines, reconciled at central."""

@@ -33,6 +33,7 @@ from protocol import (
     Store,
     evaluate,
     refund_quote,
+    returned_points_expire_at,
     rule_set_from_data,
 )
 
@@ -484,7 +485,15 @@ def _reconcile_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
         return Verdict("unmatched", {"error": str(error)}, ("refund_unmatched", detail))
     account = original.account
     earned = _earn_entry(conn, original)
-    specs = () if account is None else tuple(_refund_specs(doc, original, refund, earned))
+    rules = _rule_set(conn, original.quote.rule_set_hash, reading)
+    returned_expire = (
+        None if rules is None else returned_points_expire_at(rules, quoted_at(original, rules))
+    )
+    specs = (
+        ()
+        if account is None
+        else tuple(_refund_specs(doc, original, refund, (earned, returned_expire)))
+    )
     return Verdict("reconciled", refund.model_dump(mode="json"), entries=specs)
 
 
@@ -502,10 +511,16 @@ def _earn_entry(conn: sa.Connection, sale: ChequeDocument) -> str | None:
 
 
 def _refund_specs(
-    doc: ChequeDocument, original: ChequeDocument, refund: Refund, earned: str | None
+    doc: ChequeDocument,
+    original: ChequeDocument,
+    refund: Refund,
+    lots: tuple[str | None, datetime | None],
 ) -> list[dict[str, Any]]:
-    """`earned`: the original's earn entry, which the earn reversal takes back from first
-    (the sale's own, maybe still pending, lot; not the lots that expire first)."""
+    """`lots`: the original's earn entry, which the earn reversal takes back from first
+    (the sale's own, maybe still pending, lot; not the lots that expire first), and when the
+    spent points given back expire (`returned_points_expire_at`; None: never, or the sale's
+    rules are unknown here)."""
+    earned, returned_expire = lots
     key = f"refund:{doc.document_id}"
     common = {"account": original.account, "cheque_id": doc.cheque_id}
     specs: list[dict[str, Any]] = []
@@ -526,6 +541,7 @@ def _refund_specs(
                 **common,
                 "kind": EntryKind.refund_reversal,
                 "amount": refund.burn_points,
+                "expires_at": returned_expire,
                 "grant_key": f"{key}:burn",
             }
         )

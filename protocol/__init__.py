@@ -50,7 +50,13 @@ from protocol._ledger import (
     SignupRecord,
     account_key,
 )
-from protocol._refund import Refund, RefundError, RefundLine, refund_quote
+from protocol._refund import (
+    Refund,
+    RefundError,
+    RefundLine,
+    refund_quote,
+    returned_points_expire_at,
+)
 from protocol._rules import (
     RuleSet,
     RuleSetError,
@@ -177,6 +183,7 @@ __all__ = [
     "parse_rule_set",
     "refund_quote",
     "refuse",
+    "returned_points_expire_at",
     "rule_set_from_data",
     "rule_set_warnings",
     "sha256_hex",

@@ -11,6 +11,7 @@ by the refund that returns the last of the cheque.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 from pydantic import Field
 
@@ -25,6 +26,7 @@ from protocol._base import (
     cheque_lines_max,
 )
 from protocol._canonical import content_hash
+from protocol._rules import RuleSet
 from protocol._sale import (
     Basket,
     BasketLine,
@@ -74,6 +76,16 @@ class Refund(WireModel):
     counter_changes: tuple[CounterChange, ...] = Field(default=(), max_length=counter_changes_max)
     rolling_spend_reversed: NonNegKopecks = 0
     complete: StrictBool = False
+
+
+def returned_points_expire_at(rule_set: RuleSet, quoted_at: datetime) -> datetime | None:
+    """When points a refund gives back (the sale spent them) expire: when points the sale
+    earned do, `expiry_days` after it was quoted under its own rules (never, when those
+    rules never expire points). Given back without an expiry, points about to expire could be
+    kept for good by buying with them and returning the goods."""
+    if not rule_set.expiry_days:
+        return None
+    return quoted_at + timedelta(days=rule_set.expiry_days)
 
 
 def _share(amount: int, before: int, after: int, quantity: int) -> int:

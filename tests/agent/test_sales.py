@@ -325,6 +325,13 @@ def test_partial_refunds_add_up_to_the_full_refund(till: Till) -> None:
         r["payload"] for r in outbox(till) if r["kind"] == "refund_reversal" and r["amount"] < 0
     ]
     assert [r["reverses"] for r in reversals] == [earned, earned]  # the sale's own lot
+    document = next(r for r in outbox(till) if r["record"] == "cheque")["payload"]
+    expire = datetime.fromisoformat(document["quoted_at"]) + timedelta(days=365)  # base.toml
+    given_back = [
+        r["payload"] for r in outbox(till) if r["kind"] == "refund_reversal" and r["amount"] > 0
+    ]
+    assert sum(g["amount"] for g in given_back) == sale["burn_points"]
+    assert [datetime.fromisoformat(g["expires_at"]) for g in given_back] == [expire, expire]
     granted = [r["payload"] for r in outbox(till) if r["kind"] == "welcome"]
     assert [(g["activates_at"], g["expires_at"]) for g in granted] == [
         (None, sale["grants"][0]["expires_at"])

@@ -421,6 +421,39 @@ def test_lots_expire_only_after_expiry_plus_the_offline_window(hq: Hq, engine: s
     assert_ledger_consistent(engine)
 
 
+def test_points_a_refund_gives_back_expire_as_the_sales_would(hq: Hq, engine: sa.Engine) -> None:
+    """Spent points given back by a refund expire `expiry_days` after the sale (base.toml:
+    365), as its earned points do: given back without an expiry, points about to expire were
+    kept for good by buying with them and returning the goods. The same at the till."""
+    publish_rules(hq)
+    hq.customer("c1")
+    seller, refunder = hq.enroll("s1"), hq.enroll("s2")
+    ok(seller.push([seller.entry("c1", 1000)]))
+    quote = quote_for("c1", balance=1000, redeem=300)
+    assert quote.burn_points > 0
+    ok(seller.push(sale(seller, "c1", "ch-1", quote)))
+    everything = {line.line_id: line.quantity_milli for line in BASKET.lines}
+    ok(refunder.push([foreign_refund(refunder, "rf-1", "ch-1", everything)]))
+    run(engine, "recompute")
+    assert run(engine, "refunds").items == 1
+    with engine.connect() as conn:
+        given, points = conn.execute(
+            sa.select(t.ledger.c.entry_id, t.ledger.c.amount).where(
+                t.ledger.c.kind == "refund_reversal", t.ledger.c.amount > 0
+            )
+        ).one()
+        expires_ms = conn.execute(
+            sa.select(t.lots.c.expires_ms).where(t.lots.c.lot_id == given)
+        ).scalar_one()
+    assert points == quote.burn_points
+    assert expires_ms == to_ms(NOW + timedelta(days=365))
+    before = balance(engine, "customer:c1")
+    window = timedelta(days=30)  # the offline window HQ's limits give by default
+    run(engine, "expire", NOW + timedelta(days=365) + window)
+    assert balance(engine, "customer:c1") <= before - points
+    assert_ledger_consistent(engine)
+
+
 def test_refund_of_a_cheque_sold_elsewhere_is_reconciled(hq: Hq, engine: sa.Engine) -> None:
     publish_rules(hq)
     hq.customer("c1")
