@@ -18,6 +18,7 @@ from protocol import (
     ChequeState,
     CustomerState,
     EntryKind,
+    Quote,
     canonical_json,
     evaluate,
     parse_rule_set,
@@ -77,6 +78,24 @@ def recomputed(engine: sa.Engine) -> tuple[dict[str, str], list[tuple[str, int]]
 
 def ok(response: object) -> None:
     assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+
+
+def sold_and_returned_elsewhere(
+    hq: Hq, engine: sa.Engine, redeem: int, opening_expires_at: datetime | None = None
+) -> Quote:
+    """c1 holds 1,000 points, spends `redeem` of them in a sale at one till and returns all
+    of it at another; central has reconciled the refund. The sale's quote."""
+    publish_rules(hq)
+    hq.customer("c1")
+    seller, refunder = hq.enroll("s1"), hq.enroll("s2")
+    ok(seller.push([seller.entry("c1", 1000, expires_at=opening_expires_at)]))
+    quote = quote_for("c1", balance=1000, redeem=redeem)
+    ok(seller.push(sale(seller, "c1", "ch-1", quote)))
+    everything = {line.line_id: line.quantity_milli for line in BASKET.lines}
+    ok(refunder.push([foreign_refund(refunder, "rf-1", "ch-1", everything)]))
+    run(engine, "recompute")
+    assert run(engine, "refunds").items == 1
+    return quote
 
 
 def test_overspend_becomes_a_recorded_debt_and_a_conflict(hq: Hq, engine: sa.Engine) -> None:
@@ -299,18 +318,9 @@ def test_a_refund_takes_the_earned_points_back_from_the_sale_s_own_lot(
 ) -> None:
     """The earn reversal names the sale's earn entry: it empties that (pending) lot, not the
     customer's older points that expire first, which stay spendable as before the sale."""
-    publish_rules(hq)
-    hq.customer("c1")
-    seller, refunder = hq.enroll("s1"), hq.enroll("s2")
-    ok(seller.push([seller.entry("c1", 1000, expires_at=NOW + timedelta(days=10))]))
-    quote = quote_for("c1", balance=1000, redeem=500)
+    quote = sold_and_returned_elsewhere(hq, engine, 500, NOW + timedelta(days=10))
     assert quote.burn_points == 500
     assert quote.earn_points > 0
-    ok(seller.push(sale(seller, "c1", "ch-1", quote)))
-    everything = {line.line_id: line.quantity_milli for line in BASKET.lines}
-    ok(refunder.push([foreign_refund(refunder, "rf-1", "ch-1", everything)]))
-    run(engine, "recompute")
-    assert run(engine, "refunds").items == 1
     with engine.connect() as conn:
         folded = _lots.fold_account(conn, "customer:c1")
         reversal = conn.execute(
@@ -425,17 +435,8 @@ def test_points_a_refund_gives_back_expire_as_the_sales_would(hq: Hq, engine: sa
     """Spent points given back by a refund expire `expiry_days` after the sale (base.toml:
     365), as its earned points do: given back without an expiry, points about to expire were
     kept for good by buying with them and returning the goods. The same at the till."""
-    publish_rules(hq)
-    hq.customer("c1")
-    seller, refunder = hq.enroll("s1"), hq.enroll("s2")
-    ok(seller.push([seller.entry("c1", 1000)]))
-    quote = quote_for("c1", balance=1000, redeem=300)
+    quote = sold_and_returned_elsewhere(hq, engine, 300)
     assert quote.burn_points > 0
-    ok(seller.push(sale(seller, "c1", "ch-1", quote)))
-    everything = {line.line_id: line.quantity_milli for line in BASKET.lines}
-    ok(refunder.push([foreign_refund(refunder, "rf-1", "ch-1", everything)]))
-    run(engine, "recompute")
-    assert run(engine, "refunds").items == 1
     with engine.connect() as conn:
         given, points = conn.execute(
             sa.select(t.ledger.c.entry_id, t.ledger.c.amount).where(
