@@ -14,7 +14,7 @@ receipt_slips_cached_max = 16
 
 def _next_tier(rule_set: RuleSet, customer: CustomerState, spend_now: int) -> NextTier | None:
     spend = customer.rolling_spend + spend_now
-    current = effective_tier(rule_set, customer.model_copy(update={"rolling_spend": spend}))
+    current = effective_tier(rule_set, customer, rolling_spend=spend)
     ranks = [tier.id for tier in rule_set.tiers]
     start = ranks.index(current) + 1 if current in ranks else 0
     for tier in rule_set.tiers[start:]:

@@ -90,16 +90,20 @@ def spendable_points(customer: CustomerState, now: datetime, balance: int | None
     return min(balance, active)
 
 
-def effective_tier(rule_set: RuleSet, customer: CustomerState) -> str | None:
+def effective_tier(
+    rule_set: RuleSet, customer: CustomerState, rolling_spend: int | None = None
+) -> str | None:
     """The highest tier whose `min_rolling_spend` the customer's rolling spend reaches; a tier
     HQ assigned by hand (`customer.tier`) counts when it is higher. Without tiers in the rule
-    set, `customer.tier` as it is."""
+    set, `customer.tier` as it is. `rolling_spend`, when given, stands for the customer's
+    (what it will be after a sale) without a copy of the state."""
     if not rule_set.tiers:
         return customer.tier
+    spend = customer.rolling_spend if rolling_spend is None else rolling_spend
     ranks = [tier.id for tier in rule_set.tiers]
     reached = -1
     for rank, tier in enumerate(rule_set.tiers):
-        if customer.rolling_spend >= tier.min_rolling_spend:
+        if spend >= tier.min_rolling_spend:
             reached = rank
     if customer.tier in ranks:
         reached = max(reached, ranks.index(customer.tier))

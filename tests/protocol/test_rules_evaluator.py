@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocol import (
     EVALUATOR_VERSION,
@@ -362,3 +364,23 @@ def test_points_pay_for_weighed_lines_as_far_as_they_can_print(
     assert quote.burn_points == spent, quote.redeem_limited_by
     assert sum(sold.discount for sold in quote.lines) == spent * 100
     assert _prints(quote)
+
+
+@given(
+    st.integers(0, 300_000_000),
+    st.integers(0, 300_000_000),
+    st.sampled_from([None, "silver", "gold", "platinum"]),
+)
+def test_a_tier_for_a_rolling_spend_is_the_tier_of_a_state_with_it(
+    spend: int, held: int, assigned: str | None
+) -> None:
+    rule_set = rules(
+        '[[tiers]]\nid = "silver"\nmin_rolling_spend = 0\n'
+        '[[tiers]]\nid = "gold"\nmin_rolling_spend = 100000000\n'
+        '[[tiers]]\nid = "platinum"\nmin_rolling_spend = 200000000\n'
+    )
+    customer = CUSTOMER.model_copy(update={"tier": assigned, "rolling_spend": held})
+    with_spend = customer.model_copy(update={"rolling_spend": spend})
+    assert effective_tier(rule_set, customer, rolling_spend=spend) == effective_tier(
+        rule_set, with_spend
+    )
