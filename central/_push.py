@@ -623,19 +623,23 @@ def _check_ids(
 ) -> None:
     """A new seq must not reuse an entry or document id central already holds. The ledger's
     and the cheques' UNIQUE ids catch a reuse among them without a look (`quarantine_only`);
-    no constraint spans the quarantine, so it is always looked in."""
+    no constraint spans the quarantine, so it is always looked in. Each look is one fixed SQL
+    text with the ids as one parameter (`_bulk.among`): an IN list of a batch's ids made a new
+    statement, compiled by SQLAlchemy and split by psycopg, for every batch."""
     known: dict[str, str] = {}
     ids = [i.record_id for i in new if i.record_id is not None]
-    looked: list[tuple[sa.Column[Any], list[str | None]]] = [(t.quarantine.c.record_id, [*ids])]
+    looked: list[tuple[str, str, list[str]]] = [("quarantine", "record_id", ids)]
     if not quarantine_only:
-        entry_ids = [i.record_id for i in new if i.ledger is not None]
-        document_ids = [i.record_id for i in new if isinstance(i.record, ChequeDocument)]
-        looked += [(t.ledger.c.entry_id, entry_ids), (t.cheques.c.document_id, document_ids)]
-    for column, wanted in looked:
+        entry_ids = [i.record_id for i in new if i.ledger is not None and i.record_id]
+        document_ids = [
+            i.record_id for i in new if isinstance(i.record, ChequeDocument) and i.record_id
+        ]
+        looked += [("ledger", "entry_id", entry_ids), ("cheques", "document_id", document_ids)]
+    for table, column, wanted in looked:
         if wanted:
-            table = column.table
-            rows = conn.execute(sa.select(column, table.c.payload_sha256).where(column.in_(wanted)))
-            known.update({row[0]: row[1] for row in rows})
+            where, values = _bulk.among(conn, column, wanted)
+            sql = f"SELECT {column}, payload_sha256 FROM {table} WHERE {where}"
+            known.update(conn.exec_driver_sql(sql, (values,)).all())
     for item in new:
         if item.record_id in known:
             raise Conflict(
