@@ -355,7 +355,8 @@ def _lock_group(conn: sa.Connection, batches: list[Batch], now_ms: int) -> list[
         epochs.append((CENTRAL_DEVICE_ID, 1))
     if epochs:
         devices, numbers = zip(*epochs, strict=True)
-        _bulk.run(conn, (_LOCK_EPOCHS, (list(devices), list(numbers)), False))
+        arrays = (_bulk.pg_array(devices), _bulk.pg_array(numbers))
+        _bulk.run(conn, (_LOCK_EPOCHS, arrays, False))
     accounts = sorted(
         {
             (item.posting.account_key, item.posting.asset)
@@ -465,7 +466,8 @@ class _Group:
         unmoved = [key for key in self.locked if key not in self.balances]
         if unmoved:
             keys, assets = zip(*unmoved, strict=True)
-            _bulk.run(conn, (_UNUSED_ACCOUNTS, (list(keys), list(assets)), False))
+            arrays = (_bulk.pg_array(keys), _bulk.pg_array(assets))
+            _bulk.run(conn, (_UNUSED_ACCOUNTS, arrays, False))
         if self.accounts:
             held = [(k, a, b, n, now_ms) for (k, a), (b, n) in sorted(self.accounts.items())]
             self.deferred.upsert(
