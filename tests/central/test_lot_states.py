@@ -240,6 +240,15 @@ def test_the_fold_and_its_kept_form_follow_the_rules(
     times = {f"l{n}": (None, expiries[n]) for n in range(len(plan)) if expiries[n] is not None}
     expected = _reference_fold([(s.entry_id, s.amount, s.reverses) for s in steps], times)
     assert open_lots(_lot_state.fold(steps, times)) == expected
+    cut %= len(steps) + 1  # a cut inside the plan, where the kept state matters
     head = _lot_state.fold(steps[:cut], times)
     kept = _lot_state._decode(head.debt, _lot_state._encode(head))
     assert open_lots(_lot_state.fold(steps[cut:], times, kept)) == expected
+
+
+def test_a_spend_onto_a_kept_state_takes_the_lot_that_expires_first() -> None:
+    """The fold looks at the expiry of the lots it starts from, not only of those it adds."""
+    start = _lot_state.Folded({"a": ["a", 10, None, None], "b": ["b", 10, None, 5]}, 0)
+    kept = _lot_state._decode(start.debt, _lot_state._encode(start))
+    folded = _lot_state.fold([_lot_state.Step("s", -4, None)], {}, kept)
+    assert folded.open_lots() == [["a", 10, None, None], ["b", 6, None, 5]]
