@@ -256,28 +256,15 @@ def _spaces(text: str) -> str:
 
 def slip_lines(slip: LoyaltySlip, *, columns: int) -> list[str]:
     """The loyalty block as plain text lines `columns` wide, aligned with spaces: for a POS
-    that prints it on its own fiscal receipt (no QR code, feed or cut). The text lines of
-    `layout_slip`, written out directly (a test holds them equal): a sale renders three
-    widths of it."""
-    if columns < 24:
-        raise ValueError("a receipt line is at least 24 columns")
-    texts = _slip_texts(slip, "cp866")
-    rule = "-" * columns
-    lines = [line.center(columns).rstrip() for line in _wrap(texts.title, columns)]
-    lines.append(rule)
-    for label, value, _ in texts.rows:
-        gap = columns - len(label) - len(value)
-        if gap >= 1:
-            lines.append(_spaces(label + " " * gap + value))
+    that prints it on its own fiscal receipt (no QR code, feed or cut)."""
+    lines = []
+    for block in layout_slip(slip, columns=columns, cut=False):
+        if not isinstance(block, Text):
+            continue
+        if block.align is Align.center:
+            lines.append(block.text.center(columns).rstrip())
+        elif block.align is Align.right:
+            lines.append(block.text.rjust(columns))
         else:
-            lines += _wrap(label, columns)
-            lines.append(_spaces(value[-columns:]).rjust(columns))
-    if texts.next_tier is not None:
-        lines += _wrap(texts.next_tier, columns)
-    if texts.message is not None:
-        lines.append(rule)
-        for paragraph in texts.message:
-            lines += [line.center(columns).rstrip() for line in _wrap(paragraph, columns)]
-    if texts.cheque is not None:
-        lines += [line.center(columns).rstrip() for line in _wrap(texts.cheque, columns)]
+            lines.append(block.text)
     return lines

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers import LoyaltySlip, NextTier
-from drivers._receipt import Align, Cut, Qr, Text, layout_slip, slip_lines, wrap_words
+from drivers._receipt import Align, Cut, Qr, Text, layout_slip, wrap_words
 
 FULL = LoyaltySlip(
     card_number="2770000000017",
@@ -97,58 +97,3 @@ def test_wrapping_is_textwraps_without_its_trailing_spaces(text: str, columns: i
     standard = textwrap.wrap(text, columns, break_long_words=True, break_on_hyphens=False)
     assert ours == [line.rstrip(" ") for line in standard]
     assert all(0 < len(line) <= columns for line in ours)
-
-
-def _laid_out_lines(slip: LoyaltySlip, columns: int) -> list[str]:
-    """What `slip_lines` gives, from `layout_slip`'s blocks (as it once was written)."""
-    lines = []
-    for block in layout_slip(slip, columns=columns, cut=False):
-        if not isinstance(block, Text):
-            continue
-        if block.align is Align.center:
-            lines.append(block.text.center(columns).rstrip())
-        elif block.align is Align.right:
-            lines.append(block.text.rjust(columns))
-        else:
-            lines.append(block.text)
-    return lines
-
-
-_tiers = st.builds(
-    NextTier, name=st.text(min_size=1, max_size=40), spend_missing_kopecks=st.integers(0, 10**13)
-)
-
-
-@settings(max_examples=400)
-@given(
-    title=st.text(max_size=48),
-    card=st.one_of(st.none(), st.text(alphabet="0123456789", max_size=32)),
-    points=st.lists(st.integers(0, 10**12), min_size=3, max_size=3),
-    balance=st.integers(-(10**12), 10**12),
-    next_tier=st.one_of(st.none(), _tiers),
-    message=st.one_of(
-        st.none(), st.text(max_size=500), st.lists(_words, max_size=4).map("\n".join)
-    ),
-    qr=st.one_of(st.none(), st.text(min_size=1, max_size=50)),
-    cheque=st.one_of(st.none(), st.text(max_size=64)),
-    columns=st.integers(24, 64),
-)
-def test_slip_lines_are_the_text_lines_of_the_layout(
-    title: str,
-    card: str | None,
-    points: list[int],
-    balance: int,
-    next_tier: NextTier | None,
-    message: str | None,
-    qr: str | None,
-    cheque: str | None,
-    columns: int,
-) -> None:
-    earned, spent, pending = points
-    slip = LoyaltySlip(
-        title=title, card_number=card, earned_points=earned, spent_points=spent,
-        balance_points=balance, pending_points=pending, next_tier=next_tier, message=message,
-        qr=qr, cheque=cheque,
-    )  # fmt: skip
-    assert slip_lines(slip, columns=columns) == _laid_out_lines(slip, columns)
-    assert slip_lines(FULL, columns=columns) == _laid_out_lines(FULL, columns)
