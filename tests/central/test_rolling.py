@@ -32,6 +32,12 @@ def publish_window(hq: Hq, rule_set_id: str, days: int, effective_from: str) -> 
     assert response.status_code == 200, response.text
 
 
+def thirty_days_for_c1(hq: Hq) -> None:
+    """A rule set with a 30-day window in force since January, and customer c1."""
+    publish_window(hq, "window-30", 30, "2026-01-01T00:00:00+03:00")
+    hq.customer("c1")
+
+
 def spend(till: Till, customer_id: str, kopecks: int, at: datetime) -> PushItem:
     return till.entry(
         customer_id, kopecks, EntryKind.counter, asset="rolling_spend", device_time=at
@@ -63,8 +69,7 @@ def pushed(till: Till, items: list[PushItem]) -> None:
 
 
 def test_spend_leaves_the_window_and_the_till_is_told(hq: Hq, engine: sa.Engine) -> None:
-    publish_window(hq, "window-30", 30, "2026-01-01T00:00:00+03:00")
-    hq.customer("c1")
+    thirty_days_for_c1(hq)
     hq.customer("c2")
     till = hq.enroll()
     pushed(
@@ -91,8 +96,7 @@ def test_spend_leaves_the_window_and_the_till_is_told(hq: Hq, engine: sa.Engine)
 
 
 def test_a_refund_inside_the_window_never_makes_spend_negative(hq: Hq, engine: sa.Engine) -> None:
-    publish_window(hq, "window-30", 30, "2026-01-01T00:00:00+03:00")
-    hq.customer("c1")
+    thirty_days_for_c1(hq)
     till = hq.enroll()
     pushed(till, [spend(till, "c1", 500, NOW)])
     pushed(till, [spend(till, "c1", -500, NOW + 20 * DAY)])  # its refund
@@ -107,8 +111,7 @@ def test_a_refund_inside_the_window_never_makes_spend_negative(hq: Hq, engine: s
 
 
 def test_late_offline_spend_outside_the_window_is_taken_out(hq: Hq, engine: sa.Engine) -> None:
-    publish_window(hq, "window-30", 30, "2026-01-01T00:00:00+03:00")
-    hq.customer("c1")
+    thirty_days_for_c1(hq)
     till, offline = hq.enroll("s1"), hq.enroll("s2")
     pushed(till, [spend(till, "c1", 1_000, NOW)])
     for day in range(1, 4):  # runs that find nothing to do
@@ -121,8 +124,7 @@ def test_late_offline_spend_outside_the_window_is_taken_out(hq: Hq, engine: sa.E
 
 
 def test_a_longer_window_brings_spend_back(hq: Hq, engine: sa.Engine) -> None:
-    publish_window(hq, "window-30", 30, "2026-01-01T00:00:00+03:00")
-    hq.customer("c1")
+    thirty_days_for_c1(hq)
     till = hq.enroll()
     pushed(till, [spend(till, "c1", 1_000, NOW - 50 * DAY), spend(till, "c1", 200, NOW)])
     assert rolled(engine, NOW) == 1

@@ -333,19 +333,29 @@ def _snapshot_cut_after(client: TestClient, monkeypatch: pytest.MonkeyPatch, *ma
     monkeypatch.setattr(client, "get", link_lost_after_it)
 
 
+def _sold_acknowledged_log_gone(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any], price: int
+) -> tuple[Till, SyncClient]:
+    """A till that sold for `price` to c-1 and pushed it (acknowledged, not pulled yet), and a
+    central whose change log is gone, so that the till's next pull is a snapshot."""
+    client, admin, engine = central
+    till, sync = _till(tmp_path, client, admin)
+    sync.sync_once()
+    _sell(till, "first", price)
+    sync.push_all(SyncReport())
+    with engine.begin() as conn:
+        _changes.prune(conn, _changes.counter(conn, "change_seq"))
+    return till, sync
+
+
 def test_a_snapshot_cut_short_counts_the_tills_entries_once(
     tmp_path: Path, central: tuple[TestClient, Admin, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A snapshot's pages write central's balances as they come, and the cursor moves only
     with the last page: a balance from a page already has the till's acknowledged entries in
     it, and they counted again (twice central's balance, until a snapshot completed)."""
-    client, admin, engine = central
-    till, sync = _till(tmp_path, client, admin)
-    sync.sync_once()
-    _sell(till, "first", 100000)
-    sync.push_all(SyncReport())  # acknowledged, not pulled yet
-    with engine.begin() as conn:  # the log is gone: the next pull is a snapshot
-        _changes.prune(conn, _changes.counter(conn, "change_seq"))
+    client, _, engine = central
+    till, sync = _sold_acknowledged_log_gone(tmp_path, central, 100000)
     _snapshot_cut_after(client, monkeypatch, '"customer_id":"c-1"', '"type":"balance"')
     assert sync.tick() is None  # cut short after the page with c-1's balance
     assert _balance(till) == _central_balance(engine)
@@ -386,13 +396,9 @@ def test_a_snapshot_cut_short_counts_the_tills_counters_once(
     """As for points, so for counters: a snapshot page brought central's rolling spend, which
     has the till's acknowledged sale in it, and the till added that sale again until a
     snapshot completed. A 16,000 ₽ sale made the customer gold (30,000 ₽) at this till."""
-    client, admin, engine = central
-    till, sync = _till(tmp_path, client, admin)
-    sync.sync_once()
-    _sell(till, "first", 1_600_000)
-    sync.push_all(SyncReport())  # acknowledged, not pulled yet
-    with engine.begin() as conn:  # the log is gone: the next pull is a snapshot
-        _changes.prune(conn, _changes.counter(conn, "change_seq"))
+    client, _, engine = central
+    till, sync = _sold_acknowledged_log_gone(tmp_path, central, 1_600_000)
+    with engine.connect() as conn:
         spend = conn.exec_driver_sql(
             "SELECT balance FROM accounts WHERE account_key = 'customer:c-1' "
             "AND asset = 'rolling_spend'"
