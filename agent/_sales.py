@@ -470,20 +470,24 @@ class Till:
             if earlier is not None:
                 return earlier
             rows = list(db.query(f"{_CHEQUE_ROWS} WHERE cheque_id = ?", [request.cheque_id]))
-            if rows:
+            original = request.original_basket
+            if rows and (original is None or _sold_here(rows[0], original)):
                 response = self._refund_own(db, rows[0], request)
+                original_hash = None
             else:
-                response = self._refund_foreign(db, request)
+                original_hash = None if original is None else content_hash(original)
+                response = self._refund_foreign(db, request, original_hash)
             returned = json.dumps({line.line_id: line.quantity_milli for line in request.lines})
             db.execute(
-                "INSERT INTO refunds(refund_id, cheque_id, request_hash, response, returned) "
-                "VALUES (?,?,?,?,?)",
+                "INSERT INTO refunds(refund_id, cheque_id, request_hash, response, returned, "
+                "original_hash) VALUES (?,?,?,?,?,?)",
                 [
                     request.refund_id,
                     request.cheque_id,
                     request_hash,
                     response.model_dump_json(),
                     returned,
+                    original_hash,
                 ],
             )
         return response
@@ -560,9 +564,12 @@ class Till:
         quoted = reservation.quoted_at or datetime.fromisoformat(row["reserved_at"])
         return returned_points_expire_at(rules, quoted)
 
-    def _refund_foreign(self, db: sqlite_utils.Database, request: RefundRequest) -> RefundResponse:
-        """A cheque sold at another till: recorded from the POS's lines, reconciled at central."""
-        if request.original_basket is None:
+    def _refund_foreign(
+        self, db: sqlite_utils.Database, request: RefundRequest, original_hash: str | None
+    ) -> RefundResponse:
+        """A cheque sold at another till: recorded from the POS's lines, reconciled at central.
+        `original_hash`: its basket's, which tells it from other cheques of the same id."""
+        if request.original_basket is None or original_hash is None:
             raise NotFound(
                 "cheque_unknown",
                 f"cheque {request.cheque_id} was not sold at this till: send original_basket",
@@ -571,7 +578,7 @@ class Till:
         lines = {line.line_id: line for line in basket.lines}
         if len({line.line_id for line in request.lines}) != len(request.lines):
             raise TillError("refund_invalid", "each line may appear once in a refund")
-        before = _returned_before(db, request.cheque_id)
+        before = _returned_before(db, request.cheque_id, original_hash)
         for line in request.lines:
             sold = lines.get(line.line_id)
             if sold is None:
@@ -714,11 +721,22 @@ _PAID = {
 }
 
 
-def _returned_before(db: sqlite_utils.Database, cheque_id: str) -> dict[str, int]:
-    """What the refunds made here of `cheque_id` returned, by line."""
+def _sold_here(row: dict[str, Any], original: Basket) -> bool:
+    """Whether this till's cheque `row` is the one the POS names by `original`: POS cheque
+    numbers repeat across tills, and a cheque of another till may share this one's id."""
+    sold = parsed(Reservation, row["reservation"]).request.basket
+    return content_hash(sold) == content_hash(original)
+
+
+def _returned_before(
+    db: sqlite_utils.Database, cheque_id: str, original_hash: str
+) -> dict[str, int]:
+    """What the refunds made here of another till's cheque `cheque_id` with the basket of
+    `original_hash` returned, by line."""
     total: dict[str, int] = {}
     for (returned,) in db.execute(
-        "SELECT returned FROM refunds WHERE cheque_id = ?", [cheque_id]
+        "SELECT returned FROM refunds WHERE cheque_id = ? AND original_hash = ?",
+        [cheque_id, original_hash],
     ).fetchall():
         for line_id, quantity_milli in json.loads(returned).items():
             total[line_id] = total.get(line_id, 0) + int(quantity_milli)

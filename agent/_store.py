@@ -190,6 +190,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE customers ADD COLUMN counter_seqs TEXT NOT NULL DEFAULT '{}';
     """,
+    # 12: which cheque a refund of another till's cheque returned from (the hash of the POS's
+    # `original_basket`): POS cheque numbers repeat across tills, so one id can name several
+    # cheques; NULL for refunds of this till's own cheques and for those made before
+    """
+    ALTER TABLE refunds ADD COLUMN original_hash TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -452,6 +452,9 @@ def _original_device(conn: sa.Connection, refund: ChequeDocument) -> str | None:
 
 
 def _original(conn: sa.Connection, doc: ChequeDocument) -> ChequeDocument | None:
+    """The paid sale `doc` refunds: of its till when named, else the latest of that cheque id
+    whose lines are the refund's original lines (POS cheque numbers repeat across tills), else
+    the latest of that id."""
     query = sa.select(t.cheques.c.payload).where(
         t.cheques.c.cheque_id == doc.original_cheque_id, t.cheques.c.kind == "sale"
     )
@@ -460,7 +463,8 @@ def _original(conn: sa.Connection, doc: ChequeDocument) -> ChequeDocument | None
     payloads = conn.execute(query.order_by(t.cheques.c.id)).scalars().all()
     sales = [ChequeDocument.model_validate_json(p) for p in payloads]
     paid = [s for s in sales if s.quote is not None and s.state.value != "voided"]
-    return paid[-1] if paid else None
+    same_lines = [s for s in paid if s.basket == doc.basket]
+    return (same_lines or paid)[-1] if paid else None
 
 
 def _reconcile_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict | _Later | None:

@@ -16,6 +16,7 @@ from agent._models import (
     QuoteRequest,
     RefundLine,
     RefundRequest,
+    RefundResponse,
     ReserveRequest,
     SignupRequest,
     VoidRequest,
@@ -413,7 +414,8 @@ def test_a_reservation_made_before_the_upgrade_is_confirmed_after_it(
     till.store.close()
     with sqlite3.connect(path, isolation_level=None) as raw:  # back to schema 5's layout
         raw.executescript(
-            "BEGIN; ALTER TABLE customers DROP COLUMN counter_seqs;"  # schema 11 undone
+            "BEGIN; ALTER TABLE refunds DROP COLUMN original_hash;"  # schema 12 undone
+            "ALTER TABLE customers DROP COLUMN counter_seqs;"  # schema 11 undone
             "ALTER TABLE customers DROP COLUMN points_seq;"  # schema 10 undone
             "DROP INDEX outbox_counters;"  # schema 9 undone
             "DROP INDEX refunds_by_cheque; ALTER TABLE refunds DROP COLUMN returned;"
@@ -561,6 +563,37 @@ def test_refunds_of_a_cheque_sold_elsewhere_add_up_to_what_was_paid(till: Till) 
     assert beyond.value.code == "refund_invalid"
     assert "3000 of 3000 returned here before" in beyond.value.message
     assert refund("rf-1", 1000) == paid[0]  # a retry: the same answer, nothing counted again
+
+
+def test_a_refund_names_its_cheque_by_its_lines_when_cheque_ids_repeat(till: Till) -> None:
+    """POS cheque numbers repeat across tills: a refund of another till's cheque 77 at a till
+    that sold its own 77 goes to central, not to this till's customer; the two tills' 77s
+    are returned up to what each sold."""
+    sell(till, "77", basket=basket(10000, 5000))
+    entries_before = len(outbox(till))
+    theirs = basket(2500, 100)
+
+    def refund(refund_id: str, original: Basket | None, line: str = "1") -> RefundResponse:
+        lines = (RefundLine(line_id=line, quantity_milli=1000),)
+        return till.refund(
+            RefundRequest(
+                refund_id=refund_id, cheque_id="77", lines=lines, original_basket=original
+            )
+        )
+
+    elsewhere = refund("rf-1", theirs)
+    assert elsewhere.reconciled_at_central
+    assert elsewhere.money_refund == 2500
+    assert [row["kind"] for row in outbox(till)[entries_before:]] == ["refund"]
+    assert outbox(till)[-1]["payload"]["basket"]["lines"][0]["total"] == 2500
+    with pytest.raises(TillError) as again:  # that cheque's line 1 is all returned
+        refund("rf-2", theirs)
+    assert again.value.code == "refund_invalid"
+    here = refund("rf-3", basket(10000, 5000))  # its own lines: this till's cheque
+    assert not here.reconciled_at_central
+    assert here.earn_reversed_points > 0
+    assert here.cheque_state == ChequeState.partially_refunded
+    assert not refund("rf-4", None, line="2").reconciled_at_central
 
 
 def test_the_fiscal_receipt_of_an_unknown_card_shows_what_it_will_hold(till: Till) -> None:

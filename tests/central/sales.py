@@ -50,10 +50,14 @@ def publish_rules(hq: Hq) -> None:
 
 
 def quote_for(
-    customer_id: str | None, balance: int = 0, redeem: int = 0, now: datetime = NOW
+    customer_id: str | None,
+    balance: int = 0,
+    redeem: int = 0,
+    now: datetime = NOW,
+    basket: Basket = BASKET,
 ) -> Quote:
     state = CustomerState(customer_id=customer_id, points_balance=balance)
-    return evaluate(RULES, state, BASKET, STORE, now, RedeemRequest(points=redeem))
+    return evaluate(RULES, state, basket, STORE, now, RedeemRequest(points=redeem))
 
 
 def _entry(till: Till, customer_id: str, cheque_id: str, quote: Quote, **fields: Any) -> PushItem:
@@ -105,6 +109,7 @@ def sale(
     earn_entry: int | None = None,
     state: ChequeState = ChequeState.confirmed,
     document_first: bool = False,
+    basket: Basket = BASKET,
 ) -> list[PushItem]:
     """The sale's entries (burn, earn; `earn_entry` overrides what the earn entry says) and
     its document (first in seq order when `document_first`, as a reordered outbox would)."""
@@ -142,6 +147,7 @@ def sale(
         redeem=RedeemRequest(points=quote.burn_points),
         quote=quote,
         entry_ids=tuple(ids),
+        basket=basket,
     )
     if not document_first:
         items.append(till.store_record(canonical_json(document)))
@@ -158,8 +164,9 @@ def foreign_refund(
     original_cheque_id: str,
     returned: dict[str, int],
     original_device_id: str | None = None,
+    basket: Basket = BASKET,
 ) -> PushItem:
-    """A refund of a cheque sold at another till: the POS's lines, no quote."""
+    """A refund of a cheque sold at another till: the POS's lines (`basket`), no quote."""
     document = ChequeDocument(
         document_id=new_entry_id(),
         device_id=till.device_id,
@@ -170,7 +177,7 @@ def foreign_refund(
         state=ChequeState.refunded,
         store_id="s1",
         customer=CustomerState(),
-        basket=BASKET,
+        basket=basket,
         returned=tuple(ReturnedLine(line_id=k, quantity_milli=v) for k, v in returned.items()),
         original_cheque_id=original_cheque_id,
         original_device_id=original_device_id,

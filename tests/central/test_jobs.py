@@ -482,6 +482,31 @@ def test_refund_of_a_cheque_sold_elsewhere_is_reconciled(hq: Hq, engine: sa.Engi
     assert_ledger_consistent(engine)
 
 
+def test_a_refund_elsewhere_finds_its_cheque_by_its_lines_among_repeated_ids(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """POS cheque numbers repeat across tills: two tills sold a cheque `ch-1`, the later one
+    to another customer; a refund of the first, made at a third till, reverses the points of
+    the first's customer."""
+    publish_rules(hq)
+    hq.customer("c1")
+    hq.customer("c2")
+    first, second, refunder = hq.enroll("s1"), hq.enroll("s1"), hq.enroll("s2")
+    other = BASKET.model_copy(update={"lines": BASKET.lines[:3]})
+    quote = quote_for("c1")
+    ok(first.push(sale(first, "c1", "ch-1", quote)))
+    ok(second.push(sale(second, "c2", "ch-1", quote_for("c2", basket=other), basket=other)))
+    before = {key: balance(engine, key) for key in ("customer:c1", "customer:c2")}
+    line = quote.lines[3]  # two coffees: on the first cheque only
+    assert line.earn_points > 0
+    ok(refunder.push([foreign_refund(refunder, "rf-1", "ch-1", {line.line_id: 2000})]))
+    run(engine, "recompute")
+    assert run(engine, "refunds").items == 1
+    assert balance(engine, "customer:c2") == before["customer:c2"]
+    assert balance(engine, "customer:c1") == before["customer:c1"] - line.earn_points
+    assert_ledger_consistent(engine)
+
+
 def test_jobs_report_their_state_to_hq(hq: Hq, engine: sa.Engine) -> None:
     run(engine, "debts")
     states = hq.client.get("/admin/jobs", headers=hq.headers).json()
