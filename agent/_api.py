@@ -203,11 +203,10 @@ class LeanRoute(APIRoute):
 
 
 class FastLane:
-    """ASGI middleware, inside `TokenGuard` and `BodyLimit`: a POST to a `LeanRoute` path goes
-    straight to its handler, past FastAPI's route matching and exception middleware (on this
-    framework version about a fifth of a sale request's cost), and a refusal is answered by the
-    app's own exception handlers. Any other request goes the usual way, and an error no handler
-    takes goes up to the server-error middleware as before."""
+    """ASGI middleware, inside `TokenGuard` and `BodyLimit`, in front of FastAPI (`PosApp`): a
+    POST to a `LeanRoute` path goes straight to its handler, past FastAPI's middleware, route
+    matching and exception middleware, and a refusal is answered by the app's own exception
+    handlers. Any other request goes the usual way."""
 
     def __init__(self, app: ASGIApp, fastapi: FastAPI, lanes: dict[str, Handler]) -> None:
         self.app = app
@@ -288,6 +287,25 @@ def _sale_routes(router: APIRouter, till: Till) -> None:
         return till.refund(body)
 
 
+class PosApp(FastAPI):
+    """FastAPI with the token check, the body limit and `FastLane` in front of FastAPI's own
+    middleware (its server-error page, telemetry and body limit), so that a sale request
+    reaches its handler past them: on FastAPI 0.165 they took about a quarter of the agent's
+    CPU per sale over HTTP. Any other request goes on into FastAPI as before, guarded the same
+    way; an error no handler takes reaches the server, which answers 500 as FastAPI would."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is None:
+            raise RuntimeError("PosApp is served through create_app")
+        await self.front(scope, receive, send)
+
+    async def behind(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI itself, behind the front."""
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     till: Till,
     token: str,
@@ -296,7 +314,7 @@ def create_app(
     extra_routes: Callable[[APIRouter], None] | None = None,
 ) -> FastAPI:
     """The POS API over `till`. `status` reports online state, outbox depth and devices."""
-    app = FastAPI(
+    app = PosApp(
         title="Kopilka till agent",
         version="1",
         description="Local POS API of the Kopilka till agent. See docs/pos-api.md.",
@@ -317,9 +335,8 @@ def create_app(
     if extra_routes is not None:
         extra_routes(router)
     app.include_router(router)
-    app.add_middleware(FastLane, fastapi=app, lanes=lean_lanes(router))
-    app.add_middleware(BodyLimit, limit_bytes=request_body_bytes_max)
-    app.add_middleware(TokenGuard, token=token)
+    lane = FastLane(app.behind, fastapi=app, lanes=lean_lanes(router))
+    app.front = TokenGuard(BodyLimit(lane, limit_bytes=request_body_bytes_max), token=token)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -260,6 +260,7 @@ class AgentService:
                 port=self.settings.listen_port,
                 log_level="warning",
                 access_log=False,
+                proxy_headers=False,  # loopback only: no proxy, no forwarded addresses to trust
             )
         finally:
             self.stop_background()
