@@ -8,6 +8,8 @@ ledger stays, anonymised).
 - The change log keeps every customer change ever sent to the tills, with the name, birthday
   and identifiers: a till pulling from an old cursor (a new one, from 0) would get them. Those
   bodies are replaced by an erased one in place; the tombstone itself follows them in the log.
+  Only rows of customer changes are read (`ix_change_log_customers`), not every push's
+  balances: on SQLite the erasure holds the one writer's lock while it reads.
   Rows never change otherwise, and `ParsedRows` knows a row by its numbers and its length:
   taking personal data out shortens it, so no process serves a parsed copy from before.
 """
@@ -104,7 +106,8 @@ def _scrub_log(conn: sa.Connection, customer_id: str) -> None:
     while True:
         rows = conn.execute(
             sa.select(t.change_log.c.change_seq, t.change_log.c.body)
-            .where(t.change_log.c.change_seq > after, t.change_log.c.body.like(named))
+            .where(sa.text(t.CUSTOMER_ROWS), t.change_log.c.change_seq > after)
+            .where(t.change_log.c.body.like(named))
             .order_by(t.change_log.c.change_seq)
             .limit(erased_rows_per_read)
         ).all()

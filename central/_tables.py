@@ -313,6 +313,10 @@ rule_sets = sa.Table(
 )
 """Published rule-set versions; immutable."""
 
+CUSTOMER_ROWS = "kind IN ('customer', 'mixed')"
+"""The change-log rows that may carry customers (an erasure scrubs them): a partial index
+holds only these, not the balances of every push."""
+
 change_log = sa.Table(
     "change_log",
     metadata,
@@ -321,9 +325,16 @@ change_log = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Index(
+        "ix_change_log_customers",
+        "change_seq",
+        sqlite_where=sa.text(CUSTOMER_ROWS),
+        postgresql_where=sa.text(CUSTOMER_ROWS),
+    ),
 )
 """What pull serves. One row per writing transaction: the changes numbered
-`first_seq..change_seq`, as a JSON list of changes without their `change_seq`."""
+`first_seq..change_seq`, as a JSON list of changes without their `change_seq`; `kind` is the
+changes' one type, or `mixed`."""
 
 
 leases = sa.Table(

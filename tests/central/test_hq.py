@@ -346,9 +346,10 @@ def _personal(engine: sa.Engine, needles: dict[str, str]) -> set[tuple[str, str]
 
 def test_an_erasure_leaves_no_personal_data_at_central(hq: Hq, engine: sa.Engine) -> None:
     """The customer's changes in the log (a till pulling from 0 got the name, birthday and
-    phone), the cheque documents (the birthday as the till saw it), a sign-up waiting in the
-    quarantine, and a document that arrives after the erasure: only the tombstone keeps the
-    identifiers, for the tills to drop them."""
+    phone; a push that granted them a bonus logged them beside its balances), the cheque
+    documents (the birthday as the till saw it), a sign-up waiting in the quarantine, and a
+    document that arrives after the erasure: only the tombstone keeps the identifiers, for
+    the tills to drop them."""
     hq.customer("c9", first_name="Зинаида", birthday="1984-03-09", phones=["+79035550123"])
     till = hq.enroll()
     state = CustomerState(customer_id="c9", birthday=date(1984, 3, 9))
@@ -362,7 +363,11 @@ def test_an_erasure_leaves_no_personal_data_at_central(hq: Hq, engine: sa.Engine
     }  # fmt: skip
     assert till.push([till.store_record(json.dumps(signup).encode())]).status_code == 200
     before = _document(till, "c9", state)
-    assert till.push([before]).status_code == 200
+    welcome = till.entry("c9", 100, EntryKind.welcome, grant_key="welcome:c9")
+    assert till.push([before, welcome]).status_code == 200
+    with engine.connect() as conn:
+        kinds = conn.execute(sa.select(t.change_log.c.kind)).scalars().all()
+    assert "mixed" in kinds  # the grant's customer change with the push's balance
     pulled = hq.enroll()
     with engine.connect() as conn:
         phone_hash = conn.execute(
@@ -373,13 +378,13 @@ def test_an_erasure_leaves_no_personal_data_at_central(hq: Hq, engine: sa.Engine
     hq.post("/admin/customers/c9/erase")
     late = _document(till, "c9", state)
     assert till.push([late]).json()["results"][0]["outcome"] == "applied"
-    assert till.push([before, late]).status_code == 200  # replays: still the same hashes
+    assert till.push([before, welcome, late]).status_code == 200  # replays: the same hashes
     assert _personal(engine, needles) == {("change_log", "phone hash")}
     tombstone = pulled.pull(0).json()["changes"][-1]
     assert tombstone["type"] == "erasure"
     assert phone_hash in json.dumps(tombstone)
     customers = [c for c in pulled.pull(0).json()["changes"] if c["type"] == "customer"]
-    assert [c["state"] for c in customers] == [{"customer_id": "c9", "status": "erased"}]
+    assert [c["state"] for c in customers] == [{"customer_id": "c9", "status": "erased"}] * 2
 
 
 def _document(till: Any, customer_id: str, state: CustomerState) -> Any:
