@@ -54,7 +54,16 @@ def open_conflicts(
             .order_by(t.conflicts.c.id)
             .limit(limit)
         ).all()
-    return [{k: v for k, v in r._mapping.items() if k != "incoming_payload"} for r in rows]
+    return [_conflict_view(row) for row in rows]
+
+
+def _conflict_view(row: Any) -> dict[str, Any]:
+    """A conflict for HQ: its account, and its detail as JSON (not JSON in a string); the
+    payload that raised it is kept at central, not listed."""
+    view = {k: v for k, v in row._mapping.items() if k != "incoming_payload"}
+    view["detail"] = None if row.detail is None else json.loads(row.detail)
+    view["account_key"] = _conflict_account(row)
+    return view
 
 
 @_route("POST", "/conflicts/{conflict_id}/action", tags=["conflicts"])
@@ -163,4 +172,4 @@ def audit_log(
         rows = conn.execute(
             sa.select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)
         ).all()
-    return [dict(r._mapping) for r in rows]
+    return [{**r._mapping, "detail": json.loads(r.detail)} for r in rows]

@@ -101,7 +101,7 @@ def test_an_adjustment_moves_the_asset_it_names(hq: Hq, engine: sa.Engine) -> No
     hq.post("/admin/customers/c1/adjustments", {**stamps, "points": -3})
     assert get(hq, "/admin/customers/c1")["balances"] == {"points": 100, "stamps:coffee": 0}
     [last, *_] = get(hq, "/admin/audit")
-    assert json.loads(last["detail"])["asset"] == "stamps:coffee"
+    assert last["detail"]["asset"] == "stamps:coffee"
     assert_ledger_consistent(engine)
 
 
@@ -255,6 +255,8 @@ def test_conflicts_and_quarantine_actions_are_audited(hq: Hq, engine: sa.Engine)
     assert two.push([two.entry("c1", -50, EntryKind.burn)]).status_code == 200
     _jobs.run(engine, _jobs.BY_NAME["debts"], NOW, "t")
     [overspend] = get(hq, "/admin/conflicts/open")
+    assert overspend["account_key"] == "customer:c1"
+    assert overspend["detail"]["balance"] == -40  # JSON, not JSON in a string
     done = hq.post(
         f"/admin/conflicts/{overspend['id']}/action", {"action": "write_off", "note": "bad luck"}
     )
