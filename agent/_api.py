@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import inspect
+import logging
 import sqlite3
 import typing
 from collections.abc import Callable, Coroutine
@@ -49,6 +50,8 @@ from protocol import (
     refuse,
 )
 
+log = logging.getLogger(__name__)
+
 PUBLIC_ROUTES = frozenset({"/health", "/docs", "/openapi.json"})
 """The only routes that answer without the POS token; a test walks the route table."""
 
@@ -62,6 +65,8 @@ def _json_error(status: int, code: str, message: str, details: Any = None) -> JS
 
 def storage_problem(error: sqlite3.Error) -> str:
     text = str(error)
+    if "malformed" in text or "not a database" in text:
+        return "the till's database file is damaged: call support (the outbox file is kept)"
     if "full" in text:
         return "the till's disk is full: free space; nothing already recorded is lost"
     if "readonly" in text or "read-only" in text:
@@ -94,14 +99,20 @@ def _install_errors(app: FastAPI) -> None:
         message, details = describe_validation(error.errors())
         return _json_error(422, "invalid_request", message, details)
 
-    @app.exception_handler(sqlite3.OperationalError)
-    async def _storage(_: Request, error: sqlite3.OperationalError) -> JSONResponse:
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def _storage(_: Request, error: sqlite3.DatabaseError) -> JSONResponse:
         return _json_error(503, "storage_unavailable", storage_problem(error))
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, error: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return _json_error(error.status_code, code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def _failed(request: Request, error: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+        message = "the agent failed on this request (logged): retry once, then call support"
+        return _json_error(500, "internal_error", message)
 
 
 def _token_valid(expected: bytes, authorization: str | None, x_kopilka_token: str | None) -> bool:

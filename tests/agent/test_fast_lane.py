@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,34 @@ def test_fast_lane_answers_as_the_full_stack(
         *(405, 404),  # a wrong verb and no such route: not the lane's, answered as before
     ]
     assert fast == full
+
+
+def test_a_damaged_database_or_a_bug_is_still_a_json_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged database file is 503 `storage_unavailable` with what to do; any other
+    failure is 500 `internal_error`, JSON as every refusal, on the fast lane and off it."""
+    till = build_till(make_settings(tmp_path / "till"), clock=ManualClock())
+
+    def damaged(*_: Any) -> Any:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    def broken() -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(till, "quote", damaged)
+    app = _api.create_app(till, TOKEN, broken)
+
+    async def ask() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://till") as client:
+            return [
+                await client.post("/v1/quote", json=SALE, headers=headers),
+                await client.get("/v1/status", headers=headers),
+            ]
+
+    quote, status = asyncio.run(ask())
+    assert (quote.status_code, quote.json()["code"]) == (503, "storage_unavailable")
+    assert "damaged" in quote.json()["message"]
+    assert (status.status_code, status.json()["code"]) == (500, "internal_error")
