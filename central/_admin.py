@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from pydantic import AwareDatetime, Field
@@ -61,8 +61,11 @@ def install(app: FastAPI) -> None:
 
 
 class NewCustomer(WireModel):
+    """A customer to create, or the fields to change of one: an update writes only the fields
+    it gives. Merging and erasing have routes of their own."""
+
     customer_id: Id
-    status: CustomerStatus = CustomerStatus.active
+    status: Literal[CustomerStatus.active, CustomerStatus.blocked] = CustomerStatus.active
     tier: Id | None = None
     birthday: date | None = None
     first_name: Annotated[str, Field(max_length=64)] = ""
@@ -122,8 +125,9 @@ def put_customer(request: Request, body: NewCustomer) -> dict[str, str]:
                     raise Refused(422, "bad_phone", f"phone {phone!r}: {error.reason}") from None
                 idents.append({"type": "phone_hash", "phone_hash": hasher(e164)})
         values = body.model_dump(mode="json", exclude={"phones", "identifiers"})
+        given = body.model_dump(exclude={"phones", "identifiers"}, exclude_unset=True)
         now_ms = to_ms(central.clock())
-        _directory.put_customer(conn, values, idents, now_ms)
+        _directory.put_customer(conn, values, idents, now_ms, updating=set(given))
         if body.phones:
             _directory.put_contact(conn, body.customer_id, normalize_phone(body.phones[0]))
         changed = sorted(body.model_dump(exclude_unset=True))  # the fields, not their values

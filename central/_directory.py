@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -343,12 +344,16 @@ def put_customer(
     customer: dict[str, object],
     identifier_list: list[dict[str, str]],
     now_ms: int,
+    updating: Collection[str] | None = None,
 ) -> None:
-    """Create or update a customer with identifiers, and log the change for pull."""
+    """Create or update a customer with identifiers, and log the change for pull. An update
+    writes only the fields in `updating` (all when None); a merged customer is refused."""
     customer_id = str(customer["customer_id"])
     values = {key: value for key, value in customer.items() if key != "customer_id"}
     exists = conn.execute(
-        sa.select(t.customers.c.status).where(t.customers.c.customer_id == customer_id)
+        sa.select(t.customers.c.status, t.customers.c.merged_into).where(
+            t.customers.c.customer_id == customer_id
+        )
     ).first()
     if exists is None:
         conn.execute(
@@ -358,7 +363,15 @@ def put_customer(
         )
     elif exists.status == "erased":
         raise Refused(409, "erased", f"customer {customer_id!r} was erased")
+    elif exists.status == "merged":
+        raise Refused(
+            409,
+            "customer_merged",
+            f"customer {customer_id!r} was merged into {exists.merged_into!r}: change that one",
+        )
     else:
+        if updating is not None:
+            values = {key: value for key, value in values.items() if key in updating}
         conn.execute(
             sa.update(t.customers)
             .where(t.customers.c.customer_id == customer_id)

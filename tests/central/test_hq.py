@@ -391,3 +391,27 @@ def test_an_erasure_leaves_no_personal_data_at_central(hq: Hq, engine: sa.Engine
 
 def _document(till: Any, customer_id: str, state: CustomerState) -> Any:
     return till.store_record(canonical_json(sale_document(till, customer_id, customer=state)))
+
+
+def test_an_update_changes_only_the_fields_it_gives(hq: Hq, engine: sa.Engine) -> None:
+    """HQ blocks a customer, then sets their tier: they stay blocked, with their name and
+    consents. A merged customer is not updated (it would come back to life), and a status
+    of merged or erased comes only from those routes."""
+    hq.customer("c1", first_name="Вера", consent_data=True, consent_marketing=True)
+    hq.customer("c1", status="blocked")
+    hq.customer("c1", tier="gold")
+    kept = get(hq, "/admin/customers/c1")
+    assert (kept["status"], kept["tier"], kept["first_name"]) == ("blocked", "gold", "Вера")
+    assert kept["consent_data"] and kept["consent_marketing"]
+    hq.customer("c2")
+    hq.post("/admin/customers/merge", {"duplicate_id": "c2", "keep_id": "c1", "reason": "twin"})
+    merged = hq.client.post("/admin/customers", json={"customer_id": "c2"}, headers=hq.headers)
+    assert merged.status_code == 409, merged.text
+    assert merged.json()["code"] == "customer_merged"
+    assert "c1" in merged.json()["message"]
+    assert get(hq, "/admin/customers/c2")["status"] == "merged"
+    for status in ("merged", "erased"):
+        refused = hq.client.post(
+            "/admin/customers", json={"customer_id": "c3", "status": status}, headers=hq.headers
+        )
+        assert refused.status_code == 422, refused.text
