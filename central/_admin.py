@@ -96,14 +96,21 @@ class ChainSettings(WireModel):
 def put_store(request: Request, body: Store) -> Store:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
-        return _directory.put_store(conn, body, to_ms(central.clock()))
+        now_ms = to_ms(central.clock())
+        stored = _directory.put_store(conn, body, now_ms)
+        audit(
+            conn, actor(request), "store_put", body.store_id, body.model_dump(mode="json"), now_ms
+        )
+        return stored
 
 
 @_route("POST", "/stores/{store_id}/enrollment-codes", response_model=EnrollmentCode)
 def enrollment_code(request: Request, store_id: str) -> EnrollmentCode:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
-        code, expires_ms = _directory.issue_enrollment_code(conn, store_id, to_ms(central.clock()))
+        now_ms = to_ms(central.clock())
+        code, expires_ms = _directory.issue_enrollment_code(conn, store_id, now_ms)
+        audit(conn, actor(request), "enrollment_code", store_id, {"expires_ms": expires_ms}, now_ms)
     return EnrollmentCode(code=code, store_id=store_id, expires_ms=expires_ms)
 
 
@@ -156,7 +163,9 @@ def list_devices(request: Request) -> list[dict[str, object]]:
 def revoke_device(request: Request, device_id: str) -> dict[str, str]:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
-        _directory.revoke(conn, device_id, to_ms(central.clock()))
+        now_ms = to_ms(central.clock())
+        _directory.revoke(conn, device_id, now_ms)
+        audit(conn, actor(request), "revoke_device", device_id, {}, now_ms)
     return {"device_id": device_id, "status": "revoked"}
 
 
@@ -164,7 +173,9 @@ def revoke_device(request: Request, device_id: str) -> dict[str, str]:
 def set_offline_limits(request: Request, body: OfflineLimits) -> OfflineLimits:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
-        _directory.set_offline_limits(conn, body, to_ms(central.clock()))
+        now_ms = to_ms(central.clock())
+        _directory.set_offline_limits(conn, body, now_ms)
+        audit(conn, actor(request), "offline_limits", "chain", body.model_dump(mode="json"), now_ms)
     return body
 
 
@@ -173,6 +184,8 @@ def set_chain(request: Request, body: ChainSettings) -> ChainSettings:
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
         _directory.set_card_ranges(conn, body.card_ranges)
+        detail = body.model_dump(mode="json")
+        audit(conn, actor(request), "chain_settings", "chain", detail, to_ms(central.clock()))
     return body
 
 
@@ -188,21 +201,14 @@ def publish_rule_set(request: Request, body: NewRuleSet) -> dict[str, str]:
         raise Refused(422, "bad_rule_set", str(error)) from None
     central = _central(request)
     with central.writing(), central.engine.begin() as conn:
+        now_ms = to_ms(central.clock())
         digest = _directory.publish_rule_set(
             conn,
             body.rule_set_id,
             body.effective_from.isoformat(),
             to_ms(body.effective_from),
             rules.model_dump(mode="json"),
-            to_ms(central.clock()),
+            now_ms,
         )
+        audit(conn, actor(request), "publish_rule_set", body.rule_set_id, {"hash": digest}, now_ms)
     return {"rule_set_id": body.rule_set_id, "content_hash": digest}
-
-
-@_route("GET", "/conflicts")
-def list_conflicts(request: Request) -> list[dict[str, object]]:
-    from central import _tables as t
-
-    with _central(request).reader.begin() as conn:
-        rows = conn.execute(t.conflicts.select().order_by(t.conflicts.c.id).limit(1000)).all()
-    return [{k: v for k, v in row._mapping.items() if k != "incoming_payload"} for row in rows]

@@ -43,6 +43,14 @@ def _conflict_account(row: Any) -> str | None:
     return None if not account else _entries.key_of(account)
 
 
+@_route("GET", "/conflicts", tags=["conflicts"])
+def list_conflicts(request: Request) -> list[dict[str, Any]]:
+    """Every conflict, open or not (the first 1,000)."""
+    with _central(request).reader.begin() as conn:
+        rows = conn.execute(t.conflicts.select().order_by(t.conflicts.c.id).limit(1000)).all()
+    return [_conflict_view(row) for row in rows]
+
+
 @_route("GET", "/conflicts/open", tags=["conflicts"])
 def open_conflicts(
     request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200
