@@ -15,7 +15,7 @@ import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,6 +25,7 @@ from pydantic import TypeAdapter
 
 from central import _bulk, _lot_state
 from central import _tables as t
+from central._clock import to_ms
 from central._lot_state import Folded
 from protocol import Change, OfflineLimits, PullResponse, SnapshotPage, SnapshotRequired
 from protocol._sync import pull_page_changes_max
@@ -176,8 +177,41 @@ def pull(
     return orjson.dumps({**envelope.model_dump(mode="json"), "changes": changes})
 
 
-def prune(conn: sa.Connection, through_seq: int) -> None:
-    """Drop changes numbered up to `through_seq`; older cursors then need a snapshot."""
+change_log_retention_days = 90
+"""How long the change log keeps a change for pulls (the `prune` job). A till whose cursor is
+older, offline that long, takes a snapshot instead (snapshots carry the erasures' tombstones
+themselves); an erased customer's tombstone, and the identifiers it names for the tills to
+drop, leaves the log with it."""
+change_log_rows_per_prune_max = 5_000
+"""Change-log rows the `prune` job drops in one transaction."""
+
+
+def prune_old(engine: sa.Engine, now: datetime) -> tuple[int, int | None]:
+    """The `prune` job: drop the change-log rows older than `change_log_retention_days`, in
+    transactions of `change_log_rows_per_prune_max` rows. Returns (rows dropped, None)."""
+    cutoff_ms = to_ms(now - timedelta(days=change_log_retention_days))
+    dropped = 0
+    while True:
+        with engine.begin() as conn:
+            old = (
+                conn.execute(
+                    sa.select(t.change_log.c.change_seq)
+                    .where(t.change_log.c.created_ms < cutoff_ms)
+                    .order_by(t.change_log.c.change_seq)
+                    .limit(change_log_rows_per_prune_max)
+                )
+                .scalars()
+                .all()
+            )
+            if old:
+                dropped += prune(conn, old[-1])
+        if len(old) < change_log_rows_per_prune_max:
+            return dropped, None
+
+
+def prune(conn: sa.Connection, through_seq: int) -> int:
+    """Drop changes numbered up to `through_seq`; older cursors then need a snapshot. Returns
+    the rows dropped."""
     through_seq = min(through_seq, counter(conn, "change_seq"))
     kept_from = conn.execute(
         sa.select(sa.func.min(t.change_log.c.first_seq)).where(
@@ -186,12 +220,15 @@ def prune(conn: sa.Connection, through_seq: int) -> None:
     ).scalar_one_or_none()
     if kept_from is not None:  # rows are pruned whole
         through_seq = min(through_seq, kept_from - 1)
-    conn.execute(sa.delete(t.change_log).where(t.change_log.c.change_seq <= through_seq))
+    dropped = conn.execute(
+        sa.delete(t.change_log).where(t.change_log.c.change_seq <= through_seq)
+    ).rowcount
     conn.execute(
         sa.update(t.counters)
         .where(t.counters.c.name == "change_floor", t.counters.c.value < through_seq)
         .values(value=through_seq)
     )
+    return int(dropped)
 
 
 # --- bodies -------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from central import _debts, _holds, _lease, _lots, _recompute, _rolling
+from central import _changes, _debts, _holds, _lease, _lots, _recompute, _rolling
 from central import _tables as t
 from central._clock import Clock, to_ms
 
@@ -52,6 +52,7 @@ JOBS: tuple[Job, ...] = (
     Job("expire", _lots.expire, 3600, "expire lots after expiry + the maximum offline window"),
     Job("holds", _holds.expire, 60, "record expired online holds"),
     Job("rolling", _rolling.roll, 3600, "keep rolling spend to the rule set's window"),
+    Job("prune", _changes.prune_old, 3600, "drop change-log rows past their retention"),
 )
 BY_NAME = {job.name: job for job in JOBS}
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from central import _db, _jobs, _lots, _recompute
+from central import _changes, _db, _jobs, _lots, _recompute
 from central import _tables as t
 from central._clock import to_ms
 from protocol import (
@@ -538,3 +538,33 @@ def test_entries_of_a_merged_customer_reach_the_customer_kept(hq: Hq, engine: sa
         states = sorted(conn.execute(sa.select(t.quarantine.c.status)).scalars())
     assert states == ["duplicate", "redirected"]
     assert_ledger_consistent(engine)
+
+
+def test_prune_drops_the_changes_past_their_retention(
+    hq: Hq, engine: sa.Engine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change log keeps `change_log_retention_days`: older rows go (in bounded
+    transactions), a till with a cursor from then takes a snapshot, newer changes stay, and an
+    erased customer's tombstone with its identifiers goes too once it is that old."""
+    hq.customer("c1", identifiers=[{"type": "card", "number": "2770000000017"}])
+    till = hq.enroll()
+    ok(till.push([till.entry("c1", 10)]))
+    hq.post("/admin/customers/c1/erase")
+    with engine.connect() as conn:
+        old_rows = conn.execute(sa.select(sa.func.count()).select_from(t.change_log)).scalar()
+    assert old_rows > 2
+    monkeypatch.setattr(_changes, "change_log_rows_per_prune_max", 2)  # several transactions
+    kept = timedelta(days=_changes.change_log_retention_days)
+    clock.advance((kept - timedelta(hours=1)).total_seconds())
+    hq.customer("c2")  # a change made later, kept
+    assert run(engine, "prune", clock()).items == 0
+    cursor = till.pull(0).json()["next_cursor"]
+    clock.advance(timedelta(hours=2).total_seconds())
+    assert run(engine, "prune", clock()).items == old_rows
+    assert till.pull(0).status_code == 410
+    newer = till.pull(cursor - 1).json()["changes"]
+    assert [(c["type"], c["state"]["customer_id"]) for c in newer] == [("customer", "c2")]
+    assert run(engine, "prune", clock()).items == 0
+    with engine.connect() as conn:
+        logged = conn.execute(sa.select(t.change_log.c.body)).scalars().all()
+    assert not any("2770000000017" in body for body in logged)
