@@ -18,13 +18,10 @@ from protocol import (
     CardRange,
     CustomerStatus,
     Identifier,
-    IdentifierRejected,
     OfflineLimits,
-    PhoneHasher,
     RuleSetError,
     Store,
     WireModel,
-    normalize_phone,
     rule_set_from_data,
 )
 from protocol._base import Id
@@ -120,23 +117,14 @@ def put_customer(request: Request, body: NewCustomer) -> dict[str, str]:
     who = actor(request)
     with central.writing(), central.engine.begin() as conn:
         idents = [i.model_dump(mode="json") for i in body.identifiers]
-        if body.phones:
-            key = _directory.setting(conn, "phone_hash_key_hex")
-            if key is None:
-                raise AssertionError("the chain's phone-hash key is missing; run migrate")
-            hasher = PhoneHasher(bytes.fromhex(key))
-            for phone in body.phones:
-                try:
-                    e164 = normalize_phone(phone)
-                except IdentifierRejected as error:
-                    raise Refused(422, "bad_phone", f"phone {phone!r}: {error.reason}") from None
-                idents.append({"type": "phone_hash", "phone_hash": hasher(e164)})
+        phones = [_directory.phone_identity(conn, phone) for phone in body.phones]
+        idents += [{"type": "phone_hash", "phone_hash": digest} for _, digest in phones]
         values = body.model_dump(mode="json", exclude={"phones", "identifiers"})
         given = body.model_dump(exclude={"phones", "identifiers"}, exclude_unset=True)
         now_ms = to_ms(central.clock())
         _directory.put_customer(conn, values, idents, now_ms, updating=set(given))
-        if body.phones:
-            _directory.put_contact(conn, body.customer_id, normalize_phone(body.phones[0]))
+        if phones:
+            _directory.put_contact(conn, body.customer_id, phones[0][0])
         changed = sorted(body.model_dump(exclude_unset=True))  # the fields, not their values
         audit(conn, who, "customer_put", body.customer_id, {"fields": changed}, now_ms)
     return {"customer_id": body.customer_id}

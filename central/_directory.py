@@ -20,11 +20,14 @@ from protocol import (
     CardRange,
     EnrollRequest,
     EnrollResponse,
+    IdentifierRejected,
     OfflineLimits,
+    PhoneHasher,
     RuleSet,
     Store,
     content_hash,
     effective_rule_set,
+    normalize_phone,
 )
 from protocol._sync import identifiers_per_customer_max
 
@@ -410,8 +413,21 @@ def check_identifier_count(conn: sa.Connection, customer_id: str) -> None:
             422,
             "too_many_identifiers",
             f"customer {customer_id!r} would have {count} cards and phones; at most "
-            f"{identifiers_per_customer_max}: remove some first",
+            f"{identifiers_per_customer_max}: remove some first (POST …/identifiers/remove)",
         )
+
+
+def phone_identity(conn: sa.Connection, phone: str) -> tuple[str, str]:
+    """`phone` as E.164 and as the chain's phone hash (what tills and identifiers hold); a
+    number that is not a customer's phone is 422 `bad_phone`."""
+    key = setting(conn, "phone_hash_key_hex")
+    if key is None:
+        raise AssertionError("the chain's phone-hash key is missing; run migrate")
+    try:
+        e164 = normalize_phone(phone)
+    except IdentifierRejected as error:
+        raise Refused(422, "bad_phone", f"phone {phone!r}: {error.reason}") from None
+    return e164, PhoneHasher(bytes.fromhex(key))(e164)
 
 
 def put_contact(conn: sa.Connection, customer_id: str, phone_e164: str) -> None:

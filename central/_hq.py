@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import Query, Request
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from central import _changes, _directory, _entries, _lot_state, _lots
 from central import _tables as t
@@ -21,9 +21,7 @@ from central._directory import Refused, check_identifier_count
 from protocol import (
     CardIdentifier,
     IdentifierRejected,
-    PhoneHasher,
     WireModel,
-    normalize_phone,
     parse_card,
 )
 from protocol._base import Id, Points
@@ -61,11 +59,7 @@ def search_customers(
     with _central(request).reader.begin() as conn:
         query = sa.select(t.customers.c.customer_id)
         if phone is not None:
-            key = _directory.setting(conn, "phone_hash_key_hex") or ""
-            try:
-                digest = PhoneHasher(bytes.fromhex(key))(normalize_phone(phone))
-            except IdentifierRejected as error:
-                raise Refused(422, "bad_phone", f"phone {phone!r}: {error.reason}") from None
+            _, digest = _directory.phone_identity(conn, phone)
             query = query.join(t.identifiers).where(
                 t.identifiers.c.kind == "phone_hash", t.identifiers.c.value == digest
             )
@@ -163,6 +157,54 @@ def _link(conn: sa.Connection, customer_id: str, kind: str, value: str, now_ms: 
         )
     )
     check_identifier_count(conn, customer_id)
+
+
+class RemoveIdentifier(WireModel):
+    """A card number or a phone (any format) of the customer, exactly one of them."""
+
+    card: Annotated[str, Field(min_length=6, max_length=64)] | None = None
+    phone: Annotated[str, Field(min_length=5, max_length=32)] | None = None
+    reason: Reason
+
+    @model_validator(mode="after")
+    def _one(self) -> RemoveIdentifier:
+        if (self.card is None) == (self.phone is None):
+            raise ValueError("give either card or phone")
+        return self
+
+
+@_route("POST", "/customers/{customer_id}/identifiers/remove", tags=["customers"])
+def remove_identifier(request: Request, customer_id: str, body: RemoveIdentifier) -> dict[str, Any]:
+    """A card or phone stops identifying the customer (a phone number they gave up, one of too
+    many): every till drops it with the next pull. A removed phone is no longer texted."""
+    central = _central(request)
+    now_ms = to_ms(central.clock())
+    with central.writing(), central.engine.begin() as conn:
+        _customer_row(conn, customer_id)
+        if body.card is not None:
+            kind, value, e164 = "card", _card(conn, body.card), None
+        else:
+            e164, value = _directory.phone_identity(conn, str(body.phone))
+            kind = "phone_hash"
+        gone = conn.execute(
+            sa.delete(t.identifiers).where(
+                t.identifiers.c.kind == kind,
+                t.identifiers.c.value == value,
+                t.identifiers.c.customer_id == customer_id,
+            )
+        ).rowcount
+        if gone != 1:
+            raise Refused(404, "unknown_identifier", f"that {kind} is not one of {customer_id}")
+        if e164 is not None:
+            conn.execute(
+                sa.delete(t.contacts).where(
+                    t.contacts.c.customer_id == customer_id, t.contacts.c.phone_e164 == e164
+                )
+            )
+        detail = {"kind": kind, "reason": body.reason}  # the card or phone is not kept here
+        audit(conn, actor(request), "remove_identifier", customer_id, detail, now_ms)
+        _publish_customer(conn, customer_id, now_ms)
+        return customer_view(conn, customer_id)
 
 
 class ReplaceCard(WireModel):

@@ -24,6 +24,8 @@ from .checks import assert_ledger_consistent
 from .sales import RULES_TOML, sale_document
 from .tills import NOW, Hq
 
+CARD = "2770000000017"
+
 
 def get(hq: Hq, path: str, **params: Any) -> Any:
     response = hq.client.get(path, params=params, headers=hq.headers)
@@ -444,3 +446,32 @@ def test_settings_and_devices_changed_by_hq_are_audited(hq: Hq) -> None:
         ("revoke_device", till.device_id),
     ]
     assert get(hq, "/admin/audit")[2]["detail"]["phone_only_points_max"] == 50
+
+
+def test_hq_removes_a_card_or_a_phone_and_every_till_drops_it(hq: Hq, engine: sa.Engine) -> None:
+    """A customer gave up their phone number: it no longer finds them, is no longer texted,
+    and the tills' next pull carries the customer without it."""
+    hq.customer("c1", phones=["+7 916 123-45-67"], identifiers=[{"type": "card", "number": CARD}])
+    till = hq.enroll()
+    cursor = till.pull(0).json()["next_cursor"]
+    removed = hq.post(
+        "/admin/customers/c1/identifiers/remove", {"phone": "8 916 123 45 67", "reason": "gone"}
+    )
+    assert [i["type"] for i in removed["identifiers"]] == ["card"]
+    assert get(hq, "/admin/customers", phone="89161234567") == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(t.contacts)).all() == []
+    [change] = till.pull(cursor).json()["changes"]
+    assert change["identifiers"] == [{"type": "card", "number": CARD}]
+    again = hq.client.post(
+        "/admin/customers/c1/identifiers/remove",
+        json={"phone": "+79161234567", "reason": "gone"},
+        headers=hq.headers,
+    )
+    assert (again.status_code, again.json()["code"]) == (404, "unknown_identifier")
+    both = {"card": CARD, "phone": "+79161234567", "reason": "x"}
+    answer = hq.client.post("/admin/customers/c1/identifiers/remove", json=both, headers=hq.headers)
+    assert answer.status_code == 422
+    hq.post("/admin/customers/c1/identifiers/remove", {"card": CARD, "reason": "lost"})
+    assert get(hq, "/admin/customers/c1")["identifiers"] == []
+    assert get(hq, "/admin/audit")[0]["detail"] == {"kind": "card", "reason": "lost"}
