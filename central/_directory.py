@@ -321,6 +321,17 @@ def issue_admin_token(conn: sa.Connection, label: str, now_ms: int) -> str:
     return token
 
 
+def revoke_admin_tokens(conn: sa.Connection, label: str, now_ms: int) -> int:
+    """Every live admin token of `label` stops working at once; how many there were."""
+    return int(
+        conn.execute(
+            sa.update(t.admin_tokens)
+            .where(t.admin_tokens.c.label == label, t.admin_tokens.c.revoked_ms.is_(None))
+            .values(revoked_ms=now_ms)
+        ).rowcount
+    )
+
+
 def is_admin(conn: sa.Connection, token: str) -> bool:
     if not token.startswith(_credentials.ADMIN_PREFIX):
         return False

@@ -143,9 +143,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     code.add_argument("--store", required=True, help="store id; created when new")
     code.add_argument("--name", default=None, help="store name (for a new store)")
     code.add_argument("--timezone", default="Europe/Moscow", help="store time zone (new store)")
-    token = commands.add_parser("admin-token", help="create an admin token for the HQ API")
+    token = commands.add_parser("admin-token", help="create (or revoke) admin tokens for HQ")
     token.add_argument("--db", default=DEFAULT_DB)
-    token.add_argument("--label", default="admin")
+    token.add_argument("--label", default="admin", help="who holds it; shown in the audit log")
+    token.add_argument(
+        "--revoke", action="store_true", help="revoke every live token of --label instead"
+    )
 
 
 def prepare(db_url: str) -> sa.Engine:
@@ -171,6 +174,11 @@ def run(args: argparse.Namespace) -> int:
             code, expires_ms = _directory.issue_enrollment_code(conn, args.store, now_ms)
         print(f"enrollment code for store {args.store}: {code} (valid until {from_ms(expires_ms)})")
         return 0
+    if args.command == "admin-token" and args.revoke:
+        with engine.begin() as conn:
+            revoked = _directory.revoke_admin_tokens(conn, args.label, now_ms)
+        print(f"revoked {revoked} admin token(s) labelled {args.label!r}")
+        return 0 if revoked else 1
     if args.command == "admin-token":
         with engine.begin() as conn:
             token = _directory.issue_admin_token(conn, args.label, now_ms)
