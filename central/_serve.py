@@ -160,6 +160,13 @@ def prepare(db_url: str) -> sa.Engine:
 
 def run(args: argparse.Namespace) -> int:
     engine = prepare(args.db)
+    try:
+        return _run(engine, args)
+    finally:
+        engine.dispose()  # a command run in a longer process leaves no connection open
+
+
+def _run(engine: sa.Engine, args: argparse.Namespace) -> int:
     if args.command == "migrate":
         print(f"database {_db.normalize_url(args.db).split('@')[-1]} is at the newest schema")
         return 0

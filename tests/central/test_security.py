@@ -3,15 +3,12 @@ credentials are not interchangeable; a device writes only its own entries; revoc
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from central import PUBLIC_ROUTES
+from central.cli import main as central_cli
 
 from .tills import Hq
 
@@ -109,19 +106,18 @@ def test_public_routes_answer_without_credentials(client: TestClient, path: str)
     assert client.get(path).status_code == 200
 
 
-def test_an_admin_token_is_revoked_from_the_command_line(db_url: str, client: TestClient) -> None:
+def test_an_admin_token_is_revoked_from_the_command_line(
+    db_url: str, client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`kopilka-central admin-token --label L` makes a token; `--revoke` stops every live token
     of L at once (a leaked one, someone who left), and says when there was none."""
-    central = [str(Path(sys.executable).with_name("kopilka-central")), "admin-token"]
-    made = subprocess.run(
-        [*central, "--db", db_url, "--label", "ops"], capture_output=True, text=True, check=True
-    )
-    token = made.stdout.strip()
+    made = central_cli(["admin-token", "--db", db_url, "--label", "ops"])
+    token = capsys.readouterr().out.strip()
+    assert made == 0
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/admin/stores", headers=headers).status_code == 200
-    revoke = [*central, "--db", db_url, "--label", "ops", "--revoke"]
-    done = subprocess.run(revoke, capture_output=True, text=True, check=False)
-    assert (done.returncode, done.stdout.strip()) == (0, "revoked 1 admin token(s) labelled 'ops'")
+    revoke = ["admin-token", "--db", db_url, "--label", "ops", "--revoke"]
+    assert central_cli(revoke) == 0
+    assert capsys.readouterr().out.strip() == "revoked 1 admin token(s) labelled 'ops'"
     assert client.get("/admin/stores", headers=headers).status_code == 401
-    again = subprocess.run(revoke, capture_output=True, text=True, check=False)
-    assert again.returncode == 1
+    assert central_cli(revoke) == 1
