@@ -66,7 +66,7 @@ def _json_error(status: int, code: str, message: str, details: Any = None) -> JS
 def storage_problem(error: sqlite3.Error) -> str:
     text = str(error)
     if "malformed" in text or "not a database" in text:
-        return "the till's database file is damaged: call support (the outbox file is kept)"
+        return "the till's database file is damaged: sell without loyalty and call support"
     if "full" in text:
         return "the till's disk is full: free space; nothing already recorded is lost"
     if "readonly" in text or "read-only" in text:
@@ -214,8 +214,8 @@ class LeanRoute(APIRoute):
             if inline:
                 answer = await endpoint(body)
             else:
-                # the event loop's own executor hand-over, not AnyIO's thread pool: the
-                # same thread work for a tenth of the event loop's bookkeeping
+                # the event loop's own executor, not AnyIO's thread pool: the same work in
+                # the thread for less of the agent's CPU (docs/benchmarks.md)
                 answer = await asyncio.get_running_loop().run_in_executor(_writers, endpoint, body)
             return Response(answer.model_dump_json(), media_type="application/json")
 
@@ -310,9 +310,10 @@ def _sale_routes(router: APIRouter, till: Till) -> None:
 class PosApp(FastAPI):
     """FastAPI with the token check, the body limit and `FastLane` in front of FastAPI's own
     middleware (its server-error page, telemetry and body limit), so that a sale request
-    reaches its handler past them: on FastAPI 0.165 they took about a quarter of the agent's
-    CPU per sale over HTTP. Any other request goes on into FastAPI as before, guarded the same
-    way; an error no handler takes reaches the server, which answers 500 as FastAPI would."""
+    reaches its handler past them (about 4% of the agent's CPU per sale over HTTP on FastAPI
+    0.165, docs/benchmarks.md). Any other request goes on into FastAPI as before, guarded the
+    same way; an error in a sale route is answered by the app's handlers, 500 `internal_error`
+    for one they do not name."""
 
     front: ASGIApp | None = None
 
