@@ -95,21 +95,28 @@ def test_fast_lane_answers_as_the_full_stack(
     assert fast == full
 
 
-def test_a_damaged_database_or_a_bug_is_still_a_json_answer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_damaged_database_or_a_bug_is_still_a_json_answer(tmp_path: Path) -> None:
     """A damaged database file is 503 `storage_unavailable` with what to do; any other
     failure is 500 `internal_error`, JSON as every refusal, on the fast lane and off it."""
-    till = build_till(make_settings(tmp_path / "till"), clock=ManualClock())
-
-    def damaged(*_: Any) -> Any:
-        raise sqlite3.DatabaseError("database disk image is malformed")
+    clock = ManualClock()
+    till = build_till(make_settings(tmp_path / "till"), clock=clock)
+    seed_customer(till, clock)
+    till.store.close()
+    with sqlite3.connect(till.store.path) as raw:  # everything into the file, then damage it
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        roots = dict(raw.execute("SELECT name, rootpage FROM sqlite_master WHERE type = 'table'"))
+        page_bytes = raw.execute("PRAGMA page_size").fetchone()[0]
+    raw.close()
+    with till.store.path.open("r+b") as damaged:
+        for table in ("customers", "identifiers"):
+            damaged.seek((roots[table] - 1) * page_bytes)
+            damaged.write(b"\xff" * page_bytes)
+    reopened = build_till(make_settings(tmp_path / "till"), clock=clock)
 
     def broken() -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(till, "quote", damaged)
-    app = _api.create_app(till, TOKEN, broken)
+    app = _api.create_app(reopened, TOKEN, broken)
 
     async def ask() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -124,3 +131,4 @@ def test_a_damaged_database_or_a_bug_is_still_a_json_answer(
     assert (quote.status_code, quote.json()["code"]) == (503, "storage_unavailable")
     assert "damaged" in quote.json()["message"]
     assert (status.status_code, status.json()["code"]) == (500, "internal_error")
+    reopened.store.close()
