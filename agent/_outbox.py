@@ -198,5 +198,31 @@ def settle_watermarks(db: sqlite_utils.Database, cursor: int) -> None:
     )
 
 
+def send_again(db: sqlite_utils.Database, epoch: int, from_seq: int) -> int:
+    """Central no longer holds `epoch`'s records from `from_seq` on, although it acknowledged
+    them: it was restored from a backup. Make them pending again, so that the next pushes
+    send them in order; returns how many. A record scrubbed of an erased customer's data
+    since goes as it is now, under the hash of those bytes (the restored central has never
+    seen the first ones)."""
+    rows = db.execute(
+        "SELECT seq, payload, payload_sha256 FROM outbox "
+        "WHERE epoch = ? AND seq >= ? AND state != 'local' AND record != 'entry'",
+        [epoch, from_seq],
+    ).fetchall()
+    for seq, payload, stored in rows:
+        digest = sha256_hex(payload.encode())
+        if digest != stored:
+            db.execute(
+                "UPDATE outbox SET payload_sha256 = ? WHERE epoch = ? AND seq = ?",
+                [digest, epoch, seq],
+            )
+    again = db.execute(
+        "UPDATE outbox SET state = 'local', ack_change_seq = NULL "
+        "WHERE epoch = ? AND seq >= ? AND state != 'local'",
+        [epoch, from_seq],
+    )
+    return int(again.rowcount)
+
+
 def quarantine(db: sqlite_utils.Database, epoch: int, seq: int) -> None:
     db.execute("UPDATE outbox SET state = 'quarantined' WHERE epoch = ? AND seq = ?", [epoch, seq])

@@ -341,15 +341,27 @@ class SyncClient:
         except ValueError:
             raise SyncError(f"push refused: {_reason(answer)}") from None
         expected = (body.get("details") or {}).get("expected_seq")
+        if body.get("code") != "gap" or not isinstance(expected, int):
+            raise SyncError(f"push refused: {_reason(answer)}")
         # central already holds what we sent before its reply was lost: acknowledge it (never
         # past this batch: central cannot hold what was not sent)
-        if (
-            body.get("code") == "gap"
-            and isinstance(expected, int)
-            and batch[0].seq < expected <= batch[-1].seq + 1
-        ):
+        if batch[0].seq < expected <= batch[-1].seq + 1:
             with self.till.store.write() as db:
                 _outbox.acknowledge(db, epoch, expected - 1, None)
+            return
+        # central lost records it had acknowledged (restored from a backup): send them again
+        if 1 <= expected < batch[0].seq:
+            with self.till.store.write() as db:
+                again = _outbox.send_again(db, epoch, expected)
+            if again == 0:  # nothing of that to send: pushing the same batch would loop
+                raise SyncError(f"push refused: {_reason(answer)}")
+            log.warning(
+                "central no longer holds epoch %d's records from seq %d, which it had "
+                "acknowledged (restored from a backup?): sending %d records again",
+                epoch,
+                expected,
+                again,
+            )
             return
         raise SyncError(f"push refused: {_reason(answer)}")
 

@@ -24,6 +24,7 @@ from protocol import (
     ChequeDocument,
     ChequeKind,
     ChequeState,
+    CustomerStatus,
     EntryKind,
     Quote,
     RedeemRequest,
@@ -248,6 +249,10 @@ def _recompute_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
     if doc.kind is ChequeKind.refund and doc.quote is None:
         return Verdict("foreign")
     if doc.quote is None:
+        return Verdict("skipped")
+    if doc.customer.status is CustomerStatus.erased:
+        # scrubbed on the till before central had it (central was restored from a backup):
+        # the state the cheque was sold under is gone, so evaluating again proves nothing
         return Verdict("skipped")
     entries = _entries_of(conn, doc)
     if entries is None:

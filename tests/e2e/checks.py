@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 from agent._fleet import Agent
 
 
+@contextlib.contextmanager
+def opened(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection closed on leaving, not when the garbage collector gets to it: one left
+    open holds the file's shared memory, and a test that puts a backup in its place would
+    read through that stale memory."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        yield conn
+
+
 def till_records(till: Agent) -> dict[tuple[int, int], str]:
     """(epoch, seq) → payload hash of every record the till ever made."""
-    with sqlite3.connect(till.data_dir / "till.db") as conn:
+    with opened(till.data_dir / "till.db") as conn:
         rows = conn.execute("SELECT epoch, seq, payload_sha256 FROM outbox").fetchall()
     return {(epoch, seq): digest for epoch, seq, digest in rows}
 
@@ -21,7 +32,7 @@ def central_records(central_db: Path, device_id: str) -> dict[tuple[int, int], s
     """(epoch, seq) → payload hash of everything central holds from one device: ledger
     entries, cheque documents and quarantined records alike."""
     found: dict[tuple[int, int], str] = {}
-    with sqlite3.connect(central_db) as conn:
+    with opened(central_db) as conn:
         for table in ("ledger", "cheques"):
             rows = conn.execute(
                 f"SELECT device_epoch, device_seq, payload_sha256 FROM {table} WHERE device_id = ?",
@@ -55,7 +66,7 @@ def assert_nothing_lost_nothing_twice(central_db: Path, till: Agent) -> None:
 
 def assert_balances_fold(central_db: Path) -> dict[str, int]:
     """Every account balance equals the fold of its entries; the points balances."""
-    with sqlite3.connect(central_db) as conn:
+    with opened(central_db) as conn:
         folded = dict(
             ((key, asset), total)
             for key, asset, total in conn.execute(
