@@ -231,6 +231,28 @@ def prune(conn: sa.Connection, through_seq: int) -> int:
     return int(dropped)
 
 
+change_seq_jump_on_restore = 10**12
+"""How far `kopilka-central restored` moves the change numbers on: past every cursor a till
+may hold from before the restore. Central numbers far fewer changes between a backup and the
+day it is restored (a million a day is a busy chain)."""
+
+
+def renumber_after_restore(conn: sa.Connection) -> int:
+    """After central was restored from a backup: tills hold cursors past what it has, and it
+    would give those numbers to other changes, which a till would then skip. Number changes
+    from past any such cursor, and drop the log below, so that every till's next pull is
+    answered `snapshot_required`. Returns the new floor."""
+    top = counter(conn, "change_seq")
+    prune(conn, top)
+    floor = top + change_seq_jump_on_restore
+    conn.execute(
+        sa.update(t.counters)
+        .where(t.counters.c.name.in_(("change_seq", "change_floor")))
+        .values(value=floor)
+    )
+    return floor
+
+
 # --- bodies -------------------------------------------------------------------------------
 
 

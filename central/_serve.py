@@ -1,4 +1,5 @@
-"""The central commands behind `kopilka-central`: serve, migrate, enroll-code, admin-token."""
+"""The central commands behind `kopilka-central`: serve, migrate, enroll-code, admin-token,
+restored."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import threading
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from central import _csv_cli, _db, _directory, _jobs_cli
+from central import _changes, _csv_cli, _db, _directory, _jobs_cli
 from central._app import Settings, create_app
 from central._clock import from_ms, system_clock, to_ms
 from central._process import die_with_parent
@@ -143,6 +144,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     code.add_argument("--store", required=True, help="store id; created when new")
     code.add_argument("--name", default=None, help="store name (for a new store)")
     code.add_argument("--timezone", default="Europe/Moscow", help="store time zone (new store)")
+    restored = commands.add_parser(
+        "restored",
+        help="after restoring a backup: every till reads a snapshot at its next pull",
+    )
+    restored.add_argument("--db", default=DEFAULT_DB)
     token = commands.add_parser("admin-token", help="create (or revoke) admin tokens for HQ")
     token.add_argument("--db", default=DEFAULT_DB)
     token.add_argument("--label", default="admin", help="who holds it; shown in the audit log")
@@ -180,6 +186,11 @@ def _run(engine: sa.Engine, args: argparse.Namespace) -> int:
                 _directory.put_store(conn, shop, now_ms)
             code, expires_ms = _directory.issue_enrollment_code(conn, args.store, now_ms)
         print(f"enrollment code for store {args.store}: {code} (valid until {from_ms(expires_ms)})")
+        return 0
+    if args.command == "restored":
+        with engine.begin() as conn:
+            floor = _changes.renumber_after_restore(conn)
+        print(f"changes are numbered from {floor + 1} on: every till reads a snapshot next")
         return 0
     if args.command == "admin-token" and args.revoke:
         with engine.begin() as conn:

@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate",
         "enroll-code",
         "admin-token",
+        "restored",
         "jobs",
         "import",
         "export",

@@ -27,6 +27,10 @@ QuantityMilli = Annotated[int, Strict(), Field(gt=0, le=quantity_milli_max)]
 Seq = Annotated[int, Strict(), Field(ge=1, le=seq_max)]
 Epoch = Annotated[int, Strict(), Field(ge=1, le=2**31)]
 Count = Annotated[int, Strict(), Field(ge=0, le=10**9)]
+Cursor = Annotated[int, Strict(), Field(ge=0, le=seq_max)]
+"""A place in central's numbered changes (0: before the first). Numbered like `Seq`: a chain
+logs more than a billion changes in its years, and `kopilka-central restored` moves the
+numbers on by far more than that."""
 StrictBool = Annotated[bool, Strict()]
 
 Id = Annotated[

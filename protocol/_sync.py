@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, Field, StrictInt, model_validator
 
 from protocol._base import (
     Count,
+    Cursor,
     Epoch,
     Id,
     NonNegPoints,
@@ -105,12 +106,12 @@ BalanceKey = Annotated[str, Field(min_length=3, max_length=200)]
 class PushResponse(WireModel):
     acked_through: Count
     """Every seq up to this one is durably at central."""
-    change_seq: Count = 0
+    change_seq: Cursor = 0
     """Central's change seq once this push committed: a pull that has reached it sees every
     balance these entries moved (the till counts them locally until then)."""
     results: tuple[PushResult, ...] = Field(max_length=sync_batch_entries_max)
     server_time: AwareDatetime
-    balance_seqs: dict[BalanceKey, Count] = Field(
+    balance_seqs: dict[BalanceKey, Cursor] = Field(
         default_factory=dict, max_length=2 * sync_batch_entries_max
     )
     """For each account and asset the push moved (`"<account key> <asset>"`), the number of
@@ -195,14 +196,14 @@ Change = Annotated[
 
 class PullResponse(WireModel):
     changes: tuple[Change, ...] = Field(max_length=pull_page_changes_max)
-    next_cursor: Count
+    next_cursor: Cursor
     more: StrictBool
     server_time: AwareDatetime
 
 
 class SnapshotRequired(WireModel):
     code: Literal["snapshot_required"] = "snapshot_required"
-    oldest_cursor: Count
+    oldest_cursor: Cursor
     message: Text
 
 
@@ -216,7 +217,7 @@ class SnapshotPage(WireModel):
     """
 
     changes: tuple[Change, ...] = Field(max_length=pull_page_changes_max)
-    as_of: Count
+    as_of: Cursor
     next_page: Annotated[str, Field(max_length=200)] | None = None
     server_time: AwareDatetime
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from central import _changes
-from protocol import EntryKind, PullResponse, SnapshotPage, SnapshotRequired
+from central import _changes, cli
+from protocol import EntryKind, PullResponse, PushResponse, SnapshotPage, SnapshotRequired
 
 from .tills import Hq, Till
 
@@ -100,6 +101,33 @@ def test_outdated_cursor_needs_a_snapshot_that_serves_the_state(
     assert [c.type for c in items].count("offline_limits") == 1
     assert {page.as_of for page in pages} == {10}
     assert till.pull(pages[0].as_of).json()["changes"] == []
+
+
+def test_after_a_restore_every_cursor_reads_a_snapshot_and_no_number_is_given_twice(
+    hq: Hq, db_url: str, client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kopilka-central restored`: the restored central would give the numbers past its last
+    change again, to other changes, and a till whose cursor is already there would skip them."""
+    hq.customer("c1")
+    till = hq.enroll()
+    assert till.push([till.entry("c1", 10)]).status_code == 200
+    _, cursor = _pull_all(till)
+
+    assert cli.main(["restored", "--db", db_url]) == 0
+    floor = cursor + _changes.change_seq_jump_on_restore
+    assert f"numbered from {floor + 1}" in capsys.readouterr().out
+    pushed = till.push([till.entry("c1", 5)])
+    assert pushed.status_code == 200, pushed.text
+    assert PushResponse.model_validate(pushed.json()).change_seq > floor
+    for stale in (0, cursor, cursor + 1):
+        refused = till.pull(stale)
+        assert refused.status_code == 410
+        assert SnapshotRequired.model_validate(refused.json()).oldest_cursor == floor
+    page = SnapshotPage.model_validate(client.get("/sync/snapshot", headers=till.headers).json())
+    assert page.as_of > floor
+    assert page.next_page is None
+    assert [c.balance for c in page.changes if c.type == "balance"] == [15]
+    assert _pull_all(till, page.as_of) == ([], page.as_of)
 
 
 def test_pull_limits_are_validated(hq: Hq) -> None:

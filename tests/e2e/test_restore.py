@@ -104,6 +104,9 @@ def _restore_central(chain: Chain, backup: Path) -> None:
     for suffix in ("-wal", "-shm"):
         Path(f"{central_db}{suffix}").unlink(missing_ok=True)
     shutil.copyfile(backup, central_db)
+    command = [sys.executable, "-m", "central.cli", "restored", "--db", chain.central.db_url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
     chain.central.process.start()
 
 
@@ -157,4 +160,5 @@ def test_a_central_restored_from_a_backup_gets_what_it_lost_again(chain: Chain) 
     anna = assert_balances_fold(central_db)["customer:c-anna"]
     assert anna > balance_before, "b-4 earned on top of everything sent before the restore"
     assert till.call("/v1/identify", ANNA)["balance"]["balance"] == anna
+    assert till.status()["pull_cursor"] > 10**12, "it read a snapshot after `restored`"
     assert "sending" in (chain.workdir / "till-a.log").read_text(), "the log says what happened"
