@@ -23,6 +23,7 @@ from central._directory import Device, Refused
 from central._gateway import MessageGateway, gateway_from
 from central._group import GroupCommit, push_group_batches_max
 from protocol import EnrollRequest, EnrollResponse, PullResponse, PushRequest, SnapshotPage
+from protocol._base import seq_max
 from protocol._sync import pull_page_changes_max
 
 request_bytes_max_default = 16 * 1024 * 1024
@@ -167,7 +168,7 @@ def _sync_routes(app: FastAPI) -> None:
     def pull(
         request: Request,
         me: DeviceAuth,
-        since: Annotated[int, Query(ge=0)],
+        since: Annotated[int, Query(ge=0, le=seq_max)],
         limit: Annotated[int, Query(ge=1, le=pull_page_changes_max)] = 500,
     ) -> Any:
         central = _central(request)

@@ -135,6 +135,9 @@ def test_pull_limits_are_validated(hq: Hq) -> None:
     response = till.pull(0, limit=100_000)
     assert response.status_code == 422
     assert "limit" in response.json()["message"]
+    beyond = till.pull(10**600)
+    assert beyond.status_code == 422
+    assert "since" in beyond.json()["message"]
     assert datetime.now(UTC)  # server_time comes from the injected clock, see below
     assert till.pull(0).json()["server_time"].startswith("2026-11-25T09:00:00")
 
