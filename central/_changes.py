@@ -231,20 +231,24 @@ def prune(conn: sa.Connection, through_seq: int) -> int:
     return int(dropped)
 
 
-change_seq_jump_on_restore = 10**12
-"""How far `kopilka-central restored` moves the change numbers on: past every cursor a till
-may hold from before the restore. Central numbers far fewer changes between a backup and the
-day it is restored (a million a day is a busy chain)."""
+changes_per_ms_max = 1000
+"""More than central ever numbers in a millisecond: `restored` numbers changes on from the
+wall clock in these units, which a later restore, of the same backup too, starts above."""
 
 
-def renumber_after_restore(conn: sa.Connection) -> int:
+def renumber_after_restore(conn: sa.Connection, now_ms: int) -> int:
     """After central was restored from a backup: tills hold cursors past what it has, and it
     would give those numbers to other changes, which a till would then skip. Number changes
     from past any such cursor, and drop the log below, so that every till's next pull is
-    answered `snapshot_required`. Returns the new floor."""
+    answered `snapshot_required`. Returns the new floor.
+
+    The floor is the wall clock in thousandths of a millisecond: the counter starts at zero
+    and is only ever moved on from a floor like this one, by fewer changes than the
+    milliseconds since times `changes_per_ms_max`, so no cursor is at or past it. A jump by a
+    fixed amount would give the same floor to a second restore of the same backup."""
     top = counter(conn, "change_seq")
     prune(conn, top)
-    floor = top + change_seq_jump_on_restore
+    floor = max(top + 1, now_ms * changes_per_ms_max)
     conn.execute(
         sa.update(t.counters)
         .where(t.counters.c.name.in_(("change_seq", "change_floor")))

@@ -251,9 +251,7 @@ def _recompute_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
     if doc.quote is None:
         return Verdict("skipped")
     if doc.customer.status is CustomerStatus.erased:
-        # scrubbed on the till before central had it (central was restored from a backup):
-        # the state the cheque was sold under is gone, so evaluating again proves nothing
-        return Verdict("skipped")
+        return _scrubbed(conn, doc.customer.customer_id)
     entries = _entries_of(conn, doc)
     if entries is None:
         return None  # its entries have not all arrived yet: the lag shows it
@@ -289,6 +287,25 @@ def _recompute_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
             },
         )
     return Verdict("mismatch", detail, ("recompute_mismatch", detail), correction)
+
+
+def _scrubbed(conn: sa.Connection, customer_id: str | None) -> Verdict:
+    """A document that reached central without its customer's state: the till erased the
+    customer before central had the cheque (central was restored from an older backup), so
+    evaluating it again proves nothing. Skipped; HQ is told when central has not erased the
+    customer (the erasure was lost with the restore, or the till is wrong)."""
+    status = conn.execute(
+        sa.select(t.customers.c.status).where(t.customers.c.customer_id == customer_id)
+    ).scalar_one_or_none()
+    if status == CustomerStatus.erased:
+        return Verdict("skipped")
+    detail = {
+        "customer_id": customer_id,
+        "status_here": status,
+        "message": "the till sent this cheque without the customer's data, as for an erased "
+        "customer; if central was restored from a backup, erase the customer again",
+    }
+    return Verdict("scrubbed", detail, ("cheque_scrubbed", detail))
 
 
 _UNPAID = (ChequeState.voided, ChequeState.expired)

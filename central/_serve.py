@@ -189,7 +189,7 @@ def _run(engine: sa.Engine, args: argparse.Namespace) -> int:
         return 0
     if args.command == "restored":
         with engine.begin() as conn:
-            floor = _changes.renumber_after_restore(conn)
+            floor = _changes.renumber_after_restore(conn, now_ms)
         print(f"changes are numbered from {floor + 1} on: every till reads a snapshot next")
         return 0
     if args.command == "admin-token" and args.revoke:

@@ -185,8 +185,9 @@ cheques = sa.Table(
     sa.Index("ix_cheques_recomputed", "recomputed"),
 )
 """Cheque documents as the tills evaluated them. `recomputed` is the recomputation job's
-verdict (pending, ok, mismatch, unknown_rules, foreign, reconciled, unmatched, skipped);
-`result` its JSON detail (for a reconciled foreign refund, the Refund central computed)."""
+verdict (pending, ok, mismatch, unknown_rules, foreign, reconciled, unmatched, skipped,
+scrubbed); `result` its JSON detail (for a reconciled foreign refund, the Refund central
+computed)."""
 
 quarantine = sa.Table(
     "quarantine",

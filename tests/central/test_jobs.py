@@ -15,14 +15,18 @@ from central import _tables as t
 from central._clock import to_ms
 from protocol import (
     CardIdentifier,
+    ChequeDocument,
     ChequeState,
     CustomerState,
+    CustomerStatus,
     EntryKind,
+    PushItem,
     Quote,
     canonical_json,
     evaluate,
     parse_rule_set,
     refund_quote,
+    sha256_hex,
 )
 
 from .checks import assert_ledger_consistent
@@ -311,6 +315,36 @@ def test_a_cheque_is_recomputed_as_of_its_quote_not_its_confirm(hq: Hq, engine: 
     run(engine, "recompute", NOW + timedelta(minutes=1))
     assert recomputed(engine) == ({"ch-1": "ok"}, [])
     assert balance(engine, "customer:c1") == 0
+
+
+def test_a_document_without_its_customer_s_data_is_not_recomputed(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """A till scrubs an erased customer's acknowledged cheques; after central was restored
+    from an older backup it sends them so. Evaluating one again would find a mismatch and
+    correct the account by it: it is skipped, and HQ is told when central has not erased
+    that customer (its erasure was lost with the restore)."""
+    publish_rules(hq)
+    for customer_id in ("c1", "c2"):
+        hq.customer(customer_id)
+    hq.post("/admin/customers/c2/erase")
+    till = hq.enroll()
+    for customer_id in ("c1", "c2"):
+        earned = sale(till, customer_id, f"ch-{customer_id}", quote_for(customer_id))
+        scrubbed = CustomerState(customer_id=customer_id, status=CustomerStatus.erased)
+        document = ChequeDocument.model_validate_json(earned[-1].payload)
+        stored = document.model_copy(update={"customer": scrubbed})
+        payload = canonical_json(stored)
+        earned[-1] = PushItem(
+            seq=earned[-1].seq, payload=payload.decode(), payload_sha256=sha256_hex(payload)
+        )
+        ok(till.push(earned))
+    run(engine, "recompute", NOW + timedelta(minutes=1))
+    assert recomputed(engine) == ({"ch-c1": "scrubbed", "ch-c2": "skipped"}, [])
+    with engine.connect() as conn:
+        alerts = conn.execute(sa.select(t.conflicts.c.kind, t.conflicts.c.detail)).all()
+    assert [kind for kind, _ in alerts] == ["cheque_scrubbed"]
+    assert json.loads(alerts[0].detail)["customer_id"] == "c1"
 
 
 def test_a_refund_takes_the_earned_points_back_from_the_sale_s_own_lot(

@@ -157,6 +157,15 @@ def test_a_central_restored_from_a_backup_gets_what_it_lost_again(chain: Chain) 
     with opened(central_db) as conn:
         (document,) = conn.execute("SELECT payload FROM cheques WHERE cheque_id = 'z-1'").fetchone()
         assert b"1984-03-09" not in document
+        (cheque_seq,) = conn.execute(
+            "SELECT device_seq FROM cheques WHERE cheque_id = 'z-1'"
+        ).fetchone()
+    chain.central.run_jobs()  # the recomputation, at once rather than on its interval
+    with opened(central_db) as conn:
+        conflicts = conn.execute("SELECT kind, device_seq, detail FROM conflicts").fetchall()
+    # the restored central lost the erasure too: HQ is told, for that cheque only
+    assert [(kind, seq) for kind, seq, _ in conflicts] == [("cheque_scrubbed", cheque_seq)]
+    assert json.loads(conflicts[0][2])["customer_id"] == "c-zina"
     anna = assert_balances_fold(central_db)["customer:c-anna"]
     assert anna > balance_before, "b-4 earned on top of everything sent before the restore"
     assert till.call("/v1/identify", ANNA)["balance"]["balance"] == anna
