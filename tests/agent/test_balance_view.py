@@ -169,3 +169,40 @@ def test_quarantined_and_acknowledged_burns_leave_the_till_offline_total(tmp_pat
         _outbox.acknowledge(db, burns[1][0], burns[1][1], 7)
     assert offline_spent(db, "nobody").till == 50
     till.store.close()
+
+
+def test_records_sent_again_after_central_lost_them_count_as_unsent(tmp_path: Path) -> None:
+    """Central was restored from an older backup: the till's records from the seq it expects
+    are pending again, in order, quarantined ones too, and their burns count against the
+    till's offline budget again until central acknowledges them once more."""
+    clock = ManualClock()
+    till = build_till(make_settings(tmp_path / "a"), clock=clock)
+    seed_customer(till, clock, points=OPENING)
+    for cheque in ("s1", "s2", "s3"):
+        request = ReserveRequest(
+            cheque_id=cheque,
+            customer=CUSTOMER,
+            basket=_basket(20000),
+            redeem=RedeemRequest(points=50),
+        )
+        till.reserve(request)
+        till.confirm(ConfirmRequest(cheque_id=cheque, fiscal_document=cheque))
+    db = till.store.db
+    epoch = till.seat.epoch
+    burns = db.execute("SELECT seq FROM outbox WHERE kind = 'burn' ORDER BY seq").fetchall()
+    last = db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0]
+    with till.store.write() as db:
+        _outbox.quarantine(db, epoch, burns[2][0])
+        _outbox.acknowledge(db, epoch, last, 7)
+    assert _outbox.depth(db) == 0
+    assert offline_spent(db, "nobody").till == 0
+    lost_from = burns[1][0]  # the backup holds the first sale and part of the second
+    with till.store.write() as db:
+        again = _outbox.send_again(db, epoch, lost_from)
+    assert again == last - lost_from + 1
+    pending = _outbox.pending(db)
+    assert [record.seq for record in pending] == list(range(lost_from, last + 1))
+    assert offline_spent(db, "nobody").till == 100
+    with till.store.write() as db:
+        assert _outbox.send_again(db, epoch, lost_from) == 0, "nothing more to make pending"
+    till.store.close()
