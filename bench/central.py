@@ -5,7 +5,7 @@
 
 For each backend (SQLite file; PostgreSQL when it answers at $KOPILKA_TEST_POSTGRES, default
 postgresql://postgres@127.0.0.1:5432/test, in a database made for the run and dropped after):
-a real `kopilka-central serve` process, 50 simulated devices pushing their outboxes at once in
+a real `kopilka-central serve --workers 2` (`--pg-workers`, `--sqlite-workers`), 50 simulated devices pushing their outboxes at once in
 batches (bodies prepared before the clock starts), then the same ledger rows inserted with
 `executemany` through the same driver, one transaction per batch, into a copy of the ledger
 table with the same indexes. The last line is one JSON object; besides the rates it carries
@@ -238,7 +238,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
     parser.add_argument("--pg-workers", type=int, default=2, help="central processes on PG")
-    parser.add_argument("--sqlite-workers", type=int, default=1, help="central processes on SQLite")
+    parser.add_argument("--sqlite-workers", type=int, default=2, help="central processes on SQLite")
     args = parser.parse_args(argv)
     global batch_entries
     batches = 1 if args.quick else 6
