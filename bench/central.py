@@ -5,12 +5,12 @@
 
 For each backend (SQLite file; PostgreSQL when it answers at $KOPILKA_TEST_POSTGRES, default
 postgresql://postgres@127.0.0.1:5432/test, in a database made for the run and dropped after):
-a real `kopilka-central serve --workers 2` (`--pg-workers`, `--sqlite-workers`), 50 simulated devices pushing their outboxes at once in
-batches (bodies prepared before the clock starts), then the same ledger rows inserted with
-`executemany` through the same driver, one transaction per batch, into a copy of the ledger
-table with the same indexes. The last line is one JSON object; besides the rates it carries
-the server processes' CPU time per entry (`server_cpu_us_per_entry`), steadier than wall
-time on a shared machine.
+a real `kopilka-central serve --workers 2` (`--pg-workers`, `--sqlite-workers`), 50 simulated
+devices pushing their outboxes at once in batches (bodies prepared before the clock starts),
+then the same ledger rows inserted with `executemany` through the same driver, one
+transaction per batch, into a copy of the ledger table with the same indexes. The last line
+is one JSON object; besides the rates it carries the server processes' CPU time per entry
+(`server_cpu_us_per_entry`), steadier than wall time on a shared machine.
 """
 
 from __future__ import annotations
