@@ -123,7 +123,7 @@ def test_a_central_restored_from_a_backup_gets_what_it_lost_again(chain: Chain) 
     """Central's disk dies and it comes back from a backup older than the tills' last pushes:
     the tills send again what it had acknowledged since, in order, and every balance is
     central's again. A cheque of a customer erased since goes without her data, under the
-    hash of what the till keeps."""
+    hash of what the till keeps, and HQ learns that her erasure was lost with the restore."""
     person = {"first_name": "Зинаида", "birthday": "1984-03-09", "consent_data": True}
     chain.central.call(
         "POST", "/customers", {"customer_id": "c-zina", **person, "phones": [ZINA["value"]]}
