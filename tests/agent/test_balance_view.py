@@ -21,6 +21,7 @@ from agent._cache import get_customer, put_customer
 from agent._clock import ManualClock
 from agent._models import ConfirmRequest, IdentifierInput, RefundLine, RefundRequest, ReserveRequest
 from agent._runtime import build_till
+from agent._sales import Till
 from agent._store import set_meta
 from protocol import Basket, BasketLine, CardIdentifier, RedeemRequest
 
@@ -145,9 +146,10 @@ TestBalanceView = BalanceMachine.TestCase
 TestBalanceView.settings = settings(max_examples=25, stateful_step_count=12, deadline=None)
 
 
-def test_quarantined_and_acknowledged_burns_leave_the_till_offline_total(tmp_path: Path) -> None:
+def _three_sales_spending_offline(folder: Path) -> Till:
+    """A till that sold three cheques offline, each spending 50 points."""
     clock = ManualClock()
-    till = build_till(make_settings(tmp_path / "a"), clock=clock)
+    till = build_till(make_settings(folder), clock=clock)
     seed_customer(till, clock, points=OPENING)
     for cheque in ("q1", "q2", "q3"):
         request = ReserveRequest(
@@ -158,6 +160,11 @@ def test_quarantined_and_acknowledged_burns_leave_the_till_offline_total(tmp_pat
         )
         till.reserve(request)
         till.confirm(ConfirmRequest(cheque_id=cheque, fiscal_document=cheque))
+    return till
+
+
+def test_quarantined_and_acknowledged_burns_leave_the_till_offline_total(tmp_path: Path) -> None:
+    till = _three_sales_spending_offline(tmp_path / "a")
     db = till.store.db
     burns = db.execute("SELECT epoch, seq FROM outbox WHERE kind = 'burn' ORDER BY seq").fetchall()
     assert len(burns) == 3
@@ -175,18 +182,7 @@ def test_records_sent_again_after_central_lost_them_count_as_unsent(tmp_path: Pa
     """Central was restored from an older backup: the till's records from the seq it expects
     are pending again, in order, quarantined ones too, and their burns count against the
     till's offline budget again until central acknowledges them once more."""
-    clock = ManualClock()
-    till = build_till(make_settings(tmp_path / "a"), clock=clock)
-    seed_customer(till, clock, points=OPENING)
-    for cheque in ("s1", "s2", "s3"):
-        request = ReserveRequest(
-            cheque_id=cheque,
-            customer=CUSTOMER,
-            basket=_basket(20000),
-            redeem=RedeemRequest(points=50),
-        )
-        till.reserve(request)
-        till.confirm(ConfirmRequest(cheque_id=cheque, fiscal_document=cheque))
+    till = _three_sales_spending_offline(tmp_path / "a")
     db = till.store.db
     epoch = till.seat.epoch
     burns = db.execute("SELECT seq FROM outbox WHERE kind = 'burn' ORDER BY seq").fetchall()
