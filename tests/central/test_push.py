@@ -153,6 +153,26 @@ def test_quarantine_acknowledges_and_never_blocks(hq: Hq, engine: sa.Engine) -> 
     assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 16
 
 
+def test_a_sign_up_scrubbed_at_the_till_is_quarantined_as_such(hq: Hq) -> None:
+    """A till keeps a sign-up of a customer erased since without name or identifiers, and
+    sends it so to a central restored from an older backup: not an unreadable payload."""
+    till = hq.enroll()
+    signup = {
+        "record": "signup", "signup_id": "5f0c3e9a-0000-7000-8000-000000000001",
+        "device_id": till.device_id, "device_epoch": 1, "device_seq": till.next_seq,
+        "store_id": "s1", "provisional_customer_id": "p-1", "identifiers": [],
+        "consent_marketing": False, "consent_data": True, "first_name": "",
+        "device_time": "2026-11-25T09:00:00Z",
+    }  # fmt: skip
+    broken = {**signup, "device_seq": till.next_seq + 1, "identifiers": "none"}
+    items = [till.store_record(json.dumps(body).encode()) for body in (signup, broken)]
+    response = till.push(items)
+    assert response.status_code == 200, response.text
+    reasons = [result["reason"] for result in response.json()["results"]]
+    assert reasons[0].startswith("sign-up at a till of a customer erased there since")
+    assert reasons[1].startswith("unreadable payload: signup.identifiers")
+
+
 def test_unknown_identifier_accrues_to_the_identifier(hq: Hq, engine: sa.Engine) -> None:
     till = hq.enroll()
     card = CardIdentifier(number="2770000000017")
