@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,9 +16,13 @@ from starlette.exceptions import HTTPException
 from central._directory import Refused
 from protocol import BodyLimit, ErrorBody, describe_validation
 
-__all__ = ["BodyLimit", "error_response", "install", "validation_response"]
+__all__ = ["BodyLimit", "error_response", "install", "storage_problem", "validation_response"]
+
+log = logging.getLogger("kopilka.central.storage")
 
 details_max = 20
+storage_retry_after_s = 30
+"""`Retry-After` of a refusal for want of storage: a till retries on its own back-off anyway."""
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -36,7 +42,52 @@ def validation_response(errors: list[Any]) -> JSONResponse:
     return error_response(422, "invalid_request", message, details)
 
 
+_KEEP = "The tills keep their records and push them again once it is fixed."
+_FULL = f"central's database has no disk space left: free space on its disk. {_KEEP}"
+_READ_ONLY = f"central's database is read-only: make it writable again. {_KEEP}"
+_BUSY = f"central's database is locked by another program: let it finish, or stop it. {_KEEP}"
+_FILE = "central cannot read or write its database file ({}): check its disk and the file."
+_UNREACHABLE = "central cannot reach its database ({}): is PostgreSQL running, taking connections?"
+_FAILED = "central's database failed ({})."
+
+
+def storage_problem(error: sa.exc.DBAPIError) -> str | None:
+    """The sentence an operator acts on when central's database cannot do its work (answered
+    503), or None when `error` is not about storage but a bug (answered 500)."""
+    original = error.orig
+    state = str(getattr(original, "sqlstate", None) or "")
+    name = str(getattr(original, "sqlite_errorname", None) or "")
+    if state == "53100" or name == "SQLITE_FULL":
+        return _FULL
+    if state == "25006" or name.startswith("SQLITE_READONLY"):
+        return _READ_ONLY
+    if state == "55P03" or name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return _BUSY
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return f"{_FILE.format(_first_line(original))} {_KEEP}"
+    if not isinstance(error, sa.exc.OperationalError):
+        return None
+    if not name and (not state or state.startswith(("08", "57P", "53"))):
+        return f"{_UNREACHABLE.format(_first_line(original))} {_KEEP}"
+    return f"{_FAILED.format(_first_line(original))} {_KEEP}"
+
+
+def _first_line(error: BaseException | None) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else type(error).__name__
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(sa.exc.DBAPIError)
+    async def _storage(request: Request, error: sa.exc.DBAPIError) -> JSONResponse:
+        problem = storage_problem(error)
+        if problem is None:
+            raise error  # a bug: the handler of `Exception` answers, the server logs it
+        log.error("%s %s: %s", request.method, request.url.path, problem)
+        refused = error_response(503, "storage_unavailable", problem)
+        refused.headers["Retry-After"] = str(storage_retry_after_s)
+        return refused
+
     @app.exception_handler(Refused)
     async def _refused(_request: Request, error: Refused) -> JSONResponse:
         return error_response(error.status, error.code, error.message, error.details)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import uuid
@@ -18,6 +17,7 @@ from agent._api import PUBLIC_ROUTES
 from agent._config import load_settings
 from agent._service import AgentService
 
+from ..disks import fill, small_disk
 from .agent_process import AGENT, CARD, TOKEN, AgentProcess, running_agent, write_config
 
 
@@ -157,33 +157,6 @@ def test_a_bad_json_body_without_the_token_is_401_not_422(agent: AgentProcess) -
 
 
 # --- storage ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def small_disk(where: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of `size` at `where` (needs root; skips without it)."""
-    where.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "kopilka-test", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with filler.open("wb", buffering=0) as handle, contextlib.suppress(OSError):
-        while True:
-            handle.write(b"\0" * 65536)
-            handle.flush()
-    return filler
 
 
 def reserve_body(cheque_id: str) -> dict[str, Any]:
