@@ -46,14 +46,17 @@ _KEEP = "The tills keep their records and push them again once it is fixed."
 _FULL = f"central's database has no disk space left: free space on its disk. {_KEEP}"
 _READ_ONLY = f"central's database is read-only: make it writable again. {_KEEP}"
 _BUSY = f"central's database is locked by another program: let it finish, or stop it. {_KEEP}"
-_FILE = "central cannot read or write its database file ({}): check its disk and the file."
-_UNREACHABLE = "central cannot reach its database ({}): is PostgreSQL running, taking connections?"
-_FAILED = "central's database failed ({})."
+_FILE = f"central cannot read or write its database file: check its disk and the file. {_KEEP}"
+_UNREACHABLE = (
+    f"central cannot reach its database: is PostgreSQL running, taking connections? {_KEEP}"
+)
+_FAILED = f"central's database failed (central's log says how). {_KEEP}"
 
 
 def storage_problem(error: sa.exc.DBAPIError) -> str | None:
     """The sentence an operator acts on when central's database cannot do its work (answered
-    503), or None when `error` is not about storage but a bug (answered 500)."""
+    503; the driver's own words go to the log only, not to whoever asked), or None when
+    `error` is not about storage but a bug (answered 500)."""
     original = error.orig
     state = str(getattr(original, "sqlstate", None) or "")
     name = str(getattr(original, "sqlite_errorname", None) or "")
@@ -64,17 +67,17 @@ def storage_problem(error: sa.exc.DBAPIError) -> str | None:
     if state == "55P03" or name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return _BUSY
     if name.startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        return f"{_FILE.format(_first_line(original))} {_KEEP}"
+        return _FILE
     if not isinstance(error, sa.exc.OperationalError):
         return None
     if not name and (not state or state.startswith(("08", "57P", "53"))):
-        return f"{_UNREACHABLE.format(_first_line(original))} {_KEEP}"
-    return f"{_FAILED.format(_first_line(original))} {_KEEP}"
+        return _UNREACHABLE
+    return _FAILED
 
 
 def _first_line(error: BaseException | None) -> str:
     lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else type(error).__name__
+    return lines[0][:300] if lines else type(error).__name__
 
 
 def install(app: FastAPI) -> None:
@@ -83,7 +86,8 @@ def install(app: FastAPI) -> None:
         problem = storage_problem(error)
         if problem is None:
             raise error  # a bug: the handler of `Exception` answers, the server logs it
-        log.error("%s %s: %s", request.method, request.url.path, problem)
+        said = _first_line(error.orig)
+        log.error("%s %s: %s (%s)", request.method, request.url.path, problem, said)
         refused = error_response(503, "storage_unavailable", problem)
         refused.headers["Retry-After"] = str(storage_retry_after_s)
         return refused

@@ -24,7 +24,7 @@ ENTRIES = 300
 
 
 @contextlib.contextmanager
-def _disk_full(engine: sa.Engine) -> Iterator[tuple[str, int]]:
+def _disk_full(engine: sa.Engine) -> Iterator[tuple[str, int, str]]:
     """SQLite: the file may not grow by a page (`max_page_count`), which SQLite answers as it
     answers a full disk: `SQLITE_FULL`, "database or disk is full". Reads go on: `/health`
     is 200."""
@@ -36,14 +36,14 @@ def _disk_full(engine: sa.Engine) -> Iterator[tuple[str, int]]:
     sa.event.listen(engine, "connect", capped)
     engine.dispose()
     try:
-        yield "no disk space left", 200
+        yield "no disk space left", 200, "database or disk is full"
     finally:
         sa.event.remove(engine, "connect", capped)
         engine.dispose()
 
 
 @contextlib.contextmanager
-def _no_connections(engine: sa.Engine, admin_url: str) -> Iterator[tuple[str, int]]:
+def _no_connections(engine: sa.Engine, admin_url: str) -> Iterator[tuple[str, int, str]]:
     """PostgreSQL: the database takes no new connections, and central's are cut: `/health`
     is 503 too."""
     name = engine.url.database
@@ -53,16 +53,16 @@ def _no_connections(engine: sa.Engine, admin_url: str) -> Iterator[tuple[str, in
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
         )
         try:
-            yield "cannot reach its database", 503
+            yield "cannot reach its database", 503, "not currently accepting connections"
         finally:
             admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
 
 
 def _unwell(
     engine: sa.Engine, request: pytest.FixtureRequest
-) -> contextlib.AbstractContextManager[tuple[str, int]]:
+) -> contextlib.AbstractContextManager[tuple[str, int, str]]:
     """The database unwell as each backend can be here: (what central's refusal names, the
-    status of `/health` meanwhile)."""
+    status of `/health` meanwhile, the driver's words that only central's log has)."""
     if engine.dialect.name == "sqlite":
         return _disk_full(engine)
     return _no_connections(engine, request.getfixturevalue("postgres_admin_url"))
@@ -74,14 +74,14 @@ def _ledger_rows(engine: sa.Engine) -> int:
 
 
 def test_a_push_central_cannot_store_is_503_and_lands_once_when_it_can(
-    hq: Hq, engine: sa.Engine, request: pytest.FixtureRequest
+    hq: Hq, engine: sa.Engine, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
     hq.customer("c1")
     till = hq.enroll()
     first = till.push([till.entry("c1", 100)])
     assert first.status_code == 200, first.text
     batch = [till.entry("c1", 1) for _ in range(ENTRIES)]
-    with _unwell(engine, request) as (cause, health):
+    with _unwell(engine, request) as (cause, health, driver_said):
         refused = till.push(batch)
         assert refused.status_code == 503, refused.text
         assert refused.json()["code"] == "storage_unavailable"
@@ -89,6 +89,9 @@ def test_a_push_central_cannot_store_is_503_and_lands_once_when_it_can(
         assert "push them again" in refused.json()["message"]
         assert int(refused.headers["Retry-After"]) > 0
         assert hq.client.get("/health").status_code == health
+        assert driver_said not in refused.text
+    logged = [r.getMessage() for r in caplog.records if r.name == "kopilka.central.storage"]
+    assert any(cause in line and driver_said in line for line in logged), logged
     assert _ledger_rows(engine) == 1  # nothing of the refused batch
     again = till.push(batch)
     assert again.status_code == 200, again.text
@@ -113,10 +116,10 @@ class _Failure(Exception):
         (sa.exc.OperationalError, None, "SQLITE_READONLY_DBMOVED", "read-only"),
         (sa.exc.OperationalError, None, "SQLITE_BUSY", "locked by another program"),
         (sa.exc.OperationalError, None, "SQLITE_IOERR_SHORT_READ", "its database file"),
-        (sa.exc.OperationalError, None, None, "cannot reach its database (the driver's message)"),
+        (sa.exc.OperationalError, None, None, "cannot reach its database"),
         (sa.exc.OperationalError, "08006", None, "cannot reach its database"),
         (sa.exc.OperationalError, "57P01", None, "cannot reach its database"),
-        (sa.exc.OperationalError, "40001", None, "database failed (the driver's message)"),
+        (sa.exc.OperationalError, "40001", None, "database failed (central's log says how)"),
         (sa.exc.IntegrityError, "23505", None, None),
         (sa.exc.ProgrammingError, "42P01", None, None),
     ],
@@ -124,7 +127,9 @@ class _Failure(Exception):
 def test_what_the_operator_reads_for_each_failure(
     kind: type[sa.exc.DBAPIError], sqlstate: str | None, sqlite_name: str | None, says: str | None
 ) -> None:
-    """By the driver's own code (SQLSTATE, SQLite's error name); a bug is None (a 500)."""
+    """By the driver's own code (SQLSTATE, SQLite's error name); a bug is None (a 500). The
+    driver's words (host names, database names, paths) are not in it: an unauthenticated
+    caller is refused this way too, when central cannot look its credential up."""
     error = kind("INSERT …", {}, _Failure(sqlstate, sqlite_name))
     problem = storage_problem(error)
     if says is None:
@@ -132,7 +137,7 @@ def test_what_the_operator_reads_for_each_failure(
     else:
         assert problem is not None
         assert says in problem
-        assert "its detail" not in problem
+        assert "the driver's message" not in problem, "the driver's words go to the log only"
 
 
 def test_a_database_error_that_is_a_bug_stays_a_500(engine: sa.Engine) -> None:
