@@ -68,9 +68,9 @@ def storage_problem(error: sa.exc.DBAPIError) -> str | None:
         return _BUSY
     if name.startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_CORRUPT", "SQLITE_NOTADB")):
         return _FILE
-    if not isinstance(error, sa.exc.OperationalError):
-        return None
-    if not name and (not state or state.startswith(("08", "57P", "53"))):
+    if name or not isinstance(error, sa.exc.OperationalError):
+        return None  # SQLite says SQLITE_ERROR for a bad statement too: a bug
+    if not state or state.startswith(("08", "57P", "53")):
         return _UNREACHABLE
     return _FAILED
 

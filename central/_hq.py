@@ -58,17 +58,18 @@ def search_customers(
     """Find customers by phone (any format), card number, or first-name prefix."""
     with _central(request).reader.begin() as conn:
         query = sa.select(t.customers.c.customer_id)
+        wanted = []  # (kind, value) of each identifier asked for, each its own join
         if phone is not None:
-            _, digest = _directory.phone_identity(conn, phone)
-            query = query.join(t.identifiers).where(
-                t.identifiers.c.kind == "phone_hash", t.identifiers.c.value == digest
-            )
+            wanted.append(("phone_hash", _directory.phone_identity(conn, phone)[1]))
         if card is not None:
-            query = query.join(t.identifiers).where(
-                t.identifiers.c.kind == "card", t.identifiers.c.value == card
+            wanted.append(("card", card))
+        for kind, value in wanted:
+            found = t.identifiers.alias(f"by_{kind}")
+            query = query.join(found, found.c.customer_id == t.customers.c.customer_id).where(
+                found.c.kind == kind, found.c.value == value
             )
-        if name is not None:
-            query = query.where(t.customers.c.first_name.startswith(name))
+        if name is not None:  # a prefix as typed: % and _ are letters here
+            query = query.where(t.customers.c.first_name.startswith(name, autoescape=True))
         ids = conn.execute(query.order_by(t.customers.c.customer_id).limit(limit)).scalars()
         return [customer_view(conn, customer_id) for customer_id in ids]
 

@@ -73,6 +73,20 @@ def test_customers_search_cards_block_consent_and_adjust(hq: Hq, engine: sa.Engi
     assert_ledger_consistent(engine)
 
 
+def test_customers_search_by_phone_and_card_at_once_and_by_a_name_as_typed(hq: Hq) -> None:
+    """Both identifiers must match the one customer; `%` and `_` in a name are letters."""
+    hq.customer("c1", first_name="Анна", phones=["+7 916 123-45-67"])
+    hq.customer("c2", first_name="An_na%", phones=["+7 916 765-43-21"])
+    hq.post("/admin/customers/c1/cards", {"number": "2770000000017"})
+    hq.post("/admin/customers/c2/cards", {"number": "2770000000024"})
+    both = get(hq, "/admin/customers", phone="+79161234567", card="2770000000017")
+    assert [c["customer_id"] for c in both] == ["c1"]
+    assert get(hq, "/admin/customers", phone="+79161234567", card="2770000000024") == []
+    assert [c["customer_id"] for c in get(hq, "/admin/customers", name="%")] == []
+    assert [c["customer_id"] for c in get(hq, "/admin/customers", name="An_")] == ["c2"]
+    assert get(hq, "/admin/customers", name="_нна") == []
+
+
 def test_an_adjustment_moves_the_asset_it_names(hq: Hq, engine: sa.Engine) -> None:
     """HQ gives back the stamps a till failed to record: the stamp card changes, points do
     not, and the tills hear of it; a counter is never taken below zero."""

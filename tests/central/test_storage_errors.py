@@ -120,6 +120,7 @@ class _Failure(Exception):
         (sa.exc.OperationalError, "08006", None, "cannot reach its database"),
         (sa.exc.OperationalError, "57P01", None, "cannot reach its database"),
         (sa.exc.OperationalError, "40001", None, "database failed (central's log says how)"),
+        (sa.exc.OperationalError, None, "SQLITE_ERROR", None),
         (sa.exc.IntegrityError, "23505", None, None),
         (sa.exc.ProgrammingError, "42P01", None, None),
     ],
