@@ -86,6 +86,7 @@ def _fresh_accounts(
     ).scalar_one()
     if present:
         return None
+    _push.check_bounds({key: (total[0], total[1]) for key, total in sums.items()})
     rows = [
         {"account_key": k, "asset": a, "balance": b, "entries": n, "updated_ms": now_ms}
         for (k, a), (b, n) in sorted(sums.items())

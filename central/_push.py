@@ -44,6 +44,7 @@ from protocol import (
     new_entry_id,
     sha256_hex,
 )
+from protocol._base import points_max
 from protocol._sync import ItemOutcome
 
 _record = TypeAdapter(OutboxRecord)
@@ -1083,6 +1084,7 @@ def _move_accounts(
         return {}
     rows = [(k, a, d[0], d[1], now_ms) for (k, a), d in sorted(deltas.items())]
     after = _upsert_accounts(conn, rows) if held is None else _add_held(conn, rows, held)
+    check_bounds(after)
     debts = [
         (k, a, last_entry[(k, a)], balance, now_ms)
         for (k, a), (balance, _) in sorted(after.items())
@@ -1094,6 +1096,20 @@ def _move_accounts(
     else:
         _bulk.insert(conn, t.debts, names, debts)
     return dict(sorted(after.items()))
+
+
+def check_bounds(balances: dict[tuple[str, str], tuple[int, int]]) -> None:
+    """Refuse (422, the caller's transaction rolls back) a balance beyond what the wire can
+    carry: every till's next pull would hold a page it cannot read, and stop there."""
+    for (key, asset), (balance, _) in balances.items():
+        if abs(balance) > points_max:
+            raise Refused(
+                422,
+                "balance_out_of_range",
+                f"{asset} of {key} would be {balance}, beyond the ±{points_max} an account"
+                " can hold: nothing of this was written",
+                {"account_key": key, "asset": asset, "balance": balance},
+            )
 
 
 def _documents(items: list[_Item]) -> list[ChequeDocument]:

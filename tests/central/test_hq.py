@@ -87,6 +87,22 @@ def test_customers_search_by_phone_and_card_at_once_and_by_a_name_as_typed(hq: H
     assert get(hq, "/admin/customers", name="_нна") == []
 
 
+def test_an_adjustment_past_what_a_balance_can_hold_is_refused(hq: Hq, engine: sa.Engine) -> None:
+    """Every till's pull would stop at a balance past 10¹²: HQ is told, and nothing moves."""
+    hq.customer("c1")
+    till = hq.enroll()
+    hq.post("/admin/customers/c1/adjustments", {"points": 10**12, "reason": "typo"})
+    more = hq.client.post(
+        "/admin/customers/c1/adjustments", json={"points": 1, "reason": "again"}, headers=hq.headers
+    )
+    assert more.status_code == 422, more.text
+    assert more.json()["code"] == "balance_out_of_range"
+    assert "points of customer:c1 would be 1000000000001" in more.json()["message"]
+    assert get(hq, "/admin/customers/c1")["balances"] == {"points": 10**12}
+    assert till.pull(0).status_code == 200  # parses as a till parses it
+    assert_ledger_consistent(engine)
+
+
 def test_an_adjustment_moves_the_asset_it_names(hq: Hq, engine: sa.Engine) -> None:
     """HQ gives back the stamps a till failed to record: the stamp card changes, points do
     not, and the tills hear of it; a counter is never taken below zero."""

@@ -259,3 +259,20 @@ def test_a_customer_tills_cannot_read_is_rejected_by_line(hq: Hq) -> None:
     pulled = hq.enroll().pull(since=0)  # it parses as a till parses it
     assert pulled.status_code == 200, pulled.text
     assert '"gold"' in pulled.text
+
+
+def test_purchases_that_would_take_a_counter_past_its_bounds_refuse_the_file(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """Two purchases of 10¹² kopecks each are each within an entry's bounds, but together
+    past what a balance may hold: every till's pull would stop at that balance. Refused,
+    naming the account; nothing of it written."""
+    _post(hq, "customers", "customer_id,first_name,points\nok-1,Анна,10\n")
+    history = HISTORY + "ok-1,p1,2025-10-01,1000000000000\nok-1,p2,2025-10-01,1000000000000\n"
+    headers = {**hq.headers, "content-type": "text/csv"}
+    refused = hq.client.post("/admin/import/history", content=history.encode(), headers=headers)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "balance_out_of_range"
+    assert "rolling_spend of customer:ok-1" in refused.json()["message"]
+    balances = assert_ledger_consistent(engine)
+    assert ("customer:ok-1", "rolling_spend") not in balances

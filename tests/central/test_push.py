@@ -338,3 +338,19 @@ def test_prepared_rows_name_their_columns(hq: Hq) -> None:
     }
     [item] = _push.read_items(till.device_id, PushRequest.model_validate(till.body([pushed])))
     assert item.posting == _lot_state.postings([entry])[0]
+
+
+def test_a_batch_that_would_take_a_balance_past_its_bounds_is_refused(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """Each entry within bounds, the sum not: that batch is refused (the till's sync stops
+    with the reason) rather than every till's pull stopping at a balance it cannot read."""
+    hq.customer("c1")
+    till, other = hq.enroll(), hq.enroll("s2")
+    assert till.push([till.entry("c1", 10**12)]).status_code == 200
+    refused = till.push([till.entry("c1", 1)])
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "balance_out_of_range"
+    assert other.push([other.entry("c1", -5, EntryKind.burn)]).status_code == 200
+    assert other.pull(0).status_code == 200
+    assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 10**12 - 5

@@ -83,6 +83,24 @@ def test_a_refused_batch_in_a_group_leaves_the_others_applied(
     assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 100 + 7 + 3 - 20 + 10
 
 
+def test_a_batch_past_a_balance_bound_in_a_group_leaves_the_others_applied(
+    hq: Hq, engine: sa.Engine, clock: FakeClock
+) -> None:
+    """It is refused after it moved the group's accounts: the group is written again
+    without it."""
+    hq.customer("c1")
+    before, rich, after = (hq.enroll() for _ in range(3))
+    batches = [
+        _batch(before, [before.entry("c1", 10**12 - 100)]),
+        _batch(rich, [rich.entry("c1", 200)]),
+        _batch(after, [after.entry("c1", -50, EntryKind.burn)]),
+    ]
+    _push.push_group(engine, batches, clock)
+    assert _refusal(batches[1]).code == "balance_out_of_range"
+    assert batches[0].answer().acked_through == batches[2].answer().acked_through == 1
+    assert assert_ledger_consistent(engine)[("customer:c1", "points")] == 10**12 - 150
+
+
 def test_pull_sees_the_balances_a_group_wrote(hq: Hq, engine: sa.Engine, clock: FakeClock) -> None:
     hq.customer("c1")
     tills = [hq.enroll() for _ in range(3)]
