@@ -3,7 +3,7 @@ documents it kept (PRODUCT.md, "Privacy and security": the ledger stays, anonymi
 
 A cheque document carries the customer's state as the sale saw it (birthday, referrer,
 segments); a sign-up record the first name and the phone's hash; a reservation the identifier
-the POS sent (a card number, a phone number as typed) and that state; a sign-up's stored
+the POS sent (a card number; a phone only as its keyed hash) and that state; a sign-up's stored
 answer the first name. Records still `local` in the outbox are not touched: they go to central
 as stored, under the hash taken when they were made (bytes changed before the push would be a
 conflict if central already had them), and are scrubbed here once central acknowledges them.

@@ -64,6 +64,20 @@ def _phone(rules: IdentityRules, raw: str) -> PhoneHashIdentifier:
     return PhoneHashIdentifier(phone_hash=rules.phone_hasher(e164))
 
 
+PHONE_HASHED = "hashed:"
+"""How a typed phone is kept in what the till stores (a reservation's request, the hash of a
+request): `hashed:` and its keyed hash. PRODUCT.md: a till stores phone numbers only so."""
+
+
+def kept_identifier(rules: IdentityRules, given: IdentifierInput | None) -> IdentifierInput | None:
+    """`given` as the till may store it: a typed phone as its keyed hash, anything else as
+    given. Raises `IdentifierRejected` for a phone that is not one (as identifying would)."""
+    if given is None or given.type != "phone":
+        return given
+    hashed = _phone(rules, given.value).phone_hash
+    return IdentifierInput(type="phone", value=PHONE_HASHED + hashed)
+
+
 def _barcode(rules: IdentityRules, raw: str) -> Identifier:
     if raw.strip().upper().startswith("KQ"):
         return QrIdentifier(token=parse_qr_token(raw))

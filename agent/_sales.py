@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -28,7 +28,7 @@ from agent._entries import (
     sale_movements,
 )
 from agent._errors import Conflict, HoldRefused, NotFound, TillError
-from agent._identify import IdentityRules, Resolved, resolve
+from agent._identify import IdentityRules, Resolved, kept_identifier, resolve
 from agent._models import (
     BalanceView,
     ConfirmRequest,
@@ -60,6 +60,7 @@ from protocol import (
     CustomerState,
     HoldRequest,
     HoldResponse,
+    IdentifierRejected,
     LedgerEntry,
     OfflineLimits,
     Quote,
@@ -165,20 +166,20 @@ class Till:
     # --- reserve ----------------------------------------------------------------------------
 
     def reserve(self, request: ReserveRequest) -> ReserveResponse:
-        request_hash = content_hash(request)
+        kept, hashes = _kept(self.settings.identity, request)
         hold: CentralAnswer = None
         resolved: Resolved | None = None
         asks_central = self._may_ask_central(request)
         if asks_central:  # before the write, never inside it
             with self.store.read() as db:
-                earlier = _stored_reservation(db, request.cheque_id, request_hash)
+                earlier = _stored_reservation(db, request.cheque_id, hashes)
                 if earlier is not None:
                     return earlier
                 resolved = self._resolve(db, request.customer)
                 spends = 0 if resolved is None else self._spends_at_most(db, resolved, request)
             hold = None if resolved is None else self._central_hold(request, resolved, spends)
         with self.store.write() as db:
-            earlier = _stored_reservation(db, request.cheque_id, request_hash)
+            earlier = _stored_reservation(db, request.cheque_id, hashes)
             if earlier is not None:
                 return earlier
             if not asks_central:
@@ -203,7 +204,7 @@ class Till:
                 receipt=receipt_lines(slip),
             )
             ttl_s = priced.limits.reservation_ttl_s
-            self._insert_cheque(db, request, request_hash, resolved, response, (priced.at, ttl_s))
+            self._insert_cheque(db, kept, hashes[0], resolved, response, (priced.at, ttl_s))
         return response
 
     def _may_ask_central(self, request: ReserveRequest) -> bool:
@@ -317,7 +318,8 @@ class Till:
         response: ReserveResponse,
         quoted: tuple[datetime, int],
     ) -> None:
-        """`quoted`: when the quote was evaluated, and the reservation's time to live (s)."""
+        """`request` as the till keeps it (`_kept`); `quoted`: when the quote was evaluated,
+        and the reservation's time to live (s)."""
         quoted_at, ttl_s = quoted
         now = self.clock.wall()
         reservation = Reservation(
@@ -464,9 +466,9 @@ class Till:
 
     def refund(self, request: RefundRequest) -> RefundResponse:
         """Return lines of a cheque: pro rata, cumulative, never more than was sold."""
-        request_hash = content_hash(request)
+        _, hashes = _kept(self.settings.identity, request)
         with self.store.write() as db:
-            earlier = _stored_refund(db, request.refund_id, request_hash)
+            earlier = _stored_refund(db, request.refund_id, hashes)
             if earlier is not None:
                 return earlier
             rows = list(db.query(f"{_CHEQUE_ROWS} WHERE cheque_id = ?", [request.cheque_id]))
@@ -484,7 +486,7 @@ class Till:
                 [
                     request.refund_id,
                     request.cheque_id,
-                    request_hash,
+                    hashes[0],
                     response.model_dump_json(),
                     returned,
                     original_hash,
@@ -758,14 +760,14 @@ def _returned(request: RefundRequest) -> tuple[ReturnedLine, ...]:
 
 
 def _stored_refund(
-    db: sqlite_utils.Database, refund_id: str, request_hash: str
+    db: sqlite_utils.Database, refund_id: str, hashes: tuple[str, ...]
 ) -> RefundResponse | None:
     row = db.execute(
         "SELECT request_hash, response FROM refunds WHERE refund_id = ?", [refund_id]
     ).fetchone()
     if row is None:
         return None
-    if row[0] != request_hash:
+    if row[0] not in hashes:
         raise Conflict(
             "refund_id_reused",
             f"refund {refund_id} was already made with different lines; use a new refund id",
@@ -782,7 +784,7 @@ def _cheque(db: sqlite_utils.Database, cheque_id: str) -> dict[str, Any]:
 
 
 def _stored_reservation(
-    db: sqlite_utils.Database, cheque_id: str, request_hash: str
+    db: sqlite_utils.Database, cheque_id: str, hashes: tuple[str, ...]
 ) -> ReserveResponse | None:
     row = db.execute(
         "SELECT request_hash, document FROM cheques JOIN reservations USING (cheque_id) "
@@ -791,12 +793,30 @@ def _stored_reservation(
     ).fetchone()
     if row is None:
         return None
-    if row[0] != request_hash:
+    if row[0] not in hashes:
         raise Conflict(
             "cheque_id_reused",
             f"cheque {cheque_id} was already reserved with different contents; use a new cheque id",
         )
     return parsed(Reservation, row[1]).response
+
+
+_Kept = TypeVar("_Kept", ReserveRequest, RefundRequest)
+
+
+def _kept(rules: IdentityRules, request: _Kept) -> tuple[_Kept, tuple[str, ...]]:
+    """`request` as the till stores it, a typed phone as its keyed hash (`kept_identifier`;
+    one that is no phone left out: identifying refuses it anyway), and the hashes a stored
+    request that is the same may carry: of that, and of the request itself, as an agent
+    from before took it."""
+    try:
+        customer = kept_identifier(rules, request.customer)
+    except IdentifierRejected:
+        customer = None
+    if customer is request.customer:
+        return request, (content_hash(request),)
+    kept = request.model_copy(update={"customer": customer})
+    return kept, (content_hash(kept), content_hash(request))
 
 
 def _stored_confirmation(row: dict[str, Any], request: ConfirmRequest) -> ConfirmResponse:

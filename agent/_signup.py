@@ -10,7 +10,7 @@ import sqlite_utils
 from agent import _outbox
 from agent._cache import find_customer_id, put_customer
 from agent._errors import Conflict, TillError
-from agent._identify import parse_identifier
+from agent._identify import PHONE_HASHED, parse_identifier
 from agent._models import Identification, IdentifierInput, SignupRequest
 from protocol import (
     CardIdentifier,
@@ -18,6 +18,7 @@ from protocol import (
     CustomerStatus,
     Identifier,
     IdentifierRejected,
+    PhoneHashIdentifier,
     SignupRecord,
     content_hash,
     parse_card,
@@ -38,6 +39,15 @@ def _identifiers(till: Till, request: SignupRequest) -> tuple[Identifier, ...]:
     return tuple(found)
 
 
+def _hashes(request: SignupRequest, identifiers: tuple[Identifier, ...]) -> tuple[str, str]:
+    """The hash the till keeps of `request`, taken with the phone as its keyed hash (a plain
+    hash of a request holding a phone would give the phone away to a guess of it), and the
+    one an agent from before kept, of the request itself."""
+    hashed = next(i.phone_hash for i in identifiers if isinstance(i, PhoneHashIdentifier))
+    kept = request.model_copy(update={"phone": PHONE_HASHED + hashed})
+    return content_hash(kept), content_hash(request)
+
+
 def _refuse_taken(db: sqlite_utils.Database, identifiers: tuple[Identifier, ...]) -> None:
     for identifier in identifiers:
         if find_customer_id(db, identifier) is not None:
@@ -48,21 +58,21 @@ def _refuse_taken(db: sqlite_utils.Database, identifiers: tuple[Identifier, ...]
 def signup(till: Till, request: SignupRequest) -> Identification:
     if not request.consent_data:
         raise TillError("consent_required", "joining needs the customer's consent to data use")
-    request_hash = content_hash(request)
     identifiers = _identifiers(till, request)
+    hashes = _hashes(request, identifiers)
     with till.store.write() as db:
         row = db.execute(
             "SELECT request_hash, response FROM signups WHERE signup_id = ?", [request.signup_id]
         ).fetchone()
         if row is not None:
-            if row[0] != request_hash:
+            if row[0] not in hashes:
                 raise Conflict("signup_id_reused", "this sign-up id was used for another one")
             return Identification.model_validate_json(row[1])
         _refuse_taken(db, identifiers)
         answer = _create(till, db, request, identifiers)
         db.execute(
             "INSERT INTO signups(signup_id, request_hash, customer_id, response) VALUES (?,?,?,?)",
-            [request.signup_id, request_hash, answer.customer_id, answer.model_dump_json()],
+            [request.signup_id, hashes[0], answer.customer_id, answer.model_dump_json()],
         )
     return answer
 
