@@ -448,7 +448,8 @@ def put_contact(conn: sa.Connection, customer_id: str, phone_e164: str) -> None:
 
 
 def erase_customer(conn: sa.Connection, customer_id: str, now_ms: int) -> None:
-    """Remove personal data, keep the anonymised ledger, send a tombstone to every till."""
+    """Remove personal data, keep the anonymised ledger, send a tombstone to every till. The
+    duplicates merged into the customer are the same person: erased with them."""
     idents = _changes.identifier_bodies(conn, customer_id)
     held = conn.execute(
         sa.select(t.identifiers.c.kind, t.identifiers.c.value).where(
@@ -477,6 +478,13 @@ def erase_customer(conn: sa.Connection, customer_id: str, now_ms: int) -> None:
     _erasure.forget(conn, customer_id, keys)
     body = {"type": "erasure", "customer_id": customer_id, "identifiers": idents}
     _changes.append(conn, [body], now_ms)
+    duplicates = conn.execute(
+        sa.select(t.customers.c.customer_id).where(
+            t.customers.c.merged_into == customer_id, t.customers.c.status == "merged"
+        )
+    ).scalars()
+    for duplicate in list(duplicates):
+        erase_customer(conn, duplicate, now_ms)
 
 
 def publish_rule_set(

@@ -5,6 +5,8 @@ ledger stays, anonymised).
 - Cheque documents carry the customer's state as the till saw it (birthday, referrer,
   segments). Their `payload_sha256` stays: replays are compared by hash, never by bytes.
 - A sign-up at a till waits in the quarantine with the first name and the phone's hash.
+- HQ's conflicts keep what a till pushed: such a document or sign-up, scrubbed alike.
+- HQ's audit of the customer names the cards attached and replaced: those become `erased`.
 - The change log keeps every customer change ever sent to the tills, with the name, birthday
   and identifiers: a till pulling from an old cursor (a new one, from 0) would get them. Those
   bodies are replaced by an erased one in place; the tombstone itself follows them in the log.
@@ -44,8 +46,11 @@ def scrubbed_document(payload: bytes) -> bytes:
 def forget(conn: sa.Connection, customer_id: str, account_keys: list[str]) -> None:
     """Inside the erasure's transaction. `account_keys`: the customer's account and those of
     the identifiers they had (a sign-up's sales were recorded against them)."""
+    identifiers = {key.partition(":")[2] for key in account_keys}
     _scrub_cheques(conn, account_keys)
-    _scrub_signups(conn, customer_id, {key.partition(":")[2] for key in account_keys})
+    _scrub_signups(conn, customer_id, identifiers)
+    _scrub_conflicts(conn, customer_id, identifiers)
+    _scrub_audit(conn, customer_id)
     _scrub_log(conn, customer_id)
 
 
@@ -85,6 +90,68 @@ def _scrub_signups(conn: sa.Connection, customer_id: str, identifiers: set[str])
         if len(rows) < erased_rows_per_read:
             return
         after = rows[-1].id
+
+
+def _scrub_conflicts(conn: sa.Connection, customer_id: str, identifiers: set[str]) -> None:
+    """Conflicts keep the payload a till pushed: a cheque document of the customer's, or a
+    sign-up that made them, as in the cheques and the quarantine. HQ's alarms are few: read
+    them all, in pages."""
+    after = 0
+    while True:
+        rows = conn.execute(
+            sa.select(t.conflicts.c.id, t.conflicts.c.incoming_payload)
+            .where(t.conflicts.c.id > after)
+            .order_by(t.conflicts.c.id)
+            .limit(erased_rows_per_read)
+        ).all()
+        for row in rows:
+            scrubbed = _scrubbed_conflict(row.incoming_payload, customer_id, identifiers)
+            if scrubbed is not None:
+                conn.execute(
+                    sa.update(t.conflicts)
+                    .where(t.conflicts.c.id == row.id)
+                    .values(incoming_payload=scrubbed)
+                )
+        if len(rows) < erased_rows_per_read:
+            return
+        after = rows[-1].id
+
+
+def _scrubbed_conflict(payload: bytes, customer_id: str, identifiers: set[str]) -> bytes | None:
+    try:
+        record = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    if record.get("record") == "cheque":
+        customer = record.get("customer")
+        if isinstance(customer, dict) and customer.get("customer_id") == customer_id:
+            return scrubbed_document(payload)
+        return None
+    return _scrubbed_signup(payload, customer_id, identifiers)
+
+
+_AUDITED_IDENTIFIERS = ("card", "old", "new")
+"""The keys under which HQ's audit of a customer keeps card numbers (`attach_card`,
+`replace_card`): kept while the customer is, erased with them."""
+
+
+def _scrub_audit(conn: sa.Connection, customer_id: str) -> None:
+    rows = conn.execute(
+        sa.select(t.audit_log.c.id, t.audit_log.c.detail).where(
+            t.audit_log.c.target == customer_id,
+            t.audit_log.c.action.in_(["attach_card", "replace_card"]),
+        )
+    ).all()
+    for row in rows:
+        detail = json.loads(row.detail)
+        kept = {key: "erased" if key in _AUDITED_IDENTIFIERS else v for key, v in detail.items()}
+        conn.execute(
+            sa.update(t.audit_log)
+            .where(t.audit_log.c.id == row.id)
+            .values(detail=json.dumps(kept, sort_keys=True))
+        )
 
 
 def _scrubbed_signup(payload: bytes, customer_id: str, identifiers: set[str]) -> bytes | None:

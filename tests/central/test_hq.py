@@ -424,6 +424,32 @@ def test_an_erasure_leaves_no_personal_data_at_central(hq: Hq, engine: sa.Engine
     assert [c["state"] for c in customers] == [{"customer_id": "c9", "status": "erased"}] * 2
 
 
+def test_an_erasure_reaches_conflicts_the_audit_and_merged_duplicates(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """A cheque document of the customer's that HQ holds as a conflict's payload, the card
+    numbers in HQ's audit of the customer, and a duplicate merged into them (the same
+    person, with a name and birthday of their own): none keeps their data after the erasure."""
+    hq.customer("c9", first_name="Зинаида", birthday="1984-03-09")
+    hq.customer("d9", first_name="Зина", birthday="1984-03-09")
+    hq.post("/admin/customers/merge", {"duplicate_id": "d9", "keep_id": "c9", "reason": "twin"})
+    hq.post("/admin/customers/c9/cards", {"number": "2770000000017"})
+    replace = {"old_number": "2770000000017", "new_number": "2770000000024", "reason": "lost"}
+    hq.post("/admin/customers/c9/replace-card", replace)
+    till = hq.enroll()
+    assert till.push([_document(till, "c9", CustomerState(customer_id="c9"))]).status_code == 200
+    till.next_seq -= 1  # the same seq again, with the birthday in it: a conflict
+    born = CustomerState(customer_id="c9", birthday=date(1984, 3, 9))
+    assert till.push([_document(till, "c9", born)]).status_code == 409
+    needles = {"name": "Зин", "birthday": "1984-03-09", "old card": "2770000000017"}
+    assert {table for table, _ in _personal(engine, needles)} >= {"conflicts", "audit_log"}
+    hq.post("/admin/customers/c9/erase")
+    assert _personal(engine, needles) == set()
+    assert get(hq, "/admin/customers/d9")["status"] == "erased"
+    done = [row for row in get(hq, "/admin/audit") if row["action"] == "replace_card"]
+    assert done[0]["detail"] == {"new": "erased", "old": "erased"}
+
+
 def _document(till: Any, customer_id: str, state: CustomerState) -> Any:
     return till.store_record(canonical_json(sale_document(till, customer_id, customer=state)))
 
