@@ -19,6 +19,7 @@ ledger stays, anonymised).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -71,47 +72,42 @@ def _scrub_cheques(conn: sa.Connection, account_keys: list[str]) -> None:
 def _scrub_signups(conn: sa.Connection, customer_id: str, identifiers: set[str]) -> None:
     """Sign-ups in the quarantine that made this customer: by the provisional id the till gave
     (HQ may keep it) or by an identifier they share."""
-    after = 0
-    while True:
-        rows = conn.execute(
-            sa.select(t.quarantine.c.id, t.quarantine.c.payload)
-            .where(t.quarantine.c.id > after)
-            .order_by(t.quarantine.c.id)
-            .limit(erased_rows_per_read)
-        ).all()
-        for row in rows:
-            scrubbed = _scrubbed_signup(row.payload, customer_id, identifiers)
-            if scrubbed is not None:
-                conn.execute(
-                    sa.update(t.quarantine)
-                    .where(t.quarantine.c.id == row.id)
-                    .values(payload=scrubbed)
-                )
-        if len(rows) < erased_rows_per_read:
-            return
-        after = rows[-1].id
+    _scrub_payloads(
+        conn,
+        t.quarantine.c.payload,
+        lambda payload: _scrubbed_signup(payload, customer_id, identifiers),
+    )
 
 
 def _scrub_conflicts(conn: sa.Connection, customer_id: str, identifiers: set[str]) -> None:
     """Conflicts keep the payload a till pushed: a cheque document of the customer's, or a
     sign-up that made them, as in the cheques and the quarantine. HQ's alarms are few: read
     them all, in pages."""
+    _scrub_payloads(
+        conn,
+        t.conflicts.c.incoming_payload,
+        lambda payload: _scrubbed_conflict(payload, customer_id, identifiers),
+    )
+
+
+def _scrub_payloads(
+    conn: sa.Connection, column: sa.Column[Any], scrubbed: Callable[[bytes], bytes | None]
+) -> None:
+    """Every row of `column`'s table (keyed by `id`), in pages: `column` replaced by what
+    `scrubbed` makes of it, where it makes something."""
+    table = column.table
     after = 0
     while True:
         rows = conn.execute(
-            sa.select(t.conflicts.c.id, t.conflicts.c.incoming_payload)
-            .where(t.conflicts.c.id > after)
-            .order_by(t.conflicts.c.id)
+            sa.select(table.c.id, column)
+            .where(table.c.id > after)
+            .order_by(table.c.id)
             .limit(erased_rows_per_read)
         ).all()
-        for row in rows:
-            scrubbed = _scrubbed_conflict(row.incoming_payload, customer_id, identifiers)
-            if scrubbed is not None:
-                conn.execute(
-                    sa.update(t.conflicts)
-                    .where(t.conflicts.c.id == row.id)
-                    .values(incoming_payload=scrubbed)
-                )
+        for row_id, payload in rows:
+            kept = scrubbed(payload)
+            if kept is not None:
+                conn.execute(sa.update(table).where(table.c.id == row_id).values({column: kept}))
         if len(rows) < erased_rows_per_read:
             return
         after = rows[-1].id
