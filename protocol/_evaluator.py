@@ -59,7 +59,7 @@ from protocol._sale import (
     Store,
 )
 
-EVALUATOR_VERSION = "1.1"
+EVALUATOR_VERSION = "1.2"
 """Stamped on every quote and ledger entry; bumped whenever any result could change."""
 
 REDEMPTION_RULE_ID = "redemption"

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from protocol._rules import RuleSet
-from protocol._sale import CustomerState, receipt_messages_max
+from protocol._sale import CustomerState, CustomerStatus, receipt_messages_max
 
 
 def birthday_year(birthday: date, today: date, window_days: int) -> int | None:
@@ -29,8 +29,10 @@ def one_time_grants(
     Keys are unique at central: `welcome:<customer>`, `birthday:<customer>:<year>`,
     `referral:<referred customer>` (paid to the referrer). A key in `grants_received` is not
     offered again. `today` is the store's date, `paid` what the cheque costs after discounts.
+    A provisional customer (signed up at a till, not yet confirmed by central) gets none: the
+    till's id for them is not central's, so no key of theirs would be unique there.
     """
-    if not known or customer.customer_id is None:
+    if not known or customer.customer_id is None or customer.status is not CustomerStatus.active:
         return [], []
     received = set(customer.grants_received)
     awards = []

@@ -38,6 +38,8 @@ from protocol import (
 from .conftest import CARD, PHONE, RULES, make_settings, seed_customer
 
 CARD_INPUT = IdentifierInput(type="card", value=CARD)
+CARD_2 = "2770000000024"
+"""A pre-printed card no customer has yet."""
 
 
 def basket(*prices: int, category: str = "grocery") -> Basket:
@@ -389,6 +391,25 @@ def test_signup_offline_makes_a_provisional_member_who_earns(till: Till) -> None
     assert "79035551234" not in json.dumps(records[0]["payload"])
     earn = next(r for r in records if r["kind"] == "earn")
     assert earn["payload"]["account"] == {"type": "card", "number": "2770000000024"}
+
+
+def test_a_member_who_just_joined_earns_but_gets_no_one_time_grant_yet(till: Till) -> None:
+    """Their sales go to the card until central confirms them, and a grant needs central's
+    customer: none is offered, so the receipt promises only what the till writes."""
+    joining = SignupRequest(signup_id="s-1", phone="+79035551234", consent_data=True, card=CARD_2)
+    till.signup(joining)
+    card = IdentifierInput(type="card", value=CARD_2)
+    for cheque_id in ("pos-21", "pos-22"):
+        reserved = till.reserve(
+            ReserveRequest(cheque_id=cheque_id, customer=card, basket=basket(10000))
+        )
+        assert reserved.quote.grants == ()
+        done = till.confirm(ConfirmRequest(cheque_id=cheque_id, fiscal_document="FD"))
+        assert done.granted_points == 0
+        assert done.earned_points > 0
+        assert done.balance is not None
+    assert done.balance.balance == 2 * done.earned_points
+    assert {r["kind"] for r in outbox(till) if r["record"] == "entry"} <= {"earn", "counter"}
 
 
 def test_signup_needs_consent(till: Till) -> None:
