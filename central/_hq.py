@@ -40,6 +40,23 @@ def _customer_row(conn: sa.Connection, customer_id: str) -> Any:
     return row
 
 
+def _identifiable_row(conn: sa.Connection, customer_id: str) -> Any:
+    """A customer a card may be linked to: not erased (it would identify them again) and not
+    merged (no till or job reads a merged customer's account: name the customer kept)."""
+    row = _customer_row(conn, customer_id)
+    if row.status == "erased":
+        raise Refused(409, "erased", f"customer {customer_id!r} was erased")
+    if row.status == "merged":
+        kept = _kept_customer(conn, customer_id)
+        raise Refused(
+            409,
+            "customer_merged",
+            f"customer {customer_id!r} was merged into {kept!r}: give the card to that one",
+            {"kept_id": kept},
+        )
+    return row
+
+
 def _publish_customer(conn: sa.Connection, customer_id: str, now_ms: int) -> None:
     _changes.append(conn, [_changes.customer_body(conn, customer_id)], now_ms)
 
@@ -134,7 +151,7 @@ def attach_card(request: Request, customer_id: str, body: CardBody) -> dict[str,
     now_ms = to_ms(central.clock())
     who = actor(request)
     with central.writing(), central.engine.begin() as conn:
-        _customer_row(conn, customer_id)
+        _identifiable_row(conn, customer_id)
         number = _card(conn, body.number)
         _link(conn, customer_id, "card", number, now_ms)
         audit(conn, who, "attach_card", customer_id, {"card": number}, now_ms)
@@ -221,7 +238,7 @@ def replace_card(request: Request, customer_id: str, body: ReplaceCard) -> dict[
     now_ms = to_ms(central.clock())
     who = actor(request)
     with central.writing(), central.engine.begin() as conn:
-        _customer_row(conn, customer_id)
+        _identifiable_row(conn, customer_id)
         old = _card(conn, body.old_number)
         new = _card(conn, body.new_number)
         gone = conn.execute(

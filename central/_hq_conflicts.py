@@ -7,7 +7,7 @@ import json
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import Query, Request
+from fastapi import Path, Query, Request
 
 from central import _entries
 from central import _tables as t
@@ -20,6 +20,10 @@ from protocol import WireModel
 from protocol._base import Id, Points
 
 # --- conflicts and quarantine -------------------------------------------------------------
+
+
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+"""A conflict's or quarantine item's number: what a BIGINT holds."""
 
 
 class ConflictAction(WireModel):
@@ -75,7 +79,7 @@ def _conflict_view(row: Any) -> dict[str, Any]:
 
 
 @_route("POST", "/conflicts/{conflict_id}/action", tags=["conflicts"])
-def act_on_conflict(request: Request, conflict_id: int, body: ConflictAction) -> dict[str, Any]:
+def act_on_conflict(request: Request, conflict_id: RowId, body: ConflictAction) -> dict[str, Any]:
     """`review`: mark reviewed. `write_off`: bring the account's negative points balance to
     zero with an adjustment. `adjust`: add `points` to the account (a merged customer's is
     refused, naming the customer kept). All audited."""
@@ -92,6 +96,8 @@ def act_on_conflict(request: Request, conflict_id: int, body: ConflictAction) ->
         if row.status != "open":
             raise Refused(409, "conflict_closed", f"conflict {conflict_id} is {row.status}")
         entry_id = None
+        if body.action == "adjust" and not body.points:
+            raise Refused(422, "adjust_needs_points", "give the points to add (negative to take)")
         if body.action != "review":
             key = _conflict_account(row)
             if key is None:
@@ -142,7 +148,7 @@ class QuarantineAction(WireModel):
 
 
 @_route("POST", "/quarantine/{item_id}/action", tags=["conflicts"])
-def act_on_quarantine(request: Request, item_id: int, body: QuarantineAction) -> dict[str, Any]:
+def act_on_quarantine(request: Request, item_id: RowId, body: QuarantineAction) -> dict[str, Any]:
     """`review`: mark reviewed. `adjust`: credit `points` to `customer_id` (for an entry that
     could not be applied), then mark it resolved; a merged customer is refused, naming the
     customer kept (`_hq.adjust`). Audited."""

@@ -103,6 +103,40 @@ def test_an_adjustment_past_what_a_balance_can_hold_is_refused(hq: Hq, engine: s
     assert_ledger_consistent(engine)
 
 
+def test_a_card_goes_to_no_erased_or_merged_customer(hq: Hq) -> None:
+    """It would identify an erased customer again, or feed an account no till reads."""
+    for customer_id in ("e1", "m1", "k1"):
+        hq.customer(customer_id)
+    hq.post("/admin/customers/e1/erase")
+    hq.post("/admin/customers/merge", {"duplicate_id": "m1", "keep_id": "k1", "reason": "twin"})
+    card = {"number": "2770000000017"}
+    erased = hq.client.post("/admin/customers/e1/cards", json=card, headers=hq.headers)
+    assert (erased.status_code, erased.json()["code"]) == (409, "erased")
+    merged = hq.client.post("/admin/customers/m1/cards", json=card, headers=hq.headers)
+    assert (merged.status_code, merged.json()["code"]) == (409, "customer_merged")
+    assert merged.json()["details"] == {"kept_id": "k1"}
+    assert get(hq, "/admin/customers", card="2770000000017") == []
+
+
+def test_hq_actions_on_conflicts_and_quarantine_refuse_what_names_nothing(hq: Hq) -> None:
+    """An item number past any there can be, and an adjustment without points."""
+    for path in ("/admin/conflicts/99999999999999999999/action", "/admin/quarantine/0/action"):
+        answer = hq.client.post(path, json={"action": "review", "note": "x"}, headers=hq.headers)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["code"] == "invalid_request"
+    hq.customer("c1")
+    till = hq.enroll()
+    assert till.push([till.entry("c1", 10)]).status_code == 200
+    till.next_seq -= 1
+    assert till.push([till.entry("c1", 20)]).status_code == 409  # an alarm for HQ
+    conflict = get(hq, "/admin/conflicts")[0]["id"]
+    empty = {"action": "adjust", "note": "fix"}
+    path = f"/admin/conflicts/{conflict}/action"
+    answer = hq.client.post(path, json=empty, headers=hq.headers)
+    assert (answer.status_code, answer.json()["code"]) == (422, "adjust_needs_points")
+    assert get(hq, "/admin/conflicts")[0]["status"] == "open"
+
+
 def test_an_adjustment_moves_the_asset_it_names(hq: Hq, engine: sa.Engine) -> None:
     """HQ gives back the stamps a till failed to record: the stamp card changes, points do
     not, and the tills hear of it; a counter is never taken below zero."""
