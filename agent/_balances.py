@@ -55,7 +55,9 @@ def balance_view(
     balance = central + int(local)
     pending = max(central_pending + int(local_pending), 0)
     spendable = balance - pending
-    if cached is not None and cached.state.lots:  # as the evaluator lets spend: active lots
+    if cached is None:  # an identifier no customer has: it earns, and spends nothing
+        spendable = 0
+    elif cached.state.lots:  # as the evaluator lets spend: active lots
         spendable = min(spendable, spendable_points(cached.state, now, balance))
     return BalanceView(
         balance=balance,

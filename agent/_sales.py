@@ -72,6 +72,7 @@ from protocol import (
     Store,
     UUIDv7Generator,
     account_key,
+    check_returned,
     content_hash,
     evaluate,
     refund_quote,
@@ -581,17 +582,13 @@ class Till:
         if len({line.line_id for line in request.lines}) != len(request.lines):
             raise TillError("refund_invalid", "each line may appear once in a refund")
         before = _returned_before(db, request.cheque_id, original_hash)
-        for line in request.lines:
-            sold = lines.get(line.line_id)
-            if sold is None:
-                raise TillError("refund_invalid", f"line {line.line_id!r} is not on the original")
-            earlier = before.get(line.line_id, 0)
-            if earlier + line.quantity_milli > sold.quantity_milli:
-                raise TillError(
-                    "refund_invalid",
-                    f"line {line.line_id!r}: more returned than sold ({earlier} of "
-                    f"{sold.quantity_milli} returned here before)",
-                )
+        sold = {line_id: line.quantity_milli for line_id, line in lines.items()}
+        try:
+            check_returned(
+                sold, before, {line.line_id: line.quantity_milli for line in request.lines}
+            )
+        except RefundError as error:
+            raise TillError("refund_invalid", str(error)) from error
         resolved = self._resolve(db, request.customer)
         document = self._document(
             db,

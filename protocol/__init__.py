@@ -54,6 +54,7 @@ from protocol._refund import (
     Refund,
     RefundError,
     RefundLine,
+    check_returned,
     refund_quote,
     returned_points_expire_at,
 )
@@ -167,6 +168,7 @@ __all__ = [
     "WireModel",
     "account_key",
     "canonical_json",
+    "check_returned",
     "content_hash",
     "describe_validation",
     "effective_rule_set",

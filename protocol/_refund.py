@@ -129,6 +129,29 @@ def _fiscal(
     )
 
 
+def check_returned(
+    sold: Mapping[str, int], before: Mapping[str, int], returned: Mapping[str, int]
+) -> None:
+    """Raise `RefundError` unless `returned` (line id → thousandths) can be returned from a
+    cheque that sold `sold` of each line, `before` of which earlier refunds returned: lines of
+    the cheque, positive, whole units of a line sold by the unit, never more than is left."""
+    for line_id, quantity in returned.items():
+        if line_id not in sold:
+            raise RefundError(f"line {line_id!r} is not on the original cheque")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
+            raise RefundError(f"line {line_id!r}: returned quantity must be a positive integer")
+        if sold[line_id] % 1000 == 0 and quantity % 1000:
+            raise RefundError(
+                f"line {line_id!r} was sold by the unit: return whole units (multiples of 1000)"
+            )
+        left = sold[line_id] - before.get(line_id, 0)
+        if quantity > left:
+            raise RefundError(
+                f"line {line_id!r}: returning {quantity} thousandths but only {left} of "
+                f"{sold[line_id]} are left to return"
+            )
+
+
 def refund_quote(
     original: Quote,
     basket: Basket,
@@ -153,21 +176,7 @@ def refund_quote(
             raise RefundError("an earlier refund belongs to another sale")
         for line in refund.lines:
             before[line.line_id] += line.quantity_milli
-    for line_id, quantity in returned.items():
-        if line_id not in quantities:
-            raise RefundError(f"line {line_id!r} is not on the original cheque")
-        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
-            raise RefundError(f"line {line_id!r}: returned quantity must be a positive integer")
-        if quantities[line_id] % 1000 == 0 and quantity % 1000:
-            raise RefundError(
-                f"line {line_id!r} was sold by the unit: return whole units (multiples of 1000)"
-            )
-        left = quantities[line_id] - before[line_id]
-        if quantity > left:
-            raise RefundError(
-                f"line {line_id!r}: returning {quantity} thousandths but only {left} of "
-                f"{quantities[line_id]} are left to return"
-            )
+    check_returned(quantities, before, returned)
     lines = []
     for line_id in quantities:
         now = returned.get(line_id, 0)

@@ -199,12 +199,18 @@ def test_expired_reservation_is_released_and_still_confirmable(
     assert states == ["expired", "confirmed"]
 
 
-def test_unknown_card_accrues_to_the_card(till: Till) -> None:
+def test_unknown_card_accrues_to_the_card(till: Till, clock: ManualClock) -> None:
+    """It earns, and shows what it holds; nothing of it is available to spend until a
+    customer has the card (the till spends only a customer's points)."""
     unknown = IdentifierInput(type="card", value="2770000000024")
     assert not till.identify(unknown).known
     sell(till, "pos-5", customer=unknown)
     earn = [r for r in outbox(till) if r["kind"] == "earn"]
     assert earn[0]["payload"]["account"] == {"type": "card", "number": "2770000000024"}
+    clock.advance(30 * 86400)  # past the return window: the points are active
+    balance = till.identify(unknown).balance
+    assert balance is not None
+    assert (balance.balance, balance.pending, balance.available) == (earn[0]["amount"], 0, 0)
 
 
 def test_bank_card_is_refused_with_a_reason(till: Till) -> None:
@@ -579,10 +585,13 @@ def test_refunds_of_a_cheque_sold_elsewhere_add_up_to_what_was_paid(till: Till) 
     paid = [refund("rf-1", 1000), refund("rf-2", 1000), refund("rf-3", 1000)]
     assert sum(paid) == 3003 - 1000
     assert max(paid) - min(paid) <= 1
+    with pytest.raises(TillError) as part:
+        refund("rf-4", 1)  # a thousandth of a packet of tea: refused as at the till that sold it
+    assert "sold by the unit: return whole units" in part.value.message
     with pytest.raises(TillError) as beyond:
-        refund("rf-4", 1)
+        refund("rf-4", 1000)
     assert beyond.value.code == "refund_invalid"
-    assert "3000 of 3000 returned here before" in beyond.value.message
+    assert "only 0 of 3000 are left to return" in beyond.value.message
     assert refund("rf-1", 1000) == paid[0]  # a retry: the same answer, nothing counted again
 
 
