@@ -370,15 +370,18 @@ class SyncClient:
     def pull_all(self, report: SyncReport) -> None:
         """Pages from the cursor until central has no more, applied one after another in
         order. The next page is fetched while this one is applied, so central serving and
-        the till applying overlap."""
+        the till applying overlap. Only a pull that reached central's last change makes the
+        data fresh again, as of when it began (a page, or a snapshot, cut short by the
+        network leaves the data as old as it was: the offline allowance goes by that age)."""
+        began_s = self.clock.boottime_s()
         with ThreadPoolExecutor(1, thread_name_prefix="pull-ahead") as ahead:
-            fetched: Future[tuple[httpx.Response, float]] | None = None
+            fetched: Future[httpx.Response] | None = None
             for _ in range(pull_pages_per_sync_max):
                 if fetched is None:
                     cursor = int(self.till.store.meta("pull_cursor", "0") or 0)
-                    answer, started_s = self._fetch(cursor)
+                    answer = self._fetch(cursor)
                 else:
-                    answer, started_s = fetched.result()
+                    answer = fetched.result()
                     fetched = None
                 if answer.status_code == 410:
                     self.snapshot(report)
@@ -388,27 +391,25 @@ class SyncClient:
                 page = parse_page(PullResponse, answer.content, self.parse_slice)
                 if page.more:
                     fetched = ahead.submit(self._fetch, page.next_cursor)
-                self._apply(page.changes, page.next_cursor, page.server_time, started_s)
+                fresh = None if page.more else (page.server_time, began_s)
+                self._apply(page.changes, page.next_cursor, fresh)
                 report.pulled += len(page.changes)
                 if not page.more:
                     with self.till.store.write() as db:
                         _outbox.settle_watermarks(db, page.next_cursor)
                     return
 
-    def _fetch(self, cursor: int) -> tuple[httpx.Response, float]:
-        """One page after `cursor`, and the boot clock when it was asked for."""
-        started_s = self.clock.boottime_s()
-        answer = self.client.get(
+    def _fetch(self, cursor: int) -> httpx.Response:
+        """One page after `cursor`."""
+        return self.client.get(
             "/sync/pull", params={"since": cursor, "limit": pull_page_changes_max}
         )
-        return answer, started_s
 
     def snapshot(self, report: SyncReport) -> None:
         """Central no longer has our cursor's changes: read its whole state, page by page.
         The outbox is untouched; its entries still count in the balance view."""
         token: str | None = None
         while True:
-            started_s = self.clock.boottime_s()
             params: dict[str, str | int] = {"limit": pull_page_changes_max}
             if token is not None:
                 params["page"] = token
@@ -418,7 +419,7 @@ class SyncClient:
             page = parse_page(SnapshotPage, answer.content, self.parse_slice)
             last = page.next_page is None
             cursor = page.as_of if last else None
-            self._apply(page.changes, cursor, page.server_time, started_s)
+            self._apply(page.changes, cursor, None)  # the pull from `as_of` on makes it fresh
             report.pulled += len(page.changes)
             if last:
                 return
@@ -428,17 +429,20 @@ class SyncClient:
         self,
         changes: tuple[Change, ...],
         cursor: int | None,
-        server_time: datetime,
-        started_s: float,
+        fresh: tuple[datetime, float] | None,
     ) -> None:
+        """One page in one write; with `fresh` (central's time, and the boot clock when the
+        pull began), the pull is whole: the data is as fresh as that."""
         with self.till.store.write() as db:
             apply_changes(db, changes)
             if cursor is not None:
                 set_meta(db, "pull_cursor", str(cursor))
-            set_meta(db, "last_pull_at", utc_iso(self.clock.wall()))
-            set_meta(db, "last_pull_server_time", utc_iso(server_time))
-            set_meta(db, "last_pull_boot_id", self.clock.boot_id())
-            set_meta(db, "last_pull_boottime_s", repr(started_s))
+            if fresh is not None:
+                server_time, began_s = fresh
+                set_meta(db, "last_pull_at", utc_iso(self.clock.wall()))
+                set_meta(db, "last_pull_server_time", utc_iso(server_time))
+                set_meta(db, "last_pull_boot_id", self.clock.boot_id())
+                set_meta(db, "last_pull_boottime_s", repr(began_s))
 
     # --- holds ----------------------------------------------------------------------------
 

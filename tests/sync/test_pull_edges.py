@@ -417,3 +417,44 @@ def test_a_snapshot_cut_short_counts_the_tills_counters_once(
         )
     )
     assert quote.tier == "silver"
+
+
+def test_a_pull_cut_short_leaves_the_data_as_old_as_it_was(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PRODUCT.md: data age runs from the last *successful* pull. Two days offline, central
+    took the customer's points; the first page back comes, then the link drops: the till
+    must not call the rest fresh and spend the points offline."""
+    client, admin, engine = central
+    admin.call("POST", "/customers/c-1/adjustments", {"points": 400, "reason": "opening"})
+    till, sync = _till(tmp_path, client, admin)
+    sync.sync_once()
+    assert _balance(till) == 400
+    till.clock.advance(2 * 86400)  # HQ's data_age_max_s is an hour
+    admin.call("POST", "/customers/c-1/adjustments", {"points": -400, "reason": "spent elsewhere"})
+    admin.call("POST", "/customers/c-1/adjustments", {"points": 1, "reason": "a second change"})
+    monkeypatch.setattr(_sync, "pull_page_changes_max", 1)
+    asked = 0
+    get = client.get
+
+    def link_lost_after_a_page(url: str, *args: Any, **kwargs: Any) -> httpx.Response:
+        nonlocal asked
+        asked += url == "/sync/pull"
+        if asked > 1:
+            raise httpx.ConnectError("the link dropped")
+        return get(url, *args, **kwargs)
+
+    monkeypatch.setattr(client, "get", link_lost_after_a_page)
+    sync.tick()
+    assert asked == 2, "one page applied, the second never came"
+    age = till.data_age_s(till.store.db)
+    assert age is not None
+    assert age >= 2 * 86400
+    _sell(till, "offline", 100000, redeem=300)
+    assert _central_balance(engine) == 1
+    assert (
+        till.store.db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'burn'").fetchone()[0] == 0
+    ), "no points spent on data two days old"
+    monkeypatch.setattr(client, "get", get)
+    sync.sync_once()  # the link back: the whole pull
+    assert till.data_age_s(till.store.db) == 0
