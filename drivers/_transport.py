@@ -1,12 +1,14 @@
 """Where a printer's bytes go: python-escpos printer objects made from the config.
 
-Two of python-escpos's classes are adjusted here: its network printer leaks the socket when
-a connect fails, and its device-file printer would create `/dev/usb/lp0` as a regular file
-when the printer is unplugged.
+Three of python-escpos's classes are adjusted here: its network printer leaks the socket when
+a connect fails, its device-file printer would create `/dev/usb/lp0` as a regular file when
+the printer is unplugged, and its serial printer cannot close a port whose cable was pulled
+(the drain before the close fails, the port stays open, and every later close fails again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from typing import Any
@@ -38,14 +40,26 @@ class _File(escpos_printer.File):  # type: ignore[misc]
         self.device = os.fdopen(fd, "wb")
 
 
+class _Serial(escpos_printer.Serial):  # type: ignore[misc]
+    """python-escpos's serial printer, closed even when the port is gone: the drain of what
+    is still unsent fails then (termios.error, not an OSError), and is given up."""
+
+    def close(self) -> None:
+        port: Any = self._device  # type: ignore[has-type]  # escpos has no annotations
+        self._device = False
+        if not port or not port.is_open:
+            return
+        with contextlib.suppress(Exception):  # unplugged: nothing can be sent any more
+            port.flush()
+        port.close()
+
+
 def escpos_transport(transport: PrinterTransport) -> Any:
     """The python-escpos printer object for a configured transport (not yet opened)."""
     if isinstance(transport, NetworkTransport):
         return _Network(transport.host, transport.port, timeout=transport.timeout_s)
     if isinstance(transport, SerialTransport):
-        return escpos_printer.Serial(
-            transport.port, baudrate=transport.baud, timeout=transport.timeout_s
-        )
+        return _Serial(transport.port, baudrate=transport.baud, timeout=transport.timeout_s)
     if isinstance(transport, UsbTransport):
         if not escpos_printer.Usb.is_usable():
             raise RuntimeError(

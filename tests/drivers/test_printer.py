@@ -216,6 +216,29 @@ def test_a_serial_printer_on_a_pty_with_status(tmp_path: Path) -> None:
 STATUS_QUERY, PAPER_PRESENT, PAPER_END = b"\x10\x04\x04", b"\x12", b"\x72"
 
 
+def test_a_serial_printer_unplugged_mid_slip_prints_it_when_plugged_back(tmp_path: Path) -> None:
+    """The cable is pulled as the printer is asked for its paper: closing the lost port fails
+    too (pyserial's drain raises termios.error, not an OSError). The printer is offline, and
+    the slip prints once the cable is back."""
+    with PtyDevice(tmp_path / "printer") as device:
+        transport = SerialTransport(port=device.path, timeout_s=1.0)
+        config = PrinterConfig(name="serial", transport=transport, **FAST)
+        with SlipPrinter(config) as printer:
+            printer.print_slip(SLIP)
+            seen = bytearray()
+            while STATUS_QUERY not in seen:
+                seen += device.read(timeout_s=0.05)
+            device.unplug()
+            offline = wait_status(printer, lambda status: status.state == PrinterState.offline)
+            assert offline.queued == 1
+            device.replug()
+            received = bytearray()
+            answer_paper_sensor(device, [PAPER_PRESENT, PAPER_PRESENT], received)
+            assert printer.wait_idle(5.0)
+            assert printer.status().printed == 1
+    assert slip_bytes(SLIP, config) in bytes(received)
+
+
 def answer_paper_sensor(device: PtyDevice, replies: list[bytes], received: bytearray) -> None:
     """Play a serial printer: keep what the host sends and answer each DLE EOT 4 with the
     next of `replies`; return once every reply is given."""
