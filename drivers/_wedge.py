@@ -171,6 +171,8 @@ class WedgeReader:
                 self._stop.wait(1.0)
                 continue
             self._put(StateChanged(self.config.name, DeviceState.connected, self.config.device))
+            # keys of a scan the unplug cut short (and a Shift held then) end with that device
+            self._framer = KeyFramer(frame_chars_max=self.config.scan_frame_bytes_max)
             try:
                 self._read(evdev, device)
             except OSError as error:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
+import threading
+import time
 from types import SimpleNamespace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -126,3 +129,43 @@ def test_a_wedge_scanner_through_the_evdev_interface() -> None:
         reader.stop()
         os.close(fake.read_fd)
         os.close(fake.write_fd)
+
+
+def test_a_scan_cut_short_by_an_unplug_does_not_spoil_the_next_one() -> None:
+    """Five digits typed, then the cable pulled before Enter: the first scan after the
+    reconnect is the card scanned, not those five digits and it."""
+    fake = FakeEvdev()
+    codes = {"1": 2, "2": 3, "7": 8, "0": 11}
+    unplug = threading.Event()
+    read = fake.InputDevice.read
+
+    def read_or_vanish(device: Any) -> list[SimpleNamespace]:
+        if unplug.is_set():
+            unplug.clear()
+            os.read(fake.read_fd, 1)
+            raise OSError(errno.ENODEV, "No such device")
+        return read(device)
+
+    fake.InputDevice.read = read_or_vanish  # type: ignore[method-assign]
+    config = WedgeScannerConfig(name="wedge", device="/dev/input/by-id/fake-event-kbd")
+    reader = WedgeReader(config, RULES, evdev_module=fake).start()
+    try:
+        assert reader.next_event(timeout_s=5) is not None  # connected
+        for digit in "27700":
+            fake.pending += [SimpleNamespace(type=1, code=codes[digit], value=v) for v in (1, 0)]
+        os.write(fake.write_fd, b"x")
+        time.sleep(0.3)
+        unplug.set()
+        os.write(fake.write_fd, b"x")
+        states = [reader.next_event(timeout_s=5), reader.next_event(timeout_s=5)]
+        assert [getattr(event, "state", None) for event in states] == [
+            DeviceState.disconnected,
+            DeviceState.connected,
+        ]
+        fake.type_text("2770000000017")
+        event = reader.next_event(timeout_s=5)
+        assert isinstance(event, Identified), event
+        assert event.value == "2770000000017"
+    finally:
+        reader.stop()
+        os.close(fake.read_fd)
