@@ -67,12 +67,23 @@ class Devices:
         self._threads: list[threading.Thread] = []
         self.problems: list[str] = []
         """Readers that could not start, and why (the till sells without them)."""
+        self._started = False
 
     def start(self) -> Devices:
+        self._started = True
+        self._start_readers()
+        self.printers = [open_printer(printer) for printer in self.config.printers]
+        if self.printers:
+            self.till.on_confirmed = self.print_slip
+        return self
+
+    def _start_readers(self) -> None:
+        """The readers, decoding with the till's identity rules as they are now."""
         rules = IdentityRules(
             card_ranges=self.till.settings.identity.card_ranges,
             phone_region=self.till.settings.identity.phone_region,
         )
+        self.problems = []
         for reader_config in self.config.readers:
             try:
                 reader = open_reader(reader_config, rules)
@@ -86,19 +97,28 @@ class Devices:
             )
             thread.start()
             self._threads.append(thread)
-        self.printers = [open_printer(printer) for printer in self.config.printers]
-        if self.printers:
-            self.till.on_confirmed = self.print_slip
-        return self
 
-    def stop(self) -> None:
+    def restart_readers(self) -> None:
+        """Start the readers again with the till's identity rules as they are now: the
+        chain's card ranges come with enrollment, after the readers started."""
+        if not self._started:
+            return
+        self._stop_readers()
+        self._stop.clear()
+        self._start_readers()
+
+    def _stop_readers(self) -> None:
         self._stop.set()
         for reader in self.readers:
             reader.stop()
-        for printer in self.printers:
-            printer.stop()
         for thread in self._threads:
             thread.join(timeout=2)
+        self.readers, self._threads = [], []
+
+    def stop(self) -> None:
+        self._stop_readers()
+        for printer in self.printers:
+            printer.stop()
 
     def print_slip(self, slip: LoyaltySlip) -> None:
         for printer in self.printers:

@@ -167,6 +167,7 @@ class AgentService:
                 return
             credential = load_credential(self.settings.data_dir)
             self.till.settings = enrolled_settings(self.till.settings, self.settings)
+            self.devices.restart_readers()  # they decode with the chain's card ranges now
         if credential is None:
             return
         self.sync = SyncClient(self.till, credential, self.settings, transport=self.transport)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import httpx
+from stdnum import ean
+
+from agent._config import AgentSettings
 from agent._devices import Devices
 from agent._models import IdentifierInput
 from agent._sales import Till
+from agent._service import AgentService
 from drivers import DevicesConfig, PtyDevice
 
-from .conftest import CARD
+from .conftest import CARD, RULES
 
 UNKNOWN_CARD = "2770000000024"
 
@@ -55,3 +61,61 @@ def test_a_wedge_scanner_without_evdev_is_reported_and_the_rest_work(
             assert session.given == IdentifierInput(type="card", value=UNKNOWN_CARD)
         finally:
             devices.stop()
+
+
+def test_the_scanner_reads_the_chains_cards_once_the_agent_enrolled_itself(
+    tmp_path: Path,
+) -> None:
+    """The chain's card ranges come with enrollment, after the readers started: a card of
+    the chain scanned then is the chain's, as it is when the POS sends it."""
+    chain_card = "299000000001" + ean.calc_check_digit("299000000001")
+
+    def central(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        return httpx.Response(
+            200,
+            json={
+                "device_id": body["device_id"],
+                "device_epoch": body["device_epoch"],
+                "secret": "s" * 40,
+                "phone_hash_key_hex": "ab" * 32,
+                "store": {"store_id": "shop-7", "name": "Shop 7"},
+                "card_ranges": [
+                    {
+                        "name": "chain",
+                        "first": "2990000000000",
+                        "last": "2990009999999",
+                        "check": "ean",
+                    }
+                ],
+            },
+        )
+
+    with PtyDevice(tmp_path / "scanner") as device:
+        settings = AgentSettings(
+            data_dir=tmp_path / "agent",
+            rules_file=RULES,
+            api_token="t" * 32,
+            central_url="http://central",
+            enroll_code="CODE-1234",
+            sync_runs_in="thread",
+            devices=DevicesConfig.model_validate(
+                {"readers": [{"kind": "scanner", "name": "scanner", "port": device.path}]}
+            ),
+        )
+        service = AgentService(settings, transport=httpx.MockTransport(central))
+        service.devices.start()  # as start_background: the devices, then the first sync
+        try:
+            service.sync_tick()
+            assert service.till.identify(IdentifierInput(type="card", value=chain_card))
+            deadline = time.monotonic() + 5
+            session = None
+            while session is None and time.monotonic() < deadline:
+                device.scan(chain_card)
+                time.sleep(0.2)
+                session = service.devices.session()
+            assert session is not None
+            assert session.problem is None, session.problem
+            assert session.given == IdentifierInput(type="card", value=chain_card)
+        finally:
+            service.devices.stop()
