@@ -183,8 +183,12 @@ class Till:
             earlier = _stored_reservation(db, request.cheque_id, hashes)
             if earlier is not None:
                 return earlier
-            if not asks_central:
-                resolved = self._resolve(db, request.customer)
+            asked, resolved = resolved, self._resolve(db, request.customer)
+            # read again in the write: a pull applied while central was asked moved the pull
+            # cursor past the till's own acknowledged entries, and the customer read before
+            # it does not have them yet; central's hold is kept if it is this customer's
+            if asks_central and _customer_id(asked) != _customer_id(resolved):
+                hold = None
             priced = self._price(db, resolved, request.basket, request.redeem, hold)
             quote = priced.quote
             slip = loyalty_slip(
@@ -845,6 +849,11 @@ def _as_seen_here(
             counters[name] = max(counters.get(name, 0) + delta, 0)
         update["counters"] = counters
     return cached.model_copy(update=update)
+
+
+def _customer_id(resolved: Resolved | None) -> str | None:
+    customer = None if resolved is None else resolved.customer
+    return None if customer is None else customer.state.customer_id
 
 
 def _customer_of(reservation: Reservation) -> CustomerState:

@@ -458,3 +458,39 @@ def test_a_pull_cut_short_leaves_the_data_as_old_as_it_was(
     monkeypatch.setattr(client, "get", get)
     sync.sync_once()  # the link back: the whole pull
     assert till.data_age_s(till.store.db) == 0
+
+
+@pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument with the TestClient")
+def test_a_pull_while_central_is_asked_for_a_hold_does_not_hide_points(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any]
+) -> None:
+    """A sale's earned points are acknowledged, not yet pulled. The next sale spends all and
+    asks central for a hold; the sync applies a pull page meanwhile. The till must spend
+    what it would have spent without that pull, not 0 "limited by the balance"."""
+    client, admin, _ = central
+    till, sync = _till(tmp_path, client, admin)
+    sync.sync_once()
+    _sell(till, "earn", 100000)
+    sync.push_all(SyncReport())  # acknowledged; the pull that brings it comes later
+
+    def hold_with_a_pull_meanwhile(request: Any) -> Any:
+        answer = sync.hold(request)
+        sync.pull_all(SyncReport())
+        return answer
+
+    def spend_all(cheque_id: str) -> int:
+        line = {"line_id": "1", "sku": "tea", "category": "grocery", "quantity_milli": 1000}
+        request = {
+            "cheque_id": cheque_id,
+            "customer": {"type": "customer", "value": "c-1"},
+            "basket": {"lines": [{**line, "unit_price": 100000, "total": 100000}]},
+            "redeem": {"mode": "all"},
+        }
+        reserved = till.reserve(ReserveRequest.model_validate(request))
+        till.void(VoidRequest(cheque_id=cheque_id))
+        return reserved.quote.burn_points
+
+    till.central_hold = hold_with_a_pull_meanwhile
+    raced = spend_all("raced")
+    till.central_hold = sync.hold
+    assert raced == spend_all("calm") > 0
