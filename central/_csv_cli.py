@@ -36,14 +36,14 @@ def run(engine: sa.Engine, args: Any) -> int:
 def _run(engine: sa.Engine, args: Any) -> int:
     if args.command == "import":
         importer = _csvio.import_customers if args.kind == "customers" else _csvio.import_history
-        with open(args.file, encoding="utf-8-sig", newline="") as lines:
+        with open(args.file, "rb") as raw:
             try:
-                report = importer(engine, lines, system_clock())
+                report = importer(engine, _csvio.utf8_lines(raw), system_clock())
             except _csvio.BadRow as error:
                 print(f"refused: {error}", file=sys.stderr)
                 return 2
         print(json.dumps(report.__dict__, ensure_ascii=False, indent=1))
-        return 0 if report.rejected_count == 0 else 1
+        return 0 if report.rejected_count == 0 and report.stopped is None else 1
     exporter = {
         "customers": _csvio.export_customers,
         "balances": _csvio.export_balances,

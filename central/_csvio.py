@@ -88,6 +88,8 @@ class Report:
     entries: int = 0
     rejected_count: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str | None = None
+    """Why the file was not read to its end, when it was not (`Unreadable`)."""
 
     def reject(self, line: int, key: str, reason: str) -> None:
         self.rejected_count += 1
@@ -95,19 +97,61 @@ class Report:
             self.rejected.append({"line": line, "customer_id": key, "reason": reason})
 
 
+class Unreadable(ValueError):
+    """The file cannot be read on from here (not UTF-8, a quote never closed, a field past
+    the CSV reader's limit): the rows before it are imported, the rest are not read."""
+
+
+def utf8_lines(raw: Iterable[bytes]) -> Iterator[str]:
+    """The lines of a UTF-8 file (a BOM before the first is dropped), each decoded alone:
+    bytes that are not UTF-8 stop the file at their line, not at the chunk around it."""
+    for number, line in enumerate(raw, start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unreadable(f"line {number} is not UTF-8") from None
+        yield text.removeprefix("\ufeff") if number == 1 else text
+
+
 def _rows(lines: Iterable[str], columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(lines)
-    header = tuple(ALIASES.get(name, name) for name in reader.fieldnames or ())
+    reader = csv.DictReader(lines, strict=True)
+    header = tuple(ALIASES.get(name, name) for name in _header(reader))
     reader.fieldnames = list(header)
     missing = [c for c in ("customer_id",) if c not in header]
     unknown = [c for c in header if c not in columns]
+    twice = sorted({c for c in header if header.count(c) > 1})
     if missing or unknown:
         raise BadRow(f"header must name columns from {list(columns)}; bad: {missing + unknown}")
-    for row in reader:
+    if twice:
+        raise BadRow(f"header names a column twice: {twice}")
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as error:
+            raise Unreadable(f"line {reader.line_num}: {error}") from None
+        if row is None:
+            return
         extra = row.pop(None, None)
         if extra:
             row["__extra__"] = "x"
+        if any("\x00" in (value or "") for value in row.values()):
+            row["__nul__"] = "x"
         yield reader.line_num, {k: (v or "").strip() for k, v in row.items()}
+
+
+def _header(reader: csv.DictReader[str]) -> list[str]:
+    try:
+        return list(reader.fieldnames or ())
+    except csv.Error as error:
+        raise BadRow(f"the header cannot be read: {error}") from None
+
+
+def _plain(raw: dict[str, str]) -> dict[str, str]:
+    """`raw`, refused when it holds what no field may (a NUL byte: PostgreSQL stores no text
+    with one)."""
+    if "__nul__" in raw:
+        raise BadRow("a field holds a NUL byte")
+    return raw
 
 
 def _bool(text: str, name: str) -> bool:
@@ -238,17 +282,22 @@ def _stream(
     a time, each batch one transaction."""
     report = Report()
     batch: Batch = []
-    for line, raw in _rows(lines, columns):
-        report.rows += 1
-        try:
-            parsed = parse(raw)
-        except BadRow as error:
-            report.reject(line, raw.get("customer_id", ""), str(error))
-            continue
-        batch.append((line, parsed))
-        if len(batch) >= import_batch_rows:
-            write(engine, batch, now, report)
-            batch = []
+    try:
+        for line, raw in _rows(lines, columns):
+            report.rows += 1
+            try:
+                parsed = parse(_plain(raw))
+            except BadRow as error:
+                report.reject(line, raw.get("customer_id", ""), str(error))
+                continue
+            batch.append((line, parsed))
+            if len(batch) >= import_batch_rows:
+                write(engine, batch, now, report)
+                batch = []
+    except Unreadable as error:
+        if not report.rows:
+            raise BadRow(str(error)) from None
+        report.stopped = f"{error}: the rows before it were imported, none after it was read"
     if batch:
         write(engine, batch, now, report)
     report.rejected.sort(key=lambda item: int(item["line"]))
@@ -422,16 +471,20 @@ def _purchase(raw: dict[str, str]) -> dict[str, Any]:
 def _history_batch(engine: sa.Engine, batch: Batch, now: datetime, report: Report) -> None:
     with engine.begin() as conn:
         ids = sorted({p["customer_id"] for _, p in batch})
-        known = set(
-            conn.execute(
-                sa.select(t.customers.c.customer_id).where(t.customers.c.customer_id.in_(ids))
-            ).scalars()
-        )
+        known = {
+            row.customer_id: row
+            for row in conn.execute(
+                sa.select(
+                    t.customers.c.customer_id, t.customers.c.status, t.customers.c.merged_into
+                ).where(t.customers.c.customer_id.in_(ids))
+            )
+        }
         taken = _entries.keys_taken(conn, [p["key"] for _, p in batch])
         specs: list[dict[str, Any]] = []
         for line, p in batch:
-            if p["customer_id"] not in known:
-                report.reject(line, p["customer_id"], "customer is not known at central")
+            refused = _history_refused(known.get(p["customer_id"]))
+            if refused is not None:
+                report.reject(line, p["customer_id"], refused)
             elif p["key"] in taken:
                 report.unchanged += 1
             else:
@@ -448,6 +501,18 @@ def _history_batch(engine: sa.Engine, batch: Batch, now: datetime, report: Repor
                     specs.append({**common, "asset": "rolling_spend", "amount": p["total"]})
                 report.imported += 1
         report.entries += len(_entries.write(conn, specs, now))
+
+
+def _history_refused(customer: Any) -> str | None:
+    """Why a purchase cannot be imported for `customer` (a row of theirs, None if unknown):
+    no till or job reads a merged customer's counters, and an erased one has none."""
+    if customer is None:
+        return "customer is not known at central"
+    if customer.status == "erased":
+        return "customer was erased"
+    if customer.status == "merged":
+        return f"customer was merged into {customer.merged_into}: import the purchase there"
+    return None
 
 
 # --- export -------------------------------------------------------------------------------

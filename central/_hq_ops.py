@@ -4,7 +4,6 @@ device sync health, jobs, and CSV import and export."""
 from __future__ import annotations
 
 import difflib
-import io
 import json
 import tempfile
 from typing import Annotated, Any, Literal
@@ -213,20 +212,19 @@ async def import_csv(request: Request, kind: Literal["customers", "history"]) ->
     spool.seek(0)
 
     def work() -> _csvio.Report:
-        text = io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
         try:
             with central.writing():
                 now = central.clock()
                 try:
-                    report = _importers[kind](central.engine, text, now)
-                except (_csvio.BadRow, UnicodeDecodeError) as error:
+                    report = _importers[kind](central.engine, _csvio.utf8_lines(spool), now)
+                except _csvio.BadRow as error:
                     raise Refused(422, "bad_csv", str(error)) from None
                 with central.engine.begin() as conn:
                     summary = {k: v for k, v in report.__dict__.items() if k != "rejected"}
                     audit(conn, who, f"import_{kind}", kind, summary, to_ms(now))
             return report
         finally:
-            text.close()
+            spool.close()
 
     report = await run_in_threadpool(work)
     return report.__dict__

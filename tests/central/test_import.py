@@ -18,6 +18,13 @@ from central import _tables as t
 from .checks import assert_ledger_consistent
 from .tills import NOW, Hq
 
+
+def get(hq: Hq, path: str) -> Any:
+    answer = hq.client.get(path, headers=hq.headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
 HEADER = "customer_id,first_name,phone,card,birthday,consent_marketing,consent_data,points\n"
 BAD = {
     # row index (0-based, data rows) -> (the row, the start of the reason)
@@ -276,3 +283,62 @@ def test_purchases_that_would_take_a_counter_past_its_bounds_refuse_the_file(
     assert "rolling_spend of customer:ok-1" in refused.json()["message"]
     balances = assert_ledger_consistent(engine)
     assert ("customer:ok-1", "rolling_spend") not in balances
+
+
+def _send(hq: Hq, kind: str, body: bytes) -> Any:
+    headers = {**hq.headers, "content-type": "text/csv"}
+    return hq.client.post(f"/admin/import/{kind}", content=body, headers=headers)
+
+
+def test_a_file_unreadable_past_some_line_keeps_what_came_before_and_says_where(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """Bytes that are not UTF-8 on line 1,502, a quote never closed, a field past the CSV
+    reader's limit: the rows before are imported and audited, the report says where the file
+    stopped being read, and the file fixed imports the rest (the first rows unchanged)."""
+    good = [f"c-{n},Имя {n}\n" for n in range(1, 1501)]
+    head = "customer_id,first_name\n"
+    broken = (head + "".join(good)).encode() + b"c-bad,\xff\xfe\n" + b"c-1501,Last\n"
+    report = _send(hq, "customers", broken)
+    assert report.status_code == 200, report.text
+    assert report.json()["imported"] == 1500
+    assert report.json()["stopped"].startswith("line 1502 is not UTF-8")
+    audited = [row for row in get(hq, "/admin/audit") if row["action"] == "import_customers"]
+    assert audited[0]["detail"]["imported"] == 1500
+    assert "line 1502" in audited[0]["detail"]["stopped"]
+    fixed = _post(hq, "customers", head + "".join(good) + "c-bad,Fixed\nc-1501,Last\n")
+    assert (fixed["unchanged"], fixed["imported"], fixed["stopped"]) == (1500, 2, None)
+    for body, said in [
+        (head + 'c-q,"never closed\nc-r,Other\n', "unexpected end of data"),
+        (head + "c-big," + "A" * 200_000 + "\n", "field larger than field limit"),
+    ]:
+        answer = _send(hq, "customers", (head + "c-ok,Fine\n" + body[len(head) :]).encode())
+        assert answer.status_code == 200, answer.text
+        assert said in answer.json()["stopped"]
+    with engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(t.customers)).scalar_one()
+    assert count == 1500 + 2 + 1
+
+
+def test_files_refused_whole_and_rows_refused_alone(hq: Hq) -> None:
+    """A column named twice or a file that is not UTF-8 from its first line: nothing read.
+    A NUL byte in a field, or a purchase of a merged or erased customer: that row."""
+    twice = _send(hq, "customers", b"customer_id,first_name,first_name\nc-1,A,B\n")
+    assert (twice.status_code, twice.json()["code"]) == (422, "bad_csv")
+    assert "twice" in twice.json()["message"]
+    utf16 = _send(hq, "customers", "customer_id,first_name\nc-1,Анна\n".encode("utf-16"))
+    assert (utf16.status_code, utf16.json()["code"]) == (422, "bad_csv")
+    report = _post(hq, "customers", "customer_id,first_name\nc-1,An\x00na\nc-2,Бо\nc-3,Ия\nk-1,K\n")
+    assert [(r["line"], r["reason"]) for r in report["rejected"]] == [
+        (2, "a field holds a NUL byte")
+    ]
+    hq.post("/admin/customers/merge", {"duplicate_id": "c-2", "keep_id": "k-1", "reason": "twin"})
+    hq.post("/admin/customers/c-3/erase")
+    rows = [("c-2", "p1"), ("c-3", "p2"), ("k-1", "p3")]
+    history = HISTORY + "".join(f"{who},{what},2025-10-01,100\n" for who, what in rows)
+    bought = _post(hq, "history", history)
+    assert [(r["customer_id"], r["reason"]) for r in bought["rejected"]] == [
+        ("c-2", "customer was merged into k-1: import the purchase there"),
+        ("c-3", "customer was erased"),
+    ]
+    assert bought["imported"] == 1
