@@ -2,9 +2,10 @@
 
 It talks to the running agent over the same local API a POS would use, so it sells exactly
 as an integrated POS does. Commands: `id CARD-OR-QR`, `phone PHONE`, `add SKU QTY PRICE [CATEGORY]`
-(quantity in units, `0.25` allowed; price in roubles, `89.90`), `redeem POINTS`, `quote`,
-`pay FISCAL-NO`, `void`, `new`, `status`, `help`, `quit`. A mistake, or an agent that does not
-answer, is a line starting with `!`, and the cheque stays as it was.
+(quantity in units, `0.25` allowed; price in roubles, `89.90`; SKU and category in Latin
+letters, digits and `._:-`), `drop LINE`, `redeem POINTS`, `quote`, `pay FISCAL-NO`, `void`,
+`new`, `status`, `help`, `quit`. A mistake, or an agent that does not answer, is a line
+starting with `!`, and the cheque stays as it was.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TextIO
 
 import httpx
+from pydantic import ValidationError
 
 from agent._config import AgentSettings
 from agent._service import ensure_token
+from protocol import BasketLine, RedeemRequest, describe_validation
 
 HELP = __doc__.split("\n\n", 1)[1] if __doc__ else ""
 
@@ -47,6 +50,15 @@ def _minor(text: str, decimals: int, largest: Decimal) -> int:
     if value != value.quantize(step):
         raise ValueError(f"{text!r}: at most {decimals} decimals")
     return int(value.scaleb(decimals))
+
+
+def _sellable(model: type[BasketLine] | type[RedeemRequest], data: dict[str, Any]) -> None:
+    """ValueError, in the agent's own words, for what the agent would refuse."""
+    try:
+        model.model_validate(data)
+    except ValidationError as error:
+        message, _ = describe_validation(error.errors())
+        raise ValueError(message) from None
 
 
 def _money(kopecks: int) -> str:
@@ -137,25 +149,39 @@ class ManualTill:
         self.say(f"customer {who}: balance {balance.get('balance', 0)}, available {available}")
 
     def do_add(self, args: list[str]) -> None:
+        if len(args) not in (3, 4):
+            raise ValueError("usage: add SKU QTY PRICE [CATEGORY], e.g. add milk-1l 2 89.90 dairy")
         sku, quantity = args[0], _minor(args[1], 3, quantity_units_max)
         price = _minor(args[2], 2, Decimal(amount_kopecks_max) / 100)
         category = args[3] if len(args) > 3 else None
         total = (quantity * price + 500) // 1000
         if total > amount_kopecks_max:
             raise ValueError(f"{args[1]} x {args[2]} is more than one line may come to")
-        self.lines.append(
-            {
-                "line_id": str(len(self.lines) + 1),
-                "sku": sku,
-                "category": category,
-                "quantity_milli": quantity,
-                "unit_price": price,
-                "total": total,
-            }
-        )
+        line = {
+            "line_id": str(len(self.lines) + 1),
+            "sku": sku,
+            "category": category,
+            "quantity_milli": quantity,
+            "unit_price": price,
+            "total": total,
+        }
+        _sellable(BasketLine, line)  # as the agent will check it: a bad line never joins
+        self.lines.append(line)
         self.say(f"line {len(self.lines)}: {sku} x {args[1]} = {_money(total)}")
 
+    def do_drop(self, args: list[str]) -> None:
+        """Take a line off the cheque; the lines after it move up."""
+        if len(args) != 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= len(self.lines):
+            raise ValueError(f"usage: drop LINE, a line number from 1 to {len(self.lines)}")
+        gone = self.lines.pop(int(args[0]) - 1)
+        for number, line in enumerate(self.lines, start=1):
+            line["line_id"] = str(number)
+        self.say(f"dropped {gone['sku']}; {len(self.lines)} lines left")
+
     def do_redeem(self, args: list[str]) -> None:
+        if len(args) != 1 or not args[0].isdigit():
+            raise ValueError("usage: redeem POINTS, a whole number of points (0 for none)")
+        _sellable(RedeemRequest, {"points": int(args[0])})
         self.redeem = int(args[0])
         self.say(f"will ask to spend {self.redeem} points")
 

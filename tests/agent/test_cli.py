@@ -133,6 +133,35 @@ def test_manual_till_refuses_numbers_that_are_not_prices(agent: AgentProcess) ->
     assert "total 179.80" in out
 
 
+def test_manual_till_keeps_lines_the_agent_would_refuse_off_the_cheque(agent: AgentProcess) -> None:
+    """A SKU in Cyrillic, points below zero, a command short of its arguments: refused as
+    typed, and the cheque stays one the agent sells; a line typed wrong can be dropped."""
+    script = [
+        "add молоко 1 89.90",
+        "add milk 1 10 молочка",
+        "add milk",
+        "redeem -5",
+        "redeem",
+        "add milk-1l 2 89.90 dairy",
+        "add bread 1 45.00",
+        "drop 1",
+        "drop 7",
+        "quote",
+        "quit",
+    ]
+    done = run(agent.config, "till", stdin="\n".join(script) + "\n")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.count("! sku: String should match pattern") == 1, out
+    assert "! category: String should match pattern" in out
+    assert "! usage: add SKU QTY PRICE [CATEGORY]" in out
+    assert out.count("! usage: redeem POINTS") == 2
+    assert "dropped milk-1l; 1 lines left" in out
+    assert "! usage: drop LINE, a line number from 1 to 1" in out
+    assert "total 45.00" in out
+    assert "list index out of range" not in out
+
+
 def test_manual_till_keeps_the_cheque_until_the_agent_answers(tmp_path: Path) -> None:
     """The agent is down while the cashier rings up: each call says so, and once it is up the
     same cheque, lines and customer, is paid."""
