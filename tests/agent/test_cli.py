@@ -109,6 +109,14 @@ def test_manual_till_says_what_went_wrong(agent: AgentProcess) -> None:
     assert "[invalid_request]" in done.stdout  # paying for an empty basket
 
 
+def _at_the_till(agent: AgentProcess, typed: list[str]) -> str:
+    """What manual till mode prints for the lines `typed` (then `quit`)."""
+    done = run(agent.config, "till", stdin="\n".join([*typed, "quit"]) + "\n")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
 def test_manual_till_refuses_numbers_that_are_not_prices(agent: AgentProcess) -> None:
     script = [
         "add milk 1 inf",
@@ -118,12 +126,8 @@ def test_manual_till_refuses_numbers_that_are_not_prices(agent: AgentProcess) ->
         "add milk 1 89.901",
         "add milk-1l 2 89.90 dairy",
         "quote",
-        "quit",
     ]
-    done = run(agent.config, "till", stdin="\n".join(script) + "\n")
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    out = done.stdout
+    out = _at_the_till(agent, script)
     assert "! 'inf' is not a number" in out
     assert "! 'sNaN' is not a number" in out
     assert "! 'NaN' is not a number" in out
@@ -147,11 +151,8 @@ def test_manual_till_keeps_lines_the_agent_would_refuse_off_the_cheque(agent: Ag
         "drop 1",
         "drop 7",
         "quote",
-        "quit",
     ]
-    done = run(agent.config, "till", stdin="\n".join(script) + "\n")
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
+    out = _at_the_till(agent, script)
     assert out.count("! sku: String should match pattern") == 1, out
     assert "! category: String should match pattern" in out
     assert "! usage: add SKU QTY PRICE [CATEGORY]" in out
