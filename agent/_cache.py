@@ -28,6 +28,7 @@ from protocol import (
 )
 
 _lots = TypeAdapter(tuple[Lot, ...])
+_identifiers = TypeAdapter(tuple[Identifier, ...])
 _Model = TypeVar("_Model", bound=BaseModel)
 parsed_documents_cached_max = 16
 """Stored documents parsed lately, by their text: a customer's state is read on each of their
@@ -193,9 +194,11 @@ def erase_customer(
     """Inside a write: the tombstone. Personal data of the customer is gone from the till:
     from its cache, and from what the till kept of their sales and sign-up (`_erasure`). A
     customer who signed up here is cached under the provisional id the till gave them: the
-    tombstone's identifiers name them too."""
+    tombstone's identifiers name them too, as the owner of those identifiers or, once central
+    made them a customer of its own id and the identifiers went to that one, through the
+    sign-up's record."""
     keys = [identifier_key(identifier) for identifier in identifiers]
-    owners = {customer_id}
+    owners = {customer_id} | _signed_up_with(db, set(keys))
     for kind, value in keys:
         owner = db.execute(
             "SELECT customer_id FROM identifiers WHERE kind = ? AND value = ?", [kind, value]
@@ -211,6 +214,20 @@ def erase_customer(
             [str(CustomerStatus.erased), erased.model_dump_json(), owner_id],
         )
     _erasure.forget(db, sorted(owners))
+
+
+def _signed_up_with(db: sqlite_utils.Database, keys: set[tuple[str, str]]) -> set[str]:
+    """The provisional customers sign-ups at this till made with any of `keys` (a sign-up
+    scrubbed already names none)."""
+    rows = db.execute(
+        "SELECT json_extract(payload, '$.provisional_customer_id'), "
+        "json_extract(payload, '$.identifiers') FROM outbox WHERE record = 'signup'"
+    ).fetchall()
+    return {
+        customer_id
+        for customer_id, identifiers in rows
+        if {identifier_key(i) for i in _identifiers.validate_json(identifiers)} & keys
+    }
 
 
 def put_rule_set(

@@ -494,3 +494,27 @@ def test_a_pull_while_central_is_asked_for_a_hold_does_not_hide_points(
     raced = spend_all("raced")
     till.central_hold = sync.hold
     assert raced == spend_all("calm") > 0
+
+
+def test_an_erasure_reaches_a_member_who_signed_up_here_under_centrals_own_id(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any]
+) -> None:
+    """A customer joins at the till (a provisional id of the till's); HQ creates them under
+    an id of its own with the same phone, which the till pulls; then HQ erases them. The
+    tombstone names central's id, and the phone is that one's now: the sign-up here is still
+    theirs, and nothing of it may stay."""
+    client, admin, _ = central
+    till, sync = _till(tmp_path, client, admin)
+    sync.sync_once()
+    phone = "+79165550199"
+    till.signup(SignupRequest(signup_id="s-1", phone=phone, consent_data=True, first_name="Ия"))
+    sync.sync_once()
+    made = {"customer_id": "c-new", "first_name": "Ия", "phones": [phone], "consent_data": True}
+    admin.call("POST", "/customers", made)
+    sync.sync_once()
+    db = tmp_path / "till" / "till.db"
+    needles = {"name": "Ия"}
+    assert {table for table, _ in _personal_data_in(db, needles)} >= {"customers", "signups"}
+    admin.call("POST", "/customers/c-new/erase")
+    sync.sync_once()
+    assert _personal_data_in(db, needles) == set()
