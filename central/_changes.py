@@ -321,12 +321,23 @@ def lots_of(states: Mapping[str, Folded], now_ms: int) -> dict[str, list[Body]]:
             [((usable, ends), left)] = groups.items()
             found[key] = [_lot_body(usable, ends, left)]
             continue
-        bodies = [
-            _lot_body(usable, ends, left)
-            for (usable, ends), left in sorted(groups.items(), key=_group_order)
-        ]
-        found[key] = bodies[-lots_per_balance_max:]
+        ordered = sorted(groups.items(), key=_group_order)
+        found[key] = [_lot_body(usable, ends, left) for (usable, ends), left in _at_most(ordered)]
     return found
+
+
+def _at_most(
+    groups: list[tuple[tuple[int, int | None], int]],
+) -> list[tuple[tuple[int, int | None], int]]:
+    """`groups` (in `_group_order`), at most `lots_per_balance_max` of them: the last ones
+    past that go as one, usable when the latest of them is and ending when the first of them
+    ends, so that a till still never spends early or late, and the lots add up to the balance."""
+    if len(groups) <= lots_per_balance_max:
+        return groups
+    kept, rest = groups[: lots_per_balance_max - 1], groups[lots_per_balance_max - 1 :]
+    usable = max(usable for (usable, _), _ in rest)
+    ends = min((ends for (_, ends), _ in rest if ends is not None), default=None)
+    return [*kept, ((usable, ends), sum(left for _, left in rest))]
 
 
 def _day_up(ms: int) -> int:

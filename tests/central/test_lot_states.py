@@ -261,3 +261,35 @@ def test_a_spend_onto_a_kept_state_takes_the_lot_that_expires_first() -> None:
     kept = _lot_state._decode(start.debt, _lot_state._encode(start))
     folded = _lot_state.fold([_lot_state.Step("s", -4, None)], {}, kept)
     assert folded.open_lots() == [["a", 10, None, None], ["b", 6, None, 5]]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    extra=st.integers(1, 40),
+    pending=st.integers(0, 5),
+    now_ms=st.integers(0, 10 * _day_ms),
+)
+def test_an_account_with_more_lot_groups_than_a_balance_carries_still_adds_up(
+    extra: int, pending: int, now_ms: int
+) -> None:
+    """Points expiring on more distinct days than a balance change carries lots for: the
+    lots sent add up to the balance, and none is usable earlier or ends later than the
+    points in it (a till never spends early or late)."""
+    count = _changes.lots_per_balance_max + extra
+    lots = {
+        f"l{n}": [f"l{n}", 10, None, (n + 20) * _day_ms + now_ms]  # usable now, one a day
+        for n in range(count)
+    }
+    for n in range(pending):  # earned lately: usable later
+        lots[f"p{n}"] = [f"p{n}", 7, now_ms + (n + 1) * _day_ms, None]
+    folded = _lot_state.Folded(lots, 0)
+    sent = _changes.lots_of({"k": folded}, now_ms)["k"]
+    assert len(sent) == _changes.lots_per_balance_max
+    assert sum(body["points"] for body in sent) == folded.balance
+    exact = _lots_by_day(folded, now_ms)
+    kept = _changes.lots_per_balance_max - 1
+    assert sent[:kept] == exact[:kept]
+    merged, last = exact[kept:], sent[-1]  # the rest went as one
+    assert last["activates_at"] == max(lot["activates_at"] for lot in merged)
+    ends = [lot["expires_at"] for lot in merged if lot["expires_at"] is not None]
+    assert last["expires_at"] == (min(ends) if ends else None)
