@@ -162,7 +162,18 @@ class Till:
     def quote(self, request: QuoteRequest) -> Quote:
         with self.store.read() as db:
             resolved = self._resolve(db, request.customer)
-            return self._price(db, resolved, request.basket, request.redeem, None).quote
+            hold = self._hold_expected(db, resolved)
+            return self._price(db, resolved, request.basket, request.redeem, hold).quote
+
+    def _hold_expected(self, db: sqlite_utils.Database, resolved: Resolved | None) -> CentralAnswer:
+        """What reserve can expect of central for the quote to preview it: online (the last
+        sync went through) and for a customer known by more than a phone (whose spending
+        online needs a code), central holds what the balance and the rules allow; otherwise
+        the offline allowance applies, as it will at reserve."""
+        if self.central_hold is None or resolved is None or resolved.phone_only:
+            return None
+        online = db.execute("SELECT value FROM meta WHERE key = 'online'").fetchone()
+        return _CENTRAL_HOLDS_ALL if online is not None and online[0] == "1" else None
 
     # --- reserve ----------------------------------------------------------------------------
 

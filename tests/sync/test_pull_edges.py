@@ -22,7 +22,7 @@ import pytest
 from agent import _sync
 from agent._clock import ManualClock
 from agent._config import AgentSettings
-from agent._demo import CARD, setup_central
+from agent._demo import CARD, LIMITS, setup_central
 from agent._models import (
     ConfirmRequest,
     IdentifierInput,
@@ -518,3 +518,36 @@ def test_an_erasure_reaches_a_member_who_signed_up_here_under_centrals_own_id(
     admin.call("POST", "/customers/c-new/erase")
     sync.sync_once()
     assert _personal_data_in(db, needles) == set()
+
+
+@pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument with the TestClient")
+def test_the_quote_previews_what_reserve_spends_online_and_offline(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any]
+) -> None:
+    """Online, reserve spends what central holds, past the till's offline allowance: the
+    quote the cashier reads out says the same. Offline, both keep to the allowance."""
+    client, admin, _ = central
+    admin.call("POST", "/customers/c-anna/adjustments", {"points": 5000, "reason": "for the test"})
+    till, sync = _till(tmp_path, client, admin)
+    till.central_hold = sync.hold
+    sync.sync_once()
+    line = {"line_id": "1", "sku": "tea", "category": "grocery", "quantity_milli": 1000}
+    sale = {
+        "customer": {"type": "card", "value": CARD},
+        "basket": {"lines": [{**line, "unit_price": 500000, "total": 500000}]},
+        "redeem": {"points": 3000},
+    }
+
+    def quoted_then_reserved(cheque_id: str) -> tuple[int, int]:
+        quote = till.quote(QuoteRequest.model_validate(sale))
+        reserved = till.reserve(ReserveRequest.model_validate({"cheque_id": cheque_id, **sale}))
+        till.void(VoidRequest(cheque_id=cheque_id))
+        return quote.burn_points, reserved.quote.burn_points
+
+    online = quoted_then_reserved("online")
+    assert online[0] == online[1] > LIMITS["customer_points_per_till_max"]
+    with till.store.write() as db:  # the last sync failed: the till is offline
+        db.execute("UPDATE meta SET value = '0' WHERE key = 'online'")
+    till.central_hold = lambda _: None  # and central does not answer
+    offline = quoted_then_reserved("offline")
+    assert offline[0] == offline[1] == LIMITS["customer_points_per_till_max"]
