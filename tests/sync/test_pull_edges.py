@@ -291,24 +291,38 @@ def test_a_sync_that_cannot_trust_an_answer_fails_in_words_and_marks_nothing(
         assert _local(till) >= before - 1  # at most the record sent may be central's
 
 
+def _online_till_of_anna(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any], points: int
+) -> tuple[Till, SyncClient]:
+    """A till that asks central for holds, synced, with Anna (the demo's card) at `points`."""
+    client, admin, _ = central
+    admin.call(
+        "POST", "/customers/c-anna/adjustments", {"points": points, "reason": "for the test"}
+    )
+    till, sync = _till(tmp_path, client, admin)
+    till.central_hold = sync.hold
+    sync.sync_once()
+    return till, sync
+
+
+def _annas_tea(price: int, redeem: dict[str, Any]) -> dict[str, Any]:
+    line = {"line_id": "1", "sku": "tea", "category": "grocery", "quantity_milli": 1000}
+    return {
+        "customer": {"type": "card", "value": CARD},
+        "basket": {"lines": [{**line, "unit_price": price, "total": price}]},
+        "redeem": redeem,
+    }
+
+
 @pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument with the TestClient")
 def test_central_holds_what_the_sale_spends_not_what_was_asked(
     tmp_path: Path, central: tuple[TestClient, Admin, Any]
 ) -> None:
     """ "Spend all" on a small cheque: the rules let it spend half of the cheque, and central
     holds that much. It held the whole balance, and every other till was refused."""
-    client, admin, _ = central
-    admin.call("POST", "/customers/c-anna/adjustments", {"points": 10000, "reason": "for the test"})
-    till, sync = _till(tmp_path, client, admin)
-    till.central_hold = sync.hold
-    sync.sync_once()
-    line = {"line_id": "1", "sku": "tea", "category": "grocery", "quantity_milli": 1000}
-    request = {
-        "cheque_id": "small",
-        "customer": {"type": "card", "value": CARD},
-        "basket": {"lines": [{**line, "unit_price": 10000, "total": 10000}]},
-        "redeem": {"mode": "all"},
-    }
+    _, admin, _ = central
+    till, _ = _online_till_of_anna(tmp_path, central, 10000)
+    request = {"cheque_id": "small", **_annas_tea(10000, {"mode": "all"})}
     reserved = till.reserve(ReserveRequest.model_validate(request))
     assert reserved.hold_mode == "central"
     assert 0 < reserved.quote.burn_points < 10000
@@ -526,17 +540,8 @@ def test_the_quote_previews_what_reserve_spends_online_and_offline(
 ) -> None:
     """Online, reserve spends what central holds, past the till's offline allowance: the
     quote the cashier reads out says the same. Offline, both keep to the allowance."""
-    client, admin, _ = central
-    admin.call("POST", "/customers/c-anna/adjustments", {"points": 5000, "reason": "for the test"})
-    till, sync = _till(tmp_path, client, admin)
-    till.central_hold = sync.hold
-    sync.sync_once()
-    line = {"line_id": "1", "sku": "tea", "category": "grocery", "quantity_milli": 1000}
-    sale = {
-        "customer": {"type": "card", "value": CARD},
-        "basket": {"lines": [{**line, "unit_price": 500000, "total": 500000}]},
-        "redeem": {"points": 3000},
-    }
+    till, _ = _online_till_of_anna(tmp_path, central, 5000)
+    sale = _annas_tea(500000, {"points": 3000})
 
     def quoted_then_reserved(cheque_id: str) -> tuple[int, int]:
         quote = till.quote(QuoteRequest.model_validate(sale))
