@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Protocol
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+boot_time_resolution_s = 600
+"""Where the machine names no boot (Windows, macOS): its start by the wall clock less the
+monotonic clock, to this many seconds, so that the agent's processes name the same boot."""
 
 
 class Clock(Protocol):
@@ -24,18 +27,28 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    """Linux: CLOCK_BOOTTIME and the kernel's boot id. Elsewhere the monotonic clock, which
+    runs from the machine's start, and that start as the boot's name (`_started`)."""
+
     def __init__(self) -> None:
-        self._boot_id = _BOOT_ID.read_text().strip() if _BOOT_ID.exists() else "unknown-boot"
+        self._boot_id = _BOOT_ID.read_text().strip() if _BOOT_ID.exists() else _started()
 
     def wall(self) -> datetime:
         return datetime.now(UTC)
 
     def boottime_s(self) -> float:
-        clock_id = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
-        return time.clock_gettime(clock_id)
+        clock_id = getattr(time, "CLOCK_BOOTTIME", None)
+        return time.monotonic() if clock_id is None else time.clock_gettime(clock_id)
 
     def boot_id(self) -> str:
         return self._boot_id
+
+
+def _started() -> str:
+    """When this machine started (a reboot changes it; a wall clock set far enough also
+    does, which makes the data's age unknown until the next pull: the safe side)."""
+    started_s = time.time() - time.monotonic()
+    return f"started-{int(started_s // boot_time_resolution_s)}"
 
 
 @dataclass

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -74,3 +78,24 @@ def test_allowance_never_exceeds_any_bound(
         assert result.points == 0
     if result.points < requested:
         assert result.reason
+
+
+def test_the_system_clock_where_the_machine_names_no_boot(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Windows has no CLOCK_BOOTTIME and no /proc boot id: the boot clock is the monotonic
+    one, and two processes of the agent name the same boot (the sync process records the
+    pull, the POS API's reads its age), which a reboot changes."""
+    from agent import _clock
+
+    monkeypatch.setattr(_clock, "_BOOT_ID", tmp_path / "no-such-file")
+    monkeypatch.delattr(_clock.time, "CLOCK_BOOTTIME")
+    api, sync = _clock.SystemClock(), _clock.SystemClock()
+    assert api.boot_id() == sync.boot_id()
+    pulled_at = sync.boottime_s()
+    age = data_age_s(sync.boot_id(), pulled_at, api.boot_id(), api.boottime_s())
+    assert age is not None
+    assert 0 <= age < 1
+    up_s = time.monotonic()
+    monkeypatch.setattr(_clock.time, "monotonic", lambda: up_s - 3600)  # started an hour later
+    assert _clock.SystemClock().boot_id() != api.boot_id()
