@@ -139,6 +139,10 @@ class Devices:
         except IdentifierRejected as rejected:
             self._set(event.device, None, rejected.reason)
             return
+        except Exception as error:  # the database, say: the reader goes on
+            log.exception("reader %s: identifying a scan failed", event.device)
+            self._set(event.device, None, f"the till could not look this up ({error})"[:300])
+            return
         self._set(event.device, found, None, given)
 
     def _set(

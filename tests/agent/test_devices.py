@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from stdnum import ean
@@ -119,3 +121,37 @@ def test_the_scanner_reads_the_chains_cards_once_the_agent_enrolled_itself(
             assert session.given == IdentifierInput(type="card", value=chain_card)
         finally:
             service.devices.stop()
+
+
+def test_a_scan_the_till_fails_to_look_up_is_reported_and_the_next_one_works(
+    till: Till, tmp_path: Path
+) -> None:
+    """The database fails once (locked past its timeout, say): the session says so, and the
+    reader goes on identifying the next scan."""
+    identify, failures = till.identify, [sqlite3.OperationalError("database is locked")]
+
+    def failing_once(given: IdentifierInput) -> Any:
+        if failures:
+            raise failures.pop()
+        return identify(given)
+
+    till.identify = failing_once  # type: ignore[method-assign]
+    with PtyDevice(tmp_path / "scanner") as scanner:
+        config = DevicesConfig.model_validate(
+            {"readers": [{"kind": "scanner", "name": "scanner", "port": scanner.path}]}
+        )
+        devices = Devices(config, till, session_ttl_s=60).start()
+        try:
+            deadline = time.monotonic() + 10
+            seen = []
+            while len(seen) < 2 or seen[-1].identification is None:
+                assert time.monotonic() < deadline, seen
+                scanner.scan(CARD)
+                time.sleep(0.2)
+                session = devices.session()
+                if session is not None and session not in seen:
+                    seen.append(session)
+            assert "could not look this up (database is locked)" in (seen[0].problem or "")
+            assert seen[-1].identification.customer_id == "c-1"
+        finally:
+            devices.stop()
