@@ -140,13 +140,10 @@ def pull(
     pull). `tests/central` parse every page they pull as a `PullResponse`, as tills do.
     `parsed` keeps rows parsed across pages (none: each row is parsed here)."""
     limit = max(1, min(limit, pull_page_changes_max))
-    floor = counter(conn, "change_floor")
     top = counter(conn, "change_seq")
-    if since < floor or since > top:
-        why = "older than the retained change log" if since < floor else "ahead of central"
-        return SnapshotRequired(
-            oldest_cursor=floor, message=f"cursor {since} is {why}; fetch /sync/snapshot"
-        )
+    refused = _cursor_refused(conn, since, top)
+    if refused is not None:
+        return refused
     rows_parsed = parsed or ParsedRows()
     changes: list[Body] = []
     cursor, more = since, False
@@ -173,8 +170,24 @@ def pull(
             break
     if not more and len(changes) == limit:
         more = top > cursor
+    # Again: on PostgreSQL each statement sees what committed before it, and a prune that
+    # committed between the first look and the rows took rows this page would have had.
+    refused = _cursor_refused(conn, since, top)
+    if refused is not None:
+        return refused
     envelope = PullResponse(changes=(), next_cursor=cursor, more=more, server_time=server_time)
     return orjson.dumps({**envelope.model_dump(mode="json"), "changes": changes})
+
+
+def _cursor_refused(conn: sa.Connection, since: int, top: int) -> SnapshotRequired | None:
+    """`SnapshotRequired` for a cursor older than the change log kept or ahead of `top`."""
+    floor = counter(conn, "change_floor")
+    if floor <= since <= top:
+        return None
+    why = "older than the retained change log" if since < floor else "ahead of central"
+    return SnapshotRequired(
+        oldest_cursor=floor, message=f"cursor {since} is {why}; fetch /sync/snapshot"
+    )
 
 
 change_log_retention_days = 90

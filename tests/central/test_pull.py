@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from central import _changes, cli
+from central import _changes, _db, cli
 from protocol import EntryKind, PullResponse, PushResponse, SnapshotPage, SnapshotRequired
 
 from .tills import Hq, Till
@@ -241,3 +241,37 @@ def test_a_snapshot_carries_a_tombstone_for_each_erased_customer(
     erasures = [c for c in page.changes if c.type == "erasure"]
     assert customers == ["kept"]
     assert [(c.customer_id, c.identifiers) for c in erasures] == [("gone", ())]
+
+
+def test_a_prune_that_commits_while_a_page_is_read_never_makes_it_skip(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """The prune job drops the oldest changes between a pull's look at the oldest cursor
+    kept and its read of the rows (PostgreSQL reads each statement afresh): the page is a
+    snapshot-required, or whole from the cursor on, never one that starts past a gap."""
+    for n in range(6):
+        hq.customer(f"c{n}")
+    with engine.connect() as conn:
+        since = _changes.counter(conn, "change_seq") - 4
+
+    pruned = []
+
+    def prune_meanwhile(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM change_log" in statement and "ORDER BY" in statement and not pruned:
+            pruned.append(True)
+            with engine.begin() as other:
+                _changes.prune(other, since + 2)
+
+    reader = _db.reading(engine)  # as the pull route reads
+    sa.event.listen(engine, "before_cursor_execute", prune_meanwhile)
+    try:
+        with reader.begin() as conn:
+            page = _changes.pull(conn, since, 100, datetime.now(UTC))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", prune_meanwhile)
+    assert pruned
+    if isinstance(page, SnapshotRequired):
+        assert page.oldest_cursor == since + 2
+        return
+    seqs = [change.change_seq for change in PullResponse.model_validate_json(page).changes]
+    assert seqs == list(range(since + 1, since + 5))
