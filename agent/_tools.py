@@ -17,6 +17,7 @@ from agent._store import read_only
 from drivers import (
     FileTransport,
     PrinterConfig,
+    PrinterState,
     PrinterStatus,
     SlipPrinter,
     check_slip,
@@ -116,6 +117,8 @@ def _printer_said(config: PrinterConfig, status: PrinterStatus, test_slip: bool)
         said = "opened and written to; on a device file it cannot say whether it is on or has paper"
     elif not config.status_query:
         said = "connected; with status_query = false it is not asked whether it has paper"
+    elif status.state == PrinterState.out_of_paper:
+        said = "answers, but the roll ran out: put in a new roll"
     else:
         said = "answers" + (", paper near end" if status.paper_near_end else ", paper loaded")
     return said + ("; check slip printed" if test_slip else "")
@@ -137,7 +140,8 @@ def _check_printer(config: PrinterConfig, test_slip: bool) -> tuple[str, bool, s
     finally:
         printer.stop()
     if answered:
-        return (f"printer {config.name}", True, _printer_said(config, status, test_slip))
+        paper = status.state != PrinterState.out_of_paper
+        return (f"printer {config.name}", paper, _printer_said(config, status, test_slip))
     problem = status.last_error or f"no answer within {wait_s:.0f} s"
     return (f"printer {config.name}", False, f"{status.state}: {problem}")
 

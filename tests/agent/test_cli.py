@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -300,3 +302,28 @@ def test_doctor_asks_each_printer_and_prints_the_check_slip_on_request(
     assert '"Ёлка" - 100 руб. №1' in printed
     assert "1234567890" * 4 + "12345678" in printed  # a ruler as wide as the 48 columns
     assert paper.qr_codes == ["https://kopilka.example/test"]
+
+
+def test_doctor_fails_a_printer_whose_roll_ran_out_with_the_check_slip(tmp_path: Path) -> None:
+    """The printer has paper when asked before the slip and none after it: the slip came
+    out, and the next one would not; doctor says so, where it said `paper loaded`."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def printer() -> None:  # answers DLE EOT 4: paper before the slip, roll end after it
+        conn, _ = server.accept()
+        received, answered = b"", 0
+        while chunk := conn.recv(65536):
+            received += chunk
+            while received.count(b"\x10\x04\x04") > answered:
+                conn.sendall(b"\x12" if answered == 0 else b"\x72")
+                answered += 1
+        conn.close()
+
+    thread = threading.Thread(target=printer, daemon=True)
+    thread.start()
+    config = write_config(tmp_path / "doctor", free_port(), network_printer("front", port))
+    done = run(config, "doctor", "--test-slip")
+    server.close()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[FAIL] printer front: answers, but the roll ran out: put in a new roll" in done.stdout
