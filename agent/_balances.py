@@ -14,7 +14,7 @@ import sqlite_utils
 from agent._allowance import OfflineSpent
 from agent._cache import CachedCustomer, utc_iso
 from agent._models import BalanceView
-from protocol import spendable_points
+from protocol import Lot, spendable_points
 
 _NOT_PULLED_YET = (
     "(state = 'local' OR (state = 'acknowledged' AND COALESCE(ack_change_seq, 0) > ?))"
@@ -37,35 +37,56 @@ def balance_view(
     """`cursor`: the pull cursor, when the caller has read it already. An entry central
     acknowledged counts here until the cursor, or the change that brought the cached points
     balance (a snapshot's, whose cursor comes only with its last page), reaches it."""
+    return seen_here(db, key, cached, now, cursor)[0]
+
+
+def seen_here(
+    db: sqlite_utils.Database,
+    key: str,
+    cached: CachedCustomer | None,
+    now: datetime,
+    cursor: int | None = None,
+) -> tuple[BalanceView, Lot | None]:
+    """The view (`balance_view`), and the points this till's own entries made active that
+    central's lots do not have yet (a grant, spent points a refund gave back), as one lot:
+    spendable at once, here as at central."""
     reflected_to = pull_cursor(db) if cursor is None else cursor
     if cached is not None:
         reflected_to = max(reflected_to, cached.points_seq)
-    local, local_pending, held = db.execute(
+    stamp = utc_iso(now)
+    local, local_pending, local_active, held = db.execute(
         "SELECT COALESCE(SUM(amount), 0), "
         "COALESCE(SUM(CASE WHEN activates_at > ? THEN amount ELSE 0 END), 0), "
+        "COALESCE(SUM(CASE WHEN amount > 0 AND (activates_at IS NULL OR activates_at <= ?)"
+        " THEN amount ELSE 0 END), 0), "
         "(SELECT COALESCE(SUM(points_held), 0) FROM cheques "
         " WHERE account_key = ? AND state = 'reserved') "
         f"FROM outbox WHERE account_key = ? AND {_UNREFLECTED}",
-        [utc_iso(now), key, key, reflected_to],
+        [stamp, stamp, key, key, reflected_to],
     ).fetchone()
-    central, central_pending = 0, 0
+    central, central_pending, credit = 0, 0, None
     if cached is not None:
         central = cached.state.points_balance
         central_pending = sum(lot.points for lot in cached.state.lots if lot.activates_at > now)
+        if local_active and cached.state.lots:
+            credit = Lot(lot_id="till", points=int(local_active), earned_at=now, activates_at=now)
     balance = central + int(local)
     pending = max(central_pending + int(local_pending), 0)
     spendable = balance - pending
     if cached is None:  # an identifier no customer has: it earns, and spends nothing
         spendable = 0
-    elif cached.state.lots:  # as the evaluator lets spend: active lots
-        spendable = min(spendable, spendable_points(cached.state, now, balance))
-    return BalanceView(
+    elif cached.state.lots:  # as the evaluator lets spend: active lots, the till's own too
+        lots = (*cached.state.lots, credit) if credit is not None else cached.state.lots
+        state = cached.state.model_copy(update={"lots": lots})
+        spendable = min(spendable, spendable_points(state, now, balance))
+    view = BalanceView(
         balance=balance,
         available=spendable - int(held),
         pending=pending,
         held=int(held),
         local_unsynced=int(local),
     )
+    return view, credit
 
 
 def counters_here(

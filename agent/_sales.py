@@ -17,7 +17,7 @@ import sqlite_utils
 
 from agent import _outbox
 from agent._allowance import Allowance, data_age_s, offline_allowance
-from agent._balances import balance_view, counters_here, offline_spent
+from agent._balances import balance_view, counters_here, offline_spent, seen_here
 from agent._cache import get_customer, limits_of, parsed, remember, utc_iso
 from agent._clock import Clock
 from agent._entries import (
@@ -62,6 +62,7 @@ from protocol import (
     HoldResponse,
     IdentifierRejected,
     LedgerEntry,
+    Lot,
     OfflineLimits,
     Quote,
     RedeemRequest,
@@ -274,11 +275,11 @@ class Till:
         state, view = CustomerState(), None
         if resolved is not None:  # an unknown card's view: what this till's sales earned it
             cursor = int(meta.get("pull_cursor", 0))
-            view = self._view(db, resolved, cursor)
+            key = account_key(resolved.account)
+            view, credit = seen_here(db, key, resolved.customer, now, cursor)
             if resolved.customer is not None:
-                key, seqs = account_key(resolved.account), resolved.customer.counter_seqs
-                moved = counters_here(db, key, cursor, seqs)
-                state = _as_seen_here(db, resolved.customer.state, view, moved)
+                moved = counters_here(db, key, cursor, resolved.customer.counter_seqs)
+                state = _as_seen_here(db, resolved.customer.state, view, moved, credit)
         limits = limits_of(meta.get("offline_limits"))
         allowed = self._allowed(db, resolved, redeem, view, hold, (limits, self._age(meta)))
         capped = RedeemRequest(mode="points", points=allowed.points)
@@ -842,13 +843,20 @@ def _stored_confirmation(row: dict[str, Any], request: ConfirmRequest) -> Confir
 
 
 def _as_seen_here(
-    db: sqlite_utils.Database, cached: CustomerState, view: BalanceView, moved: dict[str, int]
+    db: sqlite_utils.Database,
+    cached: CustomerState,
+    view: BalanceView,
+    moved: dict[str, int],
+    credit: Lot | None = None,
 ) -> CustomerState:
     """Central's last word on the customer plus what this till did since: the balance of
-    the view, the counters and rolling spend its own entries `moved`, and the one-time grants
-    this till gave (central's state may not have them)."""
+    the view, the points its own entries made active (`credit`, a lot), the counters and
+    rolling spend its own entries `moved`, and the one-time grants this till gave (central's
+    state may not have them)."""
     given = grants_given(db, cached.customer_id) if cached.customer_id else set()
     update: dict[str, Any] = {"points_balance": view.balance}
+    if credit is not None:
+        update["lots"] = (*cached.lots, credit)
     if not given <= set(cached.grants_received):
         update["grants_received"] = tuple(sorted(given | set(cached.grants_received)))
     spend = moved.pop("rolling_spend", 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -713,3 +714,22 @@ def test_two_rule_sets_from_the_same_moment_resolve_as_central_resolves_them(
     evaluators = effective_rule_set([earlier, later], clock.wall())
     assert evaluators is not None
     assert (evaluators.rule_set_id, evaluators.content_hash) == ("spring-b", chosen.content_hash)
+
+
+def test_a_welcome_bonus_can_be_spent_at_once_before_the_next_pull(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """docs/rules.md: granted points are active at once. The till's own grant is not in
+    central's lots until the next pull; it is spendable here all the same."""
+    till = build_till(make_settings(tmp_path / "agent"), clock=clock)
+    seed_customer(till, clock, points=300)
+    first = till.reserve(ReserveRequest(cheque_id="w-1", customer=CARD_INPUT, basket=basket(10000)))
+    assert [grant.points for grant in first.quote.grants] == [100]
+    done = till.confirm(ConfirmRequest(cheque_id="w-1", fiscal_document="FD-w-1"))
+    assert done.balance is not None
+    assert done.balance.available == 300 + 100
+    spend = RedeemRequest(points=400)
+    second = till.reserve(
+        ReserveRequest(cheque_id="w-2", customer=CARD_INPUT, basket=basket(100000), redeem=spend)
+    )
+    assert second.quote.burn_points == 400
