@@ -407,13 +407,22 @@ def _sale_points(
 
 
 def _earlier_refunds(
-    conn: sa.Connection, doc: ChequeDocument, before_id: int, original_device: str | None
+    conn: sa.Connection,
+    doc: ChequeDocument,
+    row_id: int,
+    original_device: str | None,
+    all_ids: bool = False,
 ) -> list[Refund]:
-    """Refunds central took before `doc` of the same original: the same cheque id sold at
-    the same till (POS cheque numbers repeat across tills)."""
+    """Refunds central took before `doc` (row `row_id`) of the same original: the same
+    cheque id sold at the same till (POS cheque numbers repeat across tills). With
+    `all_ids`, every other refund whose reversal moved points already, whatever its row:
+    a till's own refunds (its till wrote their entries) and those central reconciled. A
+    refund at another till waits for central (`reconcile_refunds`); one at the till that
+    sold the cheque may arrive after it and is counted all the same."""
+    placed = t.cheques.c.id != row_id if all_ids else t.cheques.c.id < row_id
     rows = conn.execute(
         sa.select(t.cheques.c.payload, t.cheques.c.result, t.cheques.c.recomputed)
-        .where(t.cheques.c.kind == "refund", t.cheques.c.id < before_id)
+        .where(t.cheques.c.kind == "refund", placed)
         .where(t.cheques.c.recomputed.in_(["ok", "mismatch", "reconciled", "pending"]))
         .order_by(t.cheques.c.id)
     ).all()
@@ -491,12 +500,12 @@ def _original(conn: sa.Connection, doc: ChequeDocument) -> ChequeDocument | None
 
 def _reconcile_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict | _Later | None:
     doc = ChequeDocument.model_validate_json(row.payload)
-    key = f"{doc.original_device_id}/{doc.original_cheque_id}"
-    if key in reading.originals:
-        return LATER  # what it may still refund depends on the refund decided before it
     original = _original(conn, doc)
     if original is None or original.quote is None:
         return None
+    key = f"{original.device_id}/{doc.original_cheque_id}"  # whether the refund named it
+    if key in reading.originals:
+        return LATER  # what it may still refund depends on the refund decided before it
     reading.originals.add(key)
     returned = {line.line_id: line.quantity_milli for line in doc.returned}
     try:
@@ -504,7 +513,7 @@ def _reconcile_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
             original.quote,
             original.basket,
             returned,
-            _earlier_refunds(conn, doc, row.id, original.device_id),
+            _earlier_refunds(conn, doc, row.id, original.device_id, all_ids=True),
         )
     except RefundError as error:
         detail = {"original_cheque_id": doc.original_cheque_id, "error": str(error)}

@@ -602,3 +602,42 @@ def test_prune_drops_the_changes_past_their_retention(
     with engine.connect() as conn:
         logged = conn.execute(sa.select(t.change_log.c.body)).scalars().all()
     assert not any("2770000000017" in body for body in logged)
+
+
+@pytest.mark.parametrize("refunds_first", [False, True], ids=["recompute-first", "refunds-first"])
+def test_a_cheque_returned_at_another_till_and_at_its_own_is_reversed_once(
+    hq: Hq, engine: sa.Engine, refunds_first: bool
+) -> None:
+    """Sold at A, returned in full at B (central reconciles it) and again at A (A reverses
+    it itself): whichever central decides first, the sale's points are reversed once, and
+    the other refund reverses nothing more."""
+    publish_rules(hq)
+    hq.customer("c1")
+    a, b = hq.enroll("s1"), hq.enroll("s2")
+    quote = quote_for("c1")
+    everything = {line.line_id: line.quantity_milli for line in BASKET.lines}
+    ok(a.push(sale(a, "c1", "ch-1", quote)))
+    ok(b.push([foreign_refund(b, "rf-b", "ch-1", everything, original_device_id=a.device_id)]))
+    ok(a.push(own_refund(a, "c1", "rf-a", "ch-1", quote, everything)))
+    for name in ("refunds", "recompute", "refunds") if refunds_first else ("recompute", "refunds"):
+        run(engine, name)
+    assert balance(engine, "customer:c1") == 0
+    assert_ledger_consistent(engine)
+
+
+def test_two_refunds_elsewhere_of_one_cheque_reverse_it_once(hq: Hq, engine: sa.Engine) -> None:
+    """One names the till that sold it, the other does not: they are the same original, and
+    the second finds nothing left to return."""
+    publish_rules(hq)
+    hq.customer("c1")
+    a, b, c = hq.enroll("s1"), hq.enroll("s2"), hq.enroll("s3")
+    quote = quote_for("c1")
+    everything = {line.line_id: line.quantity_milli for line in BASKET.lines}
+    ok(a.push(sale(a, "c1", "ch-1", quote)))
+    ok(b.push([foreign_refund(b, "rf-b", "ch-1", everything, original_device_id=a.device_id)]))
+    ok(c.push([foreign_refund(c, "rf-c", "ch-1", everything)]))
+    for name in ("recompute", "refunds", "refunds"):
+        run(engine, name)
+    assert balance(engine, "customer:c1") == 0
+    verdicts, _ = recomputed(engine)
+    assert sorted(verdicts.values()).count("reconciled") == 1
