@@ -93,7 +93,10 @@ class Devices:
                 continue
             self.readers.append(reader)
             thread = threading.Thread(
-                target=self._pump, args=(reader,), name=f"reader-{reader_config.name}", daemon=True
+                target=self._pump,
+                args=(reader, self._stop),
+                name=f"pump-{reader_config.name}",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)
@@ -104,7 +107,7 @@ class Devices:
         if not self._started:
             return
         self._stop_readers()
-        self._stop.clear()
+        self._stop = threading.Event()  # the old pumps keep theirs, set, whenever they end
         self._start_readers()
 
     def _stop_readers(self) -> None:
@@ -124,8 +127,8 @@ class Devices:
         for printer in self.printers:
             printer.print_slip(slip)
 
-    def _pump(self, reader: SerialReader | WedgeReader) -> None:
-        while not self._stop.is_set():
+    def _pump(self, reader: SerialReader | WedgeReader, stop: threading.Event) -> None:
+        while not stop.is_set():
             event = reader.next_event(timeout_s=reader_poll_s)
             if isinstance(event, Identified):
                 self._identified(event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -109,14 +110,16 @@ def test_the_scanner_reads_the_chains_cards_once_the_agent_enrolled_itself(
         service.devices.start()  # as start_background: the devices, then the first sync
         try:
             service.sync_tick()
-            assert service.till.identify(IdentifierInput(type="card", value=chain_card))
+            found = service.till.identify(IdentifierInput(type="card", value=chain_card))
+            assert not found.known  # the chain's card, no customer's yet: it earns
             deadline = time.monotonic() + 5
-            session = None
-            while session is None and time.monotonic() < deadline:
-                device.scan(chain_card)
-                time.sleep(0.2)
-                session = service.devices.session()
-            assert session is not None
+            while service.devices.status()["readers"][0].get("state") != "connected":
+                assert time.monotonic() < deadline, service.devices.status()
+                time.sleep(0.01)
+            device.scan(chain_card)  # once: the reader started again must read it
+            while (session := service.devices.session()) is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
             assert session.problem is None, session.problem
             assert session.given == IdentifierInput(type="card", value=chain_card)
         finally:
@@ -153,5 +156,38 @@ def test_a_scan_the_till_fails_to_look_up_is_reported_and_the_next_one_works(
                     seen.append(session)
             assert "could not look this up (database is locked)" in (seen[0].problem or "")
             assert seen[-1].identification.customer_id == "c-1"
+        finally:
+            devices.stop()
+
+
+def test_a_reader_started_again_while_its_pump_is_busy_leaves_one_pump(
+    till: Till, tmp_path: Path
+) -> None:
+    """The old pump is still inside a slow look-up (the database waits for a lock) when the
+    readers start again: it ends once the look-up returns, and one pump reads the scanner."""
+    identify, slow = till.identify, threading.Event()
+
+    def slow_once(given: IdentifierInput) -> Any:
+        if not slow.is_set():
+            slow.set()
+            time.sleep(2.5)  # past the 2 s the restart waits for a pump
+        return identify(given)
+
+    till.identify = slow_once  # type: ignore[method-assign]
+    with PtyDevice(tmp_path / "scanner") as scanner:
+        config = DevicesConfig.model_validate(
+            {"readers": [{"kind": "scanner", "name": "scanner", "port": scanner.path}]}
+        )
+        devices = Devices(config, till, session_ttl_s=60).start()
+        try:
+            deadline = time.monotonic() + 10
+            while not slow.is_set():
+                assert time.monotonic() < deadline
+                scanner.scan(CARD)
+                time.sleep(0.1)
+            devices.restart_readers()
+            time.sleep(1.5)  # the slow look-up returns; its pump sees its stop and ends
+            pumps = [t for t in threading.enumerate() if t.name == "pump-scanner"]
+            assert len(pumps) == 1
         finally:
             devices.stop()
