@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,20 @@ def test_the_scanner_reads_the_chains_cards_once_the_agent_enrolled_itself(
             service.devices.stop()
 
 
+@contextlib.contextmanager
+def _one_scanner(till: Till, tmp_path: Path) -> Iterator[tuple[PtyDevice, Devices]]:
+    """The till's devices: one serial scanner, emulated on a pseudo-terminal."""
+    with PtyDevice(tmp_path / "scanner") as scanner:
+        config = DevicesConfig.model_validate(
+            {"readers": [{"kind": "scanner", "name": "scanner", "port": scanner.path}]}
+        )
+        devices = Devices(config, till, session_ttl_s=60).start()
+        try:
+            yield scanner, devices
+        finally:
+            devices.stop()
+
+
 def test_a_scan_the_till_fails_to_look_up_is_reported_and_the_next_one_works(
     till: Till, tmp_path: Path
 ) -> None:
@@ -139,25 +155,18 @@ def test_a_scan_the_till_fails_to_look_up_is_reported_and_the_next_one_works(
         return identify(given)
 
     till.identify = failing_once  # type: ignore[method-assign]
-    with PtyDevice(tmp_path / "scanner") as scanner:
-        config = DevicesConfig.model_validate(
-            {"readers": [{"kind": "scanner", "name": "scanner", "port": scanner.path}]}
-        )
-        devices = Devices(config, till, session_ttl_s=60).start()
-        try:
-            deadline = time.monotonic() + 10
-            seen = []
-            while len(seen) < 2 or seen[-1].identification is None:
-                assert time.monotonic() < deadline, seen
-                scanner.scan(CARD)
-                time.sleep(0.2)
-                session = devices.session()
-                if session is not None and session not in seen:
-                    seen.append(session)
-            assert "could not look this up (database is locked)" in (seen[0].problem or "")
-            assert seen[-1].identification.customer_id == "c-1"
-        finally:
-            devices.stop()
+    with _one_scanner(till, tmp_path) as (scanner, devices):
+        deadline = time.monotonic() + 10
+        seen = []
+        while len(seen) < 2 or seen[-1].identification is None:
+            assert time.monotonic() < deadline, seen
+            scanner.scan(CARD)
+            time.sleep(0.2)
+            session = devices.session()
+            if session is not None and session not in seen:
+                seen.append(session)
+        assert "could not look this up (database is locked)" in (seen[0].problem or "")
+        assert seen[-1].identification.customer_id == "c-1"
 
 
 def test_a_reader_started_again_while_its_pump_is_busy_leaves_one_pump(
@@ -174,20 +183,13 @@ def test_a_reader_started_again_while_its_pump_is_busy_leaves_one_pump(
         return identify(given)
 
     till.identify = slow_once  # type: ignore[method-assign]
-    with PtyDevice(tmp_path / "scanner") as scanner:
-        config = DevicesConfig.model_validate(
-            {"readers": [{"kind": "scanner", "name": "scanner", "port": scanner.path}]}
-        )
-        devices = Devices(config, till, session_ttl_s=60).start()
-        try:
-            deadline = time.monotonic() + 10
-            while not slow.is_set():
-                assert time.monotonic() < deadline
-                scanner.scan(CARD)
-                time.sleep(0.1)
-            devices.restart_readers()
-            time.sleep(1.5)  # the slow look-up returns; its pump sees its stop and ends
-            pumps = [t for t in threading.enumerate() if t.name == "pump-scanner"]
-            assert len(pumps) == 1
-        finally:
-            devices.stop()
+    with _one_scanner(till, tmp_path) as (scanner, devices):
+        deadline = time.monotonic() + 10
+        while not slow.is_set():
+            assert time.monotonic() < deadline
+            scanner.scan(CARD)
+            time.sleep(0.1)
+        devices.restart_readers()
+        time.sleep(1.5)  # the slow look-up returns; its pump sees its stop and ends
+        pumps = [t for t in threading.enumerate() if t.name == "pump-scanner"]
+        assert len(pumps) == 1
