@@ -20,7 +20,7 @@ from central import _db, _directory, _entries
 from central import _tables as t
 from central._clock import to_ms
 from protocol import (
-    EVALUATOR_VERSION,
+    EVALUATOR_RECOMPUTES,
     ChequeDocument,
     ChequeKind,
     ChequeState,
@@ -258,7 +258,7 @@ def _recompute_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
     if doc.state in _UNPAID and not entries:
         return Verdict("skipped")  # voided or expired: the quote was never paid, nothing moved
     rules = _rule_set(conn, doc.quote.rule_set_hash, reading)
-    if rules is None or doc.quote.evaluator_version != EVALUATOR_VERSION:
+    if rules is None or doc.quote.evaluator_version not in EVALUATOR_RECOMPUTES:
         why = "unknown_rules" if rules is None else "other_evaluator"
         stamped = {
             "rule_set_hash": doc.quote.rule_set_hash,

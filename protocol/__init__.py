@@ -8,6 +8,7 @@ neither.
 from protocol._base import WireModel
 from protocol._canonical import canonical_json, content_hash, sha256_hex
 from protocol._evaluator import (
+    EVALUATOR_RECOMPUTES,
     EVALUATOR_VERSION,
     EvaluationError,
     effective_tier,
@@ -106,6 +107,7 @@ from protocol._sync import (
 
 __all__ = [
     "CENTRAL_DEVICE_ID",
+    "EVALUATOR_RECOMPUTES",
     "EVALUATOR_VERSION",
     "PROTOCOL_VERSION",
     "AccountRef",

@@ -61,6 +61,10 @@ from protocol._sale import (
 
 EVALUATOR_VERSION = "1.2"
 """Stamped on every quote and ledger entry; bumped whenever any result could change."""
+EVALUATOR_RECOMPUTES = frozenset({"1.1", EVALUATOR_VERSION})
+"""The versions whose cheques this evaluator recomputes to the same points and discounts:
+1.2 differs from 1.1 only in the one-time grants a provisional member was offered, which a
+till never wrote and a recomputation does not compare."""
 
 REDEMPTION_RULE_ID = "redemption"
 PURCHASES = "purchases"
