@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent._clock import same_boot
 from protocol import OfflineLimits
 
 
@@ -67,6 +68,6 @@ def data_age_s(
     """
     if last_pull_boot_id is None or last_pull_boottime_s is None:
         return None
-    if last_pull_boot_id != boot_id or boottime_s < last_pull_boottime_s:
+    if not same_boot(last_pull_boot_id, boot_id) or boottime_s < last_pull_boottime_s:
         return None
     return boottime_s - last_pull_boottime_s

@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Protocol
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
-boot_time_resolution_s = 600
-"""Where the machine names no boot (Windows, macOS): its start by the wall clock less the
-monotonic clock, to this many seconds, so that the agent's processes name the same boot."""
+STARTED = "started-"
+"""Where the machine names no boot (Windows, macOS), a boot is named by its start: the wall
+clock less the boot clock, in seconds (`same_boot` allows for the wall clock being set)."""
+boot_start_tolerance_s = 600
+"""How far two processes' reckonings of the machine's start may be apart and name one boot:
+the wall clock set between their starts moves the reckoning."""
 
 
 class Clock(Protocol):
@@ -37,18 +40,37 @@ class SystemClock:
         return datetime.now(UTC)
 
     def boottime_s(self) -> float:
-        clock_id = getattr(time, "CLOCK_BOOTTIME", None)
-        return time.monotonic() if clock_id is None else time.clock_gettime(clock_id)
+        return _boot_clock_s()
 
     def boot_id(self) -> str:
         return self._boot_id
 
 
+def _boot_clock_s() -> float:
+    """Seconds since the machine started, counting while it sleeps: CLOCK_BOOTTIME (Linux),
+    CLOCK_MONOTONIC where that is all there is (macOS: it counts asleep, Python's
+    `time.monotonic` there does not), `time.monotonic` on Windows (GetTickCount64)."""
+    clock_id = getattr(time, "CLOCK_BOOTTIME", None) or getattr(time, "CLOCK_MONOTONIC", None)
+    if clock_id is None or not hasattr(time, "clock_gettime"):
+        return time.monotonic()
+    return time.clock_gettime(clock_id)
+
+
 def _started() -> str:
-    """When this machine started (a reboot changes it; a wall clock set far enough also
-    does, which makes the data's age unknown until the next pull: the safe side)."""
-    started_s = time.time() - time.monotonic()
-    return f"started-{int(started_s // boot_time_resolution_s)}"
+    """When this machine started, by its wall clock (a reboot changes it)."""
+    return f"{STARTED}{int(time.time() - _boot_clock_s())}"
+
+
+def same_boot(one: str, other: str) -> bool:
+    """Whether two boot names name one boot: equal, or two reckonings of the machine's start
+    within `boot_start_tolerance_s` (a reboot is minutes at least: a machine that started
+    again sooner than that would be taken for the same boot)."""
+    if one == other:
+        return True
+    if not (one.startswith(STARTED) and other.startswith(STARTED)):
+        return False
+    first, second = int(one.removeprefix(STARTED)), int(other.removeprefix(STARTED))
+    return abs(first - second) <= boot_start_tolerance_s
 
 
 @dataclass

@@ -83,19 +83,24 @@ def test_allowance_never_exceeds_any_bound(
 def test_the_system_clock_where_the_machine_names_no_boot(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Windows has no CLOCK_BOOTTIME and no /proc boot id: the boot clock is the monotonic
-    one, and two processes of the agent name the same boot (the sync process records the
-    pull, the POS API's reads its age), which a reboot changes."""
+    """Windows has no CLOCK_BOOTTIME, no clock_gettime and no /proc boot id: the boot clock is
+    the monotonic one, and two processes of the agent name the same boot (the sync process
+    records the pull, the POS API's reads its age), also when the wall clock was set between
+    their starts; a reboot names another."""
     from agent import _clock
 
     monkeypatch.setattr(_clock, "_BOOT_ID", tmp_path / "no-such-file")
     monkeypatch.delattr(_clock.time, "CLOCK_BOOTTIME")
-    api, sync = _clock.SystemClock(), _clock.SystemClock()
-    assert api.boot_id() == sync.boot_id()
+    monkeypatch.delattr(_clock.time, "clock_gettime")
+    sync = _clock.SystemClock()
     pulled_at = sync.boottime_s()
+    wall = time.time()
+    monkeypatch.setattr(_clock.time, "time", lambda: wall + 15)  # NTP set the clock
+    api = _clock.SystemClock()
     age = data_age_s(sync.boot_id(), pulled_at, api.boot_id(), api.boottime_s())
     assert age is not None
     assert 0 <= age < 1
     up_s = time.monotonic()
     monkeypatch.setattr(_clock.time, "monotonic", lambda: up_s - 3600)  # started an hour later
-    assert _clock.SystemClock().boot_id() != api.boot_id()
+    rebooted = _clock.SystemClock().boot_id()
+    assert data_age_s(sync.boot_id(), pulled_at, rebooted, 5.0) is None
