@@ -103,14 +103,18 @@ class Unreadable(ValueError):
 
 
 def utf8_lines(raw: Iterable[bytes]) -> Iterator[str]:
-    """The lines of a UTF-8 file (a BOM before the first is dropped), each decoded alone:
-    bytes that are not UTF-8 stop the file at their line, not at the chunk around it."""
-    for number, line in enumerate(raw, start=1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Unreadable(f"line {number} is not UTF-8") from None
-        yield text.removeprefix("\ufeff") if number == 1 else text
+    """The lines of a UTF-8 file (ended by LF, CRLF or a lone CR, as old Mac spreadsheets
+    write them; a BOM before the first is dropped), each decoded alone: bytes that are not
+    UTF-8 stop the file at their line, not at the chunk around it."""
+    number = 0
+    for chunk in raw:
+        for line in chunk.splitlines(keepends=True):
+            number += 1
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise Unreadable(f"line {number} is not UTF-8") from None
+            yield text.removeprefix("\ufeff") if number == 1 else text
 
 
 def _rows(lines: Iterable[str], columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -124,13 +128,15 @@ def _rows(lines: Iterable[str], columns: tuple[str, ...]) -> Iterator[tuple[int,
         raise BadRow(f"header must name columns from {list(columns)}; bad: {missing + unknown}")
     if twice:
         raise BadRow(f"header names a column twice: {twice}")
+    read = reader.line_num  # the lines of the rows read so far (the header's)
     while True:
         try:
             row = next(reader, None)
-        except csv.Error as error:
-            raise Unreadable(f"line {reader.line_num}: {error}") from None
+        except csv.Error as error:  # the reader's line count stops short: ours is right
+            raise Unreadable(f"the row from line {read + 1} on: {error}") from None
         if row is None:
             return
+        read = reader.line_num
         extra = row.pop(None, None)
         if extra:
             row["__extra__"] = "x"

@@ -309,8 +309,8 @@ def test_a_file_unreadable_past_some_line_keeps_what_came_before_and_says_where(
     fixed = _post(hq, "customers", head + "".join(good) + "c-bad,Fixed\nc-1501,Last\n")
     assert (fixed["unchanged"], fixed["imported"], fixed["stopped"]) == (1500, 2, None)
     for body, said in [
-        (head + 'c-q,"never closed\nc-r,Other\n', "unexpected end of data"),
-        (head + "c-big," + "A" * 200_000 + "\n", "field larger than field limit"),
+        (head + 'c-q,"never closed\nc-r,Other\n', "from line 3 on: unexpected end of data"),
+        (head + "c-big," + "A" * 200_000 + "\n", "from line 3 on: field larger than field"),
     ]:
         answer = _send(hq, "customers", (head + "c-ok,Fine\n" + body[len(head) :]).encode())
         assert answer.status_code == 200, answer.text
@@ -318,6 +318,13 @@ def test_a_file_unreadable_past_some_line_keeps_what_came_before_and_says_where(
     with engine.connect() as conn:
         count = conn.execute(sa.select(sa.func.count()).select_from(t.customers)).scalar_one()
     assert count == 1500 + 2 + 1
+
+
+def test_a_file_with_old_mac_line_ends_imports(hq: Hq) -> None:
+    """Excel for Mac's "CSV (Macintosh)" ends lines with a lone CR."""
+    report = _send(hq, "customers", b"customer_id,first_name\rc-1,Anna\rc-2,Boris\r")
+    assert report.status_code == 200, report.text
+    assert (report.json()["imported"], report.json()["stopped"]) == (2, None)
 
 
 def test_files_refused_whole_and_rows_refused_alone(hq: Hq) -> None:
