@@ -28,7 +28,6 @@ from protocol import (
 )
 
 _lots = TypeAdapter(tuple[Lot, ...])
-_identifiers = TypeAdapter(tuple[Identifier, ...])
 _Model = TypeVar("_Model", bound=BaseModel)
 parsed_documents_cached_max = 16
 """Stored documents parsed lately, by their text: a customer's state is read on each of their
@@ -208,6 +207,7 @@ def erase_customer(
         db.execute("DELETE FROM identifiers WHERE kind = ? AND value = ?", [kind, value])
     for owner_id in sorted(owners):
         db.execute("DELETE FROM identifiers WHERE customer_id = ?", [owner_id])
+        db.execute("DELETE FROM signup_identifiers WHERE customer_id = ?", [owner_id])
         erased = CustomerState(customer_id=owner_id, status=CustomerStatus.erased)
         db.execute(
             "UPDATE customers SET status = ?, state = ?, first_name = '' WHERE customer_id = ?",
@@ -217,17 +217,27 @@ def erase_customer(
 
 
 def _signed_up_with(db: sqlite_utils.Database, keys: set[tuple[str, str]]) -> set[str]:
-    """The provisional customers sign-ups at this till made with any of `keys` (a sign-up
-    scrubbed already names none)."""
-    rows = db.execute(
-        "SELECT json_extract(payload, '$.provisional_customer_id'), "
-        "json_extract(payload, '$.identifiers') FROM outbox WHERE record = 'signup'"
-    ).fetchall()
-    return {
-        customer_id
-        for customer_id, identifiers in rows
-        if {identifier_key(i) for i in _identifiers.validate_json(identifiers)} & keys
-    }
+    """The provisional customers sign-ups at this till made with any of `keys`."""
+    found = set()
+    for kind, value in keys:
+        rows = db.execute(
+            "SELECT customer_id FROM signup_identifiers WHERE kind = ? AND value = ?",
+            [kind, value],
+        ).fetchall()
+        found |= {row[0] for row in rows}
+    return found
+
+
+def remember_signup(
+    db: sqlite_utils.Database, customer_id: str, identifiers: tuple[Identifier, ...]
+) -> None:
+    """Inside the sign-up's write: the identifiers it was made with (`_signed_up_with`)."""
+    for identifier in identifiers:
+        kind, value = identifier_key(identifier)
+        db.execute(
+            "INSERT OR IGNORE INTO signup_identifiers(kind, value, customer_id) VALUES (?,?,?)",
+            [kind, value, customer_id],
+        )
 
 
 def put_rule_set(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import sqlite_utils
 
 from agent import _outbox
-from agent._cache import find_customer_id, put_customer
+from agent._cache import find_customer_id, put_customer, remember_signup
 from agent._errors import Conflict, TillError
 from agent._identify import PHONE_HASHED, parse_identifier
 from agent._models import Identification, IdentifierInput, SignupRequest
@@ -94,6 +94,7 @@ def _create(
         enrolled_at=now,
     )
     put_customer(db, state, identifiers, first_name=request.first_name)
+    remember_signup(db, customer_id, identifiers)
     record = SignupRecord(
         signup_id=till.make_id(),
         device_id=till.seat.device_id,

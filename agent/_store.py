@@ -208,6 +208,24 @@ MIGRATIONS: tuple[str, ...] = (
     WHERE json_extract(document, '$.request.customer.type') = 'phone'
         AND json_extract(document, '$.request.customer.value') NOT LIKE 'hashed:%';
     """,
+    # 14: the identifiers each sign-up here was made with, by identifier: an erasure names the
+    # customer by central's id and identifiers, and a provisional customer whose identifiers
+    # went to central's customer of that person is found here (the cache no longer links them)
+    """
+    CREATE TABLE signup_identifiers (
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        PRIMARY KEY (kind, value, customer_id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO signup_identifiers(kind, value, customer_id)
+        SELECT json_extract(i.value, '$.type'),
+            COALESCE(json_extract(i.value, '$.number'), json_extract(i.value, '$.phone_hash'),
+                json_extract(i.value, '$.token')),
+            json_extract(o.payload, '$.provisional_customer_id')
+        FROM outbox AS o, json_each(o.payload, '$.identifiers') AS i
+        WHERE o.record = 'signup';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -96,16 +99,11 @@ def test_upgrade_to_schema_5_keeps_the_grants_a_till_gave(tmp_path: Path) -> Non
     """A till upgraded from schema 4 still knows which one-time grants its sales gave, so
     the customer's next sale does not offer them again."""
     from agent._entries import grants_given
-    from agent._store import MIGRATIONS
 
-    with sqlite3.connect(tmp_path / "till.db", isolation_level=None) as raw:
-        raw.execute("PRAGMA journal_mode=WAL")
-        for number, script in enumerate(MIGRATIONS[:4], start=1):
-            raw.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+    with _at_schema(tmp_path / "till.db", 4) as raw:
         raw.execute(
             "INSERT INTO grants_given(grant_key, customer_id) VALUES ('welcome:c-1', 'c-1')"
         )
-    raw.close()
     store = TillStore(tmp_path / "till.db")
     with store.read() as db:
         assert grants_given(db, "c-1") == {"welcome:c-1"}
@@ -119,3 +117,44 @@ def test_upgrade_to_schema_5_keeps_the_grants_a_till_gave(tmp_path: Path) -> Non
         )
     with store.read() as db:
         assert grants_given(db, "c-1") == {"welcome:c-1"}
+
+
+def test_upgrade_to_schema_14_finds_the_identifiers_of_sign_ups_made_before(
+    tmp_path: Path,
+) -> None:
+    """An erasure finds a member who signed up here by the identifiers of their sign-up:
+    those of sign-ups made before schema 14 come from their records in the outbox."""
+    signup = {
+        "record": "signup",
+        "provisional_customer_id": "p-1",
+        "identifiers": [
+            {"type": "card", "number": "2770000000024"},
+            {"type": "phone_hash", "phone_hash": "ab" * 32},
+        ],
+    }
+    with _at_schema(tmp_path / "till.db", 13) as raw:
+        raw.execute(
+            "INSERT INTO outbox(epoch, seq, record_id, record, payload, payload_sha256) "
+            "VALUES (1, 1, 's-1', 'signup', ?, 'x')",
+            [json.dumps(signup)],
+        )
+    store = TillStore(tmp_path / "till.db")
+    with store.read() as db:
+        rows = db.execute("SELECT kind, value, customer_id FROM signup_identifiers").fetchall()
+    store.close()
+    assert sorted(rows) == [("card", "2770000000024", "p-1"), ("phone_hash", "ab" * 32, "p-1")]
+
+
+@contextlib.contextmanager
+def _at_schema(path: Path, version: int) -> Iterator[sqlite3.Connection]:
+    """A till database as an agent of schema `version` left it (closed on leaving)."""
+    from agent._store import MIGRATIONS
+
+    raw = sqlite3.connect(path, isolation_level=None)
+    try:
+        raw.execute("PRAGMA journal_mode=WAL")
+        for number, script in enumerate(MIGRATIONS[:version], start=1):
+            raw.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+        yield raw
+    finally:
+        raw.close()
