@@ -45,7 +45,10 @@ def validation_response(errors: list[Any]) -> JSONResponse:
 _KEEP = "The tills keep their records and push them again once it is fixed."
 _FULL = f"central's database has no disk space left: free space on its disk. {_KEEP}"
 _READ_ONLY = f"central's database is read-only: make it writable again. {_KEEP}"
-_BUSY = f"central's database is locked by another program: let it finish, or stop it. {_KEEP}"
+_BUSY = (
+    "central's database is busy: another process (central's jobs, a command, a backup) held its"
+    f" lock too long; it is tried again. {_KEEP}"
+)
 _FILE = f"central cannot read or write its database file: check its disk and the file. {_KEEP}"
 _UNREACHABLE = (
     f"central cannot reach its database: is PostgreSQL running, taking connections? {_KEEP}"

@@ -114,7 +114,7 @@ class _Failure(Exception):
         (sa.exc.OperationalError, None, "SQLITE_FULL", "no disk space left"),
         (sa.exc.InternalError, "25006", None, "read-only"),
         (sa.exc.OperationalError, None, "SQLITE_READONLY_DBMOVED", "read-only"),
-        (sa.exc.OperationalError, None, "SQLITE_BUSY", "locked by another program"),
+        (sa.exc.OperationalError, None, "SQLITE_BUSY", "database is busy"),
         (sa.exc.OperationalError, None, "SQLITE_IOERR_SHORT_READ", "its database file"),
         (sa.exc.OperationalError, None, None, "cannot reach its database"),
         (sa.exc.OperationalError, "08006", None, "cannot reach its database"),
