@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -26,6 +26,7 @@ from protocol import (
     ChequeState,
     CustomerStatus,
     EntryKind,
+    LedgerEntry,
     Quote,
     RedeemRequest,
     Refund,
@@ -325,22 +326,44 @@ _ENTRIES = sa.select(
 ).where(t.ledger.c.entry_id.in_(sa.bindparam("ids", expanding=True)))
 
 
+class _Held(NamedTuple):
+    """An entry of the cheque central quarantined, as the till wrote it."""
+
+    entry_id: str
+    kind: str
+    amount: int
+    asset: str
+
+
 def _entries_of(conn: sa.Connection, doc: ChequeDocument) -> list[Any] | None:
-    """The cheque's entries at central, or None while some are still on their way (an entry
-    central quarantined counts as arrived, and moved nothing)."""
+    """The cheque's entries as its till wrote them, or None while some are still on their
+    way. One central quarantined counts as the till wrote it: what the till computed is
+    checked here, and whether it could be applied is the quarantine's matter (a correction
+    for it would pay twice once the entry is resolved to its customer)."""
     ids = [str(entry_id) for entry_id in doc.entry_ids]
     if not ids:
         return []
-    rows = conn.execute(_ENTRIES, {"ids": ids}).all()
+    rows: list[Any] = list(conn.execute(_ENTRIES, {"ids": ids}).all())
     if len(rows) < len(ids):
         held = conn.execute(
-            sa.select(sa.func.count()).where(
+            sa.select(t.quarantine.c.payload).where(
                 t.quarantine.c.record_id.in_(ids), t.quarantine.c.device_id == doc.device_id
             )
-        ).scalar_one()
-        if len(rows) + held < len(ids):
+        ).scalars()
+        payloads = list(held)
+        if len(rows) + len(payloads) < len(ids):
             return None
-    return list(rows)
+        rows += [entry for entry in map(_held_entry, payloads) if entry is not None]
+    return rows
+
+
+def _held_entry(payload: bytes) -> _Held | None:
+    """A quarantined ledger entry's kind and amount; None for a payload that is none."""
+    try:
+        entry = LedgerEntry.model_validate_json(payload)
+    except ValueError:
+        return None
+    return _Held(str(entry.entry_id), entry.kind.value, entry.amount, entry.asset)
 
 
 def _rule_set(conn: sa.Connection, content_hash: str, reading: Reading) -> RuleSet | None:

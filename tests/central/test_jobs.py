@@ -657,3 +657,24 @@ def test_cheques_of_tills_not_yet_upgraded_are_recomputed(
     ok(till.push(sale(till, "c1", "ch-1", quote)))
     run(engine, "recompute")
     assert recomputed(engine)[0]["ch-1"] == verdict
+
+
+def test_a_sale_whose_entries_were_quarantined_is_not_paid_again_by_a_correction(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """An offline till sold to a customer HQ merged meanwhile: its entries are quarantined
+    (the resolve job moves them to the customer kept). The recomputation checks what the till
+    computed, which was right: no correction pays the points a second time."""
+    publish_rules(hq)
+    hq.customer("keep")
+    hq.customer("dup")
+    till = hq.enroll()
+    hq.post("/admin/customers/merge", {"duplicate_id": "dup", "keep_id": "keep", "reason": "twin"})
+    quote = quote_for("dup")
+    ok(till.push(sale(till, "dup", "ch-1", quote)))
+    for name in ("recompute", "resolve", "recompute"):
+        run(engine, name)
+    verdicts, corrections = recomputed(engine)
+    assert (verdicts["ch-1"], corrections) == ("ok", [])
+    paid = balance(engine, "customer:dup") + balance(engine, "customer:keep")
+    assert paid <= quote.earn_points
