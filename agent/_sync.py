@@ -278,7 +278,13 @@ class SyncClient:
 
     def sync_once(self) -> SyncReport:
         report = SyncReport()
-        self.push_all(report)
+        try:
+            self.push_all(report)
+        except SyncError:
+            # central answered and refused a batch (a conflict for HQ, a balance out of
+            # range): the pull still keeps the data fresh, and the offline allowance with it
+            self.pull_all(report)
+            raise
         self.pull_all(report)
         with self.till.store.write() as db:
             set_meta(db, "online", "1")

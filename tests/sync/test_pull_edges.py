@@ -556,3 +556,27 @@ def test_the_quote_previews_what_reserve_spends_online_and_offline(
     till.central_hold = lambda _: None  # and central does not answer
     offline = quoted_then_reserved("offline")
     assert offline[0] == offline[1] == LIMITS["customer_points_per_till_max"]
+
+
+def test_a_till_whose_push_is_refused_still_pulls(
+    tmp_path: Path, central: tuple[TestClient, Admin, Any]
+) -> None:
+    """A batch central refuses (here a record sent again with other bytes: a conflict for
+    HQ) stops the push until HQ acts, not the pull: the till's data stays fresh, and its
+    status says why its records do not go."""
+    client, admin, _ = central
+    till, sync = _till(tmp_path, client, admin)
+    sync.sync_once()
+    _sell(till, "sold", 10000)
+    sync.sync_once()
+    with till.store.write() as db:  # the till's record changed after central had it
+        db.execute("UPDATE outbox SET state = 'local', payload = payload || ' ' WHERE seq = 1")
+    admin.call("POST", "/customers/c-1/adjustments", {"points": 77, "reason": "goodwill"})
+    till.clock.advance(2 * 86400)
+    assert sync.tick() is None
+    assert "push refused" in _meta(till, "last_sync_error")
+    assert till.data_age_s(till.store.db) == 0
+    cached = till.store.db.execute(
+        "SELECT json_extract(state, '$.points_balance') FROM customers WHERE customer_id = 'c-1'"
+    ).fetchone()[0]
+    assert cached == _central_balance(central[2])  # the goodwill points came
