@@ -81,19 +81,19 @@ def place(
         return HoldResponse(
             hold_id=live.hold_id, points=live.points, expires_at=from_ms(live.expires_ms)
         )
-    if asked.phone_only:
-        refused = _check_code(conn, device, asked, now, gateway)
-        if refused is not None:
-            return refused
     available = _available(conn, account_key, now_ms, exclude=(device.device_id, asked.cheque_id))
     granted = min(asked.points, available)
-    if granted <= 0:
+    if granted <= 0:  # before the code: one sent or used for points not there is wasted
         return Refused(
             409,
             "insufficient_points",
             f"customer {asked.customer_id} has {available} points available to hold",
             {"available": available},
         )
+    if asked.phone_only:
+        refused = _check_code(conn, device, asked, now, gateway)
+        if refused is not None:
+            return refused
     ttl_s = _directory.offline_limits(conn).reservation_ttl_s + hold_push_grace_s
     expires_ms = now_ms + ttl_s * 1000
     values = {

@@ -120,6 +120,22 @@ def test_phone_only_redemption_needs_the_code_sent_to_the_phone(
         assert len(gateway.messages()) == 1
 
 
+def test_a_phone_only_customer_with_no_points_gets_no_code(
+    engine: sa.Engine, clock: FakeClock, admin_token: str, tmp_path: Path
+) -> None:
+    """Nothing to hold: the answer says so, and no code is texted (one would be wasted, and
+    the customer asked to read out a code for nothing)."""
+    gateway = FileGateway(tmp_path / "messages.jsonl")
+    with TestClient(create_app(engine=engine, clock=clock, gateway=gateway)) as client:
+        hq = Hq(client, admin_token)
+        hq.customer("c1", phones=["8 (916) 123-45-67"])
+        till = hq.enroll()
+        asked = hold(till, "c1", "ch-1", 200, phone_only=True)
+        assert asked.status_code == 409
+        assert asked.json()["code"] == "insufficient_points"
+        assert gateway.messages() == []
+
+
 def test_blocked_or_unknown_customers_get_no_hold(hq: Hq) -> None:
     hq.customer("c1", status="blocked")
     till = hq.enroll()
