@@ -163,7 +163,8 @@ class Till:
     def quote(self, request: QuoteRequest) -> Quote:
         with self.store.read() as db:
             resolved = self._resolve(db, request.customer)
-            hold = self._hold_expected(db, resolved)
+            spends = request.redeem.mode == "all" or request.redeem.points > 0
+            hold = self._hold_expected(db, resolved) if spends else None
             return self._price(db, resolved, request.basket, request.redeem, hold).quote
 
     def _hold_expected(self, db: sqlite_utils.Database, resolved: Resolved | None) -> CentralAnswer:
