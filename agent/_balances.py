@@ -48,8 +48,8 @@ def seen_here(
     cursor: int | None = None,
 ) -> tuple[BalanceView, Lot | None]:
     """The view (`balance_view`), and the points this till's own entries made active that
-    central's lots do not have yet (a grant, spent points a refund gave back), as one lot:
-    spendable at once, here as at central."""
+    central's lots do not have yet (a grant, spent points a refund gave back), and that have
+    not expired, as one lot: spendable at once, here as at central."""
     reflected_to = pull_cursor(db) if cursor is None else cursor
     if cached is not None:
         reflected_to = max(reflected_to, cached.points_seq)
@@ -58,11 +58,12 @@ def seen_here(
         "SELECT COALESCE(SUM(amount), 0), "
         "COALESCE(SUM(CASE WHEN activates_at > ? THEN amount ELSE 0 END), 0), "
         "COALESCE(SUM(CASE WHEN amount > 0 AND (activates_at IS NULL OR activates_at <= ?)"
+        " AND COALESCE(julianday(json_extract(payload, '$.expires_at')) > julianday(?), 1)"
         " THEN amount ELSE 0 END), 0), "
         "(SELECT COALESCE(SUM(points_held), 0) FROM cheques "
         " WHERE account_key = ? AND state = 'reserved') "
         f"FROM outbox WHERE account_key = ? AND {_UNREFLECTED}",
-        [stamp, stamp, key, key, reflected_to],
+        [stamp, stamp, stamp, key, key, reflected_to],
     ).fetchone()
     central, central_pending, credit = 0, 0, None
     if cached is not None:

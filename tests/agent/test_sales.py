@@ -734,3 +734,26 @@ def test_a_welcome_bonus_can_be_spent_at_once_before_the_next_pull(
         ReserveRequest(cheque_id="w-2", customer=CARD_INPUT, basket=basket(100000), redeem=spend)
     )
     assert second.quote.burn_points == 400
+
+
+def test_spent_points_a_late_refund_gives_back_already_expired_are_not_available(
+    till: Till, clock: ManualClock
+) -> None:
+    """Points spent on a sale and given back by its refund expire as they would have (a year
+    after the sale): given back after that, the till's own entry holds them, but none of
+    them is available, as at central."""
+    spend = RedeemRequest(points=300)
+    sold = till.reserve(
+        ReserveRequest(cheque_id="old", customer=CARD_INPUT, basket=basket(100000), redeem=spend)
+    )
+    assert sold.quote.burn_points == 300
+    till.confirm(ConfirmRequest(cheque_id="old", fiscal_document="FD-old"))
+    clock.advance(400 * 86400)  # past the 365 days the points would have lived
+    lines = (RefundLine(line_id="1", quantity_milli=1000),)
+    done = till.refund(RefundRequest(refund_id="r-old", cheque_id="old", lines=lines))
+    assert done.burn_returned_points == 300
+    after = till.identify(CARD_INPUT).balance
+    assert after is not None
+    # the customer's 1,000 of central's, which never expire, and nothing of this till's own:
+    # the sale's welcome bonus, its earn and the points given back all ended on day 365
+    assert (after.balance, after.available) == (1000 + 100, 1000)
