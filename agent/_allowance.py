@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent._clock import same_boot
+from agent._clock import boot_offset_s
 from protocol import OfflineLimits
 
 
@@ -68,6 +68,7 @@ def data_age_s(
     """
     if last_pull_boot_id is None or last_pull_boottime_s is None:
         return None
-    if not same_boot(last_pull_boot_id, boot_id) or boottime_s < last_pull_boottime_s:
-        return None
+    offset = boot_offset_s(last_pull_boot_id, boot_id)
+    if offset is None or boottime_s < last_pull_boottime_s + offset:
+        return None  # another boot, or one whose start moved further than its clock ran
     return boottime_s - last_pull_boottime_s

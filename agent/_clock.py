@@ -61,16 +61,17 @@ def _started() -> str:
     return f"{STARTED}{int(time.time() - _boot_clock_s())}"
 
 
-def same_boot(one: str, other: str) -> bool:
-    """Whether two boot names name one boot: equal, or two reckonings of the machine's start
-    within `boot_start_tolerance_s` (a reboot is minutes at least: a machine that started
-    again sooner than that would be taken for the same boot)."""
+def boot_offset_s(one: str, other: str) -> int | None:
+    """How far apart two names of one boot put its start: 0 for the same name; for two
+    reckonings of the machine's start within `boot_start_tolerance_s`, their difference; None
+    for two boots. A reboot soon after a start also falls within the tolerance: the caller
+    takes the boot clock to have run at least the difference since (`data_age_s`)."""
     if one == other:
-        return True
+        return 0
     if not (one.startswith(STARTED) and other.startswith(STARTED)):
-        return False
-    first, second = int(one.removeprefix(STARTED)), int(other.removeprefix(STARTED))
-    return abs(first - second) <= boot_start_tolerance_s
+        return None
+    apart = abs(int(one.removeprefix(STARTED)) - int(other.removeprefix(STARTED)))
+    return apart if apart <= boot_start_tolerance_s else None
 
 
 @dataclass

@@ -7,6 +7,7 @@ of a pull are applied in short transactions of their own, so the POS never waits
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -282,8 +283,10 @@ class SyncClient:
             self.push_all(report)
         except SyncError:
             # central answered and refused a batch (a conflict for HQ, a balance out of
-            # range): the pull still keeps the data fresh, and the offline allowance with it
-            self.pull_all(report)
+            # range): the pull still keeps the data fresh, and the offline allowance with it;
+            # the push's refusal stays the sync's error whatever the pull meets
+            with contextlib.suppress(SyncError, httpx.HTTPError, ValueError, sqlite3.Error):
+                self.pull_all(report)
             raise
         self.pull_all(report)
         with self.till.store.write() as db:

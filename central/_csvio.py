@@ -103,12 +103,17 @@ class Unreadable(ValueError):
 
 
 def utf8_lines(raw: Iterable[bytes]) -> Iterator[str]:
-    """The lines of a UTF-8 file (ended by LF, CRLF or a lone CR, as old Mac spreadsheets
-    write them; a BOM before the first is dropped), each decoded alone: bytes that are not
-    UTF-8 stop the file at their line, not at the chunk around it."""
+    """The lines of a UTF-8 file (ended by LF or CRLF, or by a lone CR in a file with no LF
+    at all, as old Mac spreadsheets write them; a BOM before the first is dropped), each
+    decoded alone: bytes that are not UTF-8 stop the file at their line, not at the chunk
+    around it. A stray CR in a file of LF lines stays in its line, for the CSV reader to
+    refuse."""
     number = 0
+    cr_lines: bool | None = None
     for chunk in raw:
-        for line in chunk.splitlines(keepends=True):
+        if cr_lines is None:  # the first line read: the whole file, if it holds no LF
+            cr_lines = not chunk.endswith(b"\n")
+        for line in chunk.splitlines(keepends=True) if cr_lines else (chunk,):
             number += 1
             try:
                 text = line.decode("utf-8")

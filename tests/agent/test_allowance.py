@@ -97,10 +97,12 @@ def test_the_system_clock_where_the_machine_names_no_boot(
     wall = time.time()
     monkeypatch.setattr(_clock.time, "time", lambda: wall + 15)  # NTP set the clock
     api = _clock.SystemClock()
-    age = data_age_s(sync.boot_id(), pulled_at, api.boot_id(), api.boottime_s())
-    assert age is not None
-    assert 0 <= age < 1
+    assert data_age_s(sync.boot_id(), pulled_at, api.boot_id(), pulled_at + 20) == 20
+    assert data_age_s(sync.boot_id(), pulled_at, api.boot_id(), pulled_at + 5) is None
     up_s = time.monotonic()
     monkeypatch.setattr(_clock.time, "monotonic", lambda: up_s - 3600)  # started an hour later
     rebooted = _clock.SystemClock().boot_id()
-    assert data_age_s(sync.boot_id(), pulled_at, rebooted, 5.0) is None
+    assert data_age_s(sync.boot_id(), pulled_at, rebooted, pulled_at + 60) is None
+    monkeypatch.setattr(_clock.time, "monotonic", lambda: up_s - 120)  # rebooted 2 min later
+    soon = _clock.SystemClock().boot_id()  # within the tolerance, but its clock ran 2 min less
+    assert data_age_s(sync.boot_id(), pulled_at, soon, pulled_at + 60) is None

@@ -321,10 +321,17 @@ def test_a_file_unreadable_past_some_line_keeps_what_came_before_and_says_where(
 
 
 def test_a_file_with_old_mac_line_ends_imports(hq: Hq) -> None:
-    """Excel for Mac's "CSV (Macintosh)" ends lines with a lone CR."""
+    """Excel for Mac's "CSV (Macintosh)" ends lines with a lone CR. In a file of LF lines a
+    stray CR is no line end: it does not make a row of what follows it."""
     report = _send(hq, "customers", b"customer_id,first_name\rc-1,Anna\rc-2,Boris\r")
     assert report.status_code == 200, report.text
     assert (report.json()["imported"], report.json()["stopped"]) == (2, None)
+    stray = b"customer_id,first_name,phone\nc-3,Anna,\nc-4,Ira\rc-9,+79161234567\n"
+    answer = _send(hq, "customers", stray)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["imported"] == 1
+    assert "from line 3 on: new-line character seen" in answer.json()["stopped"]
+    assert get(hq, "/admin/customers?name=%2B7") == []
 
 
 def test_files_refused_whole_and_rows_refused_alone(hq: Hq) -> None:
