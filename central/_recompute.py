@@ -442,9 +442,22 @@ def _earlier_refunds(
     a till's own refunds (its till wrote their entries) and those central reconciled. A
     refund at another till waits for central (`reconcile_refunds`); one at the till that
     sold the cheque may arrive after it and is counted all the same."""
+    return [refund for _, refund in _counted_refunds(conn, doc, row_id, original_device, all_ids)]
+
+
+def _counted_refunds(
+    conn: sa.Connection,
+    doc: ChequeDocument,
+    row_id: int,
+    original_device: str | None,
+    all_ids: bool,
+) -> list[tuple[int, Refund]]:
+    """`_earlier_refunds` with their rows. A refund central reconciled counting `row_id`
+    (one that arrived before it was decided, `all_ids`) is not counted back for `row_id`:
+    each would be priced as the later one."""
     placed = t.cheques.c.id != row_id if all_ids else t.cheques.c.id < row_id
     rows = conn.execute(
-        sa.select(t.cheques.c.payload, t.cheques.c.result, t.cheques.c.recomputed)
+        sa.select(t.cheques.c.id, t.cheques.c.payload, t.cheques.c.result, t.cheques.c.recomputed)
         .where(t.cheques.c.kind == "refund", placed)
         .where(t.cheques.c.recomputed.in_(["ok", "mismatch", "reconciled", "pending"]))
         .order_by(t.cheques.c.id)
@@ -457,9 +470,11 @@ def _earlier_refunds(
         if _original_device(conn, other) != original_device:
             continue
         if other.refund is not None:
-            earlier.append(other.refund)
+            earlier.append((row.id, other.refund))
         elif row.recomputed == "reconciled" and row.result:
-            earlier.append(Refund.model_validate_json(row.result))
+            result = json.loads(row.result)
+            if row_id not in result.pop("counted", []):
+                earlier.append((row.id, Refund.model_validate(result)))
     return earlier
 
 
@@ -531,12 +546,10 @@ def _reconcile_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
         return LATER  # what it may still refund depends on the refund decided before it
     reading.originals.add(key)
     returned = {line.line_id: line.quantity_milli for line in doc.returned}
+    counted = _counted_refunds(conn, doc, row.id, original.device_id, all_ids=True)
     try:
         refund = refund_quote(
-            original.quote,
-            original.basket,
-            returned,
-            _earlier_refunds(conn, doc, row.id, original.device_id, all_ids=True),
+            original.quote, original.basket, returned, [refund for _, refund in counted]
         )
     except RefundError as error:
         detail = {"original_cheque_id": doc.original_cheque_id, "error": str(error)}
@@ -552,7 +565,8 @@ def _reconcile_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
         if account is None
         else tuple(_refund_specs(doc, original, refund, (earned, returned_expire)))
     )
-    return Verdict("reconciled", refund.model_dump(mode="json"), entries=specs)
+    result = {**refund.model_dump(mode="json"), "counted": [row_id for row_id, _ in counted]}
+    return Verdict("reconciled", result, entries=specs)
 
 
 def _earn_entry(conn: sa.Connection, sale: ChequeDocument) -> str | None:

@@ -678,3 +678,28 @@ def test_a_sale_whose_entries_were_quarantined_is_not_paid_again_by_a_correction
     assert (verdicts["ch-1"], corrections) == ("ok", [])
     paid = balance(engine, "customer:dup") + balance(engine, "customer:keep")
     assert paid <= quote.earn_points
+
+
+def test_refunds_at_two_tills_that_count_each_other_are_priced_once_each(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """Half a line returned at another till, then the other half at the till that sold it,
+    before central reconciled the first: the reconciliation counts the second as earlier,
+    so the second's recomputation does not count the first back (each priced as the later
+    one: a point too many reversed, and a false mismatch)."""
+    publish_rules(hq)
+    hq.customer("c1")
+    a, b = hq.enroll("s1"), hq.enroll("s2")
+    quote = quote_for("c1")
+    ok(a.push(sale(a, "c1", "ch-1", quote)))
+    run(engine, "recompute")
+    earned = balance(engine, "customer:c1")
+    ok(b.push([foreign_refund(b, "rf-b", "ch-1", {"2": 500}, original_device_id=a.device_id)]))
+    run(engine, "recompute")
+    ok(a.push(own_refund(a, "c1", "rf-a", "ch-1", quote, {"2": 500})))
+    for name in ("refunds", "recompute"):
+        run(engine, name)
+    verdicts, corrections = recomputed(engine)
+    assert (verdicts["rf-a"], verdicts["rf-b"], corrections) == ("ok", "reconciled", [])
+    both = refund_quote(quote, BASKET, {"2": 1000}, []).earn_points  # the two as one return
+    assert earned - balance(engine, "customer:c1") == both
