@@ -77,8 +77,9 @@ def seen_here(
     if cached is None:  # an identifier no customer has: it earns, and spends nothing
         spendable = 0
     elif cached.state.lots:  # as the evaluator lets spend: active lots, the till's own too
-        lots = (*cached.state.lots, credit) if credit is not None else cached.state.lots
-        state = cached.state.model_copy(update={"lots": lots})
+        state = cached.state
+        if credit is not None:  # a copy only then: every sale and identify comes here
+            state = state.model_copy(update={"lots": (*state.lots, credit)})
         spendable = min(spendable, spendable_points(state, now, balance))
     view = BalanceView(
         balance=balance,

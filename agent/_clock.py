@@ -17,7 +17,7 @@ from typing import Protocol
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 STARTED = "started-"
 """Where the machine names no boot (Windows, macOS), a boot is named by its start: the wall
-clock less the boot clock, in seconds (`same_boot` allows for the wall clock being set)."""
+clock less the boot clock, in seconds (`boot_offset_s` allows for the wall clock being set)."""
 boot_start_tolerance_s = 600
 """How far two processes' reckonings of the machine's start may be apart and name one boot:
 the wall clock set between their starts moves the reckoning."""

@@ -145,8 +145,6 @@ def _rows(lines: Iterable[str], columns: tuple[str, ...]) -> Iterator[tuple[int,
         extra = row.pop(None, None)
         if extra:
             row["__extra__"] = "x"
-        if any("\x00" in (value or "") for value in row.values()):
-            row["__nul__"] = "x"
         yield reader.line_num, {k: (v or "").strip() for k, v in row.items()}
 
 
@@ -160,7 +158,7 @@ def _header(reader: csv.DictReader[str]) -> list[str]:
 def _plain(raw: dict[str, str]) -> dict[str, str]:
     """`raw`, refused when it holds what no field may (a NUL byte: PostgreSQL stores no text
     with one)."""
-    if "__nul__" in raw:
+    if any("\x00" in value for value in raw.values()):
         raise BadRow("a field holds a NUL byte")
     return raw
 

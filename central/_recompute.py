@@ -429,32 +429,20 @@ def _sale_points(
     return expected, found
 
 
-def _earlier_refunds(
-    conn: sa.Connection,
-    doc: ChequeDocument,
-    row_id: int,
-    original_device: str | None,
-    all_ids: bool = False,
-) -> list[Refund]:
-    """Refunds central took before `doc` (row `row_id`) of the same original: the same
-    cheque id sold at the same till (POS cheque numbers repeat across tills). With
-    `all_ids`, every other refund whose reversal moved points already, whatever its row:
-    a till's own refunds (its till wrote their entries) and those central reconciled. A
-    refund at another till waits for central (`reconcile_refunds`); one at the till that
-    sold the cheque may arrive after it and is counted all the same."""
-    return [refund for _, refund in _counted_refunds(conn, doc, row_id, original_device, all_ids)]
-
-
 def _counted_refunds(
     conn: sa.Connection,
     doc: ChequeDocument,
     row_id: int,
     original_device: str | None,
-    all_ids: bool,
+    all_ids: bool = False,
 ) -> list[tuple[int, Refund]]:
-    """`_earlier_refunds` with their rows. A refund central reconciled counting `row_id`
-    (one that arrived before it was decided, `all_ids`) is not counted back for `row_id`:
-    each would be priced as the later one."""
+    """Refunds central took before `doc` (row `row_id`) of the same original, with their
+    rows: the same cheque id sold at the same till (POS cheque numbers repeat across tills).
+    With `all_ids`, every other refund whose reversal moved points already, whatever its row:
+    a till's own refunds (its till wrote their entries) and those central reconciled (a
+    refund at another till waits for central; one at the till that sold the cheque may arrive
+    after it and is counted all the same). A refund central reconciled counting `row_id` is
+    not counted back for `row_id`: each would be priced as the later one."""
     placed = t.cheques.c.id != row_id if all_ids else t.cheques.c.id < row_id
     rows = conn.execute(
         sa.select(t.cheques.c.id, t.cheques.c.payload, t.cheques.c.result, t.cheques.c.recomputed)
@@ -486,8 +474,8 @@ def _refund_points(
         raise AssertionError("an own-till refund carries the original quote and its refund")
     returned = {line.line_id: line.quantity_milli for line in doc.returned}
     try:
-        earlier = _earlier_refunds(conn, doc, row_id, _original_device(conn, doc))
-        again = refund_quote(doc.quote, doc.basket, returned, earlier)
+        earlier = _counted_refunds(conn, doc, row_id, _original_device(conn, doc))
+        again = refund_quote(doc.quote, doc.basket, returned, [refund for _, refund in earlier])
         expected = {"earn_reversed": again.earn_points, "burn_returned": again.burn_points}
     except RefundError:
         expected = {"earn_reversed": 0, "burn_returned": 0}
