@@ -3,8 +3,10 @@
 The fold is deterministic: one account's points entries in central's order (`ledger.id`).
 A positive entry is a lot (its activation and expiry from `lots`, none when it has no row);
 an entry that `reverses` a lot takes from that lot first; any other negative entry takes
-from the lots that expire first (never-expiring last), and what no lot covers is debt, which
-the next positive entries pay first.
+from the lots as they were when it was made (its `device_time`): first the active ones, then
+those still in their return window, each time those that expire first (never-expiring last),
+and never from a lot that had expired by then, even if the expiry job has not written it off
+yet; what no lot covers is debt, which the next positive entries pay first.
 
 `lot_states` keeps each account's fold result (its debt and its lots with points left, in
 fold order), updated in the same transaction as the entries, so that push answers with an
@@ -17,7 +19,7 @@ folds the ledger itself and stays the oracle the tests compare this table with.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -26,6 +28,7 @@ import sqlalchemy as sa
 
 from central import _bulk
 from central import _tables as t
+from central._clock import to_ms
 from protocol import LedgerEntry, account_key
 
 _never = 2**62
@@ -49,11 +52,16 @@ def lot_dict(lot: LotLeft) -> dict[str, Any]:
     return dict(zip(_LOT_FIELDS, lot, strict=True))
 
 
-def _spend_order(lot: LotLeft) -> int:
-    """Lots that expire first are spent first; never-expiring ones last (a stable sort
-    keeps fold order among equals)."""
-    expires: int | None = lot[_EXPIRES]
-    return _never if expires is None else expires
+def _spend_order(at_ms: int) -> Callable[[LotLeft], tuple[bool, int]]:
+    """The order spending at `at_ms` takes lots in: active ones before those still waiting
+    (their return window), and among each those that expire first; never-expiring ones last
+    (a stable sort keeps fold order among equals)."""
+
+    def order(lot: LotLeft) -> tuple[bool, int]:
+        expires: int | None = lot[_EXPIRES]
+        return (lot[_ACTIVATES] or 0) > at_ms, _never if expires is None else expires
+
+    return order
 
 
 @dataclass
@@ -87,6 +95,7 @@ class Step(NamedTuple):
     entry_id: str
     amount: int
     reverses: str | None
+    device_time_ms: int
 
 
 LotTimes = dict[str, tuple[int | None, int | None]]
@@ -101,6 +110,7 @@ class Posting(NamedTuple):
     asset: str
     amount: int
     reverses: str | None
+    device_time_ms: int
 
 
 def postings(entries: Iterable[LedgerEntry], ids: Iterable[str] | None = None) -> list[Posting]:
@@ -114,14 +124,15 @@ def postings(entries: Iterable[LedgerEntry], ids: Iterable[str] | None = None) -
             e.asset,
             e.amount,
             None if e.reverses is None else str(e.reverses),
+            to_ms(e.device_time),
         )
         for e, text in zip(entries, texts, strict=True)
     ]
 
 
 def fold(entries: Iterable[Any], lot_times: LotTimes, start: Folded | None = None) -> Folded:
-    """`entries`: rows with entry_id, amount, reverses, in ledger order (points only),
-    folded onto `start` (an empty account when None; `start` is changed in place)."""
+    """`entries`: rows with entry_id, amount, reverses, device_time_ms, in ledger order
+    (points only), folded onto `start` (an empty account when None; `start` is changed in place)."""
     folded = start if start is not None else Folded({}, 0)
     lots = folded.lots
     debt = folded.debt
@@ -137,7 +148,7 @@ def fold(entries: Iterable[Any], lot_times: LotTimes, start: Folded | None = Non
             first = lots.get(entry.reverses) if entry.reverses else None
             if first is not None:
                 need -= _take(first, need)
-            debt += _spend(lots, need) if need else 0
+            debt += _spend(lots, need, entry.device_time_ms) if need else 0
     folded.debt = debt
     return folded
 
@@ -149,12 +160,15 @@ def _take(lot: LotLeft, need: int) -> int:
     return taken
 
 
-def _spend(lots: dict[str, LotLeft], need: int) -> int:
-    """Take `need` points from the lots that expire first (in fold order among equals, and
-    when none expires); what they could not cover."""
+def _spend(lots: dict[str, LotLeft], need: int, at_ms: int) -> int:
+    """Take `need` points from the lots not expired at `at_ms`, in `_spend_order` (fold
+    order when no lot waits or expires); what they could not cover."""
     ordered: Iterable[LotLeft] = lots.values()
-    if any(lot[_EXPIRES] is not None for lot in ordered):
-        ordered = sorted(ordered, key=_spend_order)
+    if any(lot[_EXPIRES] is not None or lot[_ACTIVATES] is not None for lot in ordered):
+        ordered = sorted(
+            (lot for lot in ordered if lot[_EXPIRES] is None or at_ms < lot[_EXPIRES]),
+            key=_spend_order(at_ms),
+        )
     for lot in ordered:
         if lot[_LEFT] > 0:
             need -= _take(lot, need)
@@ -275,7 +289,11 @@ def rebuild(conn: sa.Connection, now_ms: int) -> int:
     conn.execute(sa.delete(t.lot_states))
     rows = conn.execute(
         sa.select(
-            t.ledger.c.account_key, t.ledger.c.entry_id, t.ledger.c.amount, t.ledger.c.reverses
+            t.ledger.c.account_key,
+            t.ledger.c.entry_id,
+            t.ledger.c.amount,
+            t.ledger.c.reverses,
+            t.ledger.c.device_time_ms,
         )
         .where(t.ledger.c.asset == "points")
         .order_by(t.ledger.c.account_key, t.ledger.c.id)
@@ -283,6 +301,6 @@ def rebuild(conn: sa.Connection, now_ms: int) -> int:
     states: dict[str, Folded] = {}
     for row in rows:
         folded = states.setdefault(row.account_key, Folded({}, 0))
-        fold([Step(row.entry_id, row.amount, row.reverses)], times, folded)
+        fold([Step(row.entry_id, row.amount, row.reverses, row.device_time_ms)], times, folded)
     save(conn, states, now_ms)
     return len(states)

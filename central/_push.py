@@ -812,8 +812,9 @@ LEDGER_COLUMNS = (
     "received_ms",
 )
 """The ledger's columns as push writes them: the table's order, `received_ms` moved last."""
-_posting_fields = itemgetter(0, 5, 6, 7, 10)
-"""A ledger row's entry_id, account_key, asset, amount, reverses: a `_lot_state.Posting`."""
+_posting_fields = itemgetter(0, 5, 6, 7, 10, 11)
+"""A ledger row's entry_id, account_key, asset, amount, reverses, device_time_ms: a
+`_lot_state.Posting`."""
 
 
 def _ledger_values(

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from central import _changes, _db, _jobs, _lots, _recompute
+from central import _changes, _db, _jobs, _lot_state, _lots, _recompute
 from central import _tables as t
 from central._clock import to_ms
 from protocol import (
@@ -462,6 +462,86 @@ def test_lots_expire_only_after_expiry_plus_the_offline_window(hq: Hq, engine: s
             sa.select(t.ledger.c.amount).where(t.ledger.c.kind == "expire").order_by(t.ledger.c.id)
         ).scalars()
         assert list(expired) == [-40, -40]
+    assert_ledger_consistent(engine)
+
+
+def test_spending_after_an_expiry_leaves_the_expired_lot_to_expire(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """Points expired but not yet written off (the expiry job waits the offline window) are
+    not there to spend: a sale after the expiry takes the points still valid, and the job
+    then writes the expired lot off whole. Taken from the expired lot, as it expires first,
+    the sale left the valid points standing, and the customer kept 100 points too many."""
+    hq.customer("c1")
+    till = hq.enroll()
+    expired = NOW - timedelta(days=1)
+    earned = NOW - timedelta(days=200)
+    ok(
+        till.push(
+            [
+                till.entry("c1", 100, expires_at=expired, device_time=earned),
+                till.entry("c1", 100, expires_at=NOW + timedelta(days=300), device_time=earned),
+            ]
+        )
+    )
+    ok(till.push([till.entry("c1", -100, EntryKind.burn)]))  # made now, after the expiry
+    assert balance(engine, "customer:c1") == 100
+    assert run(engine, "expire", expired + timedelta(days=30)).items == 1
+    assert balance(engine, "customer:c1") == 0
+    assert_ledger_consistent(engine)
+
+
+def test_a_sale_made_before_the_expiry_and_pushed_late_still_spends_the_expiring_lot(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """The other side of the same rule: a till offline for days pushes a sale made while the
+    lot was valid; it takes that lot, and the job finds nothing left to write off."""
+    hq.customer("c1")
+    till = hq.enroll()
+    expiry = NOW - timedelta(days=1)
+    earned = NOW - timedelta(days=200)
+    ok(
+        till.push(
+            [
+                till.entry("c1", 100, expires_at=expiry, device_time=earned),
+                till.entry("c1", 100, expires_at=NOW + timedelta(days=300), device_time=earned),
+            ]
+        )
+    )
+    sold = expiry - timedelta(hours=3)
+    ok(till.push([till.entry("c1", -100, EntryKind.burn, device_time=sold)]))
+    assert run(engine, "expire", expiry + timedelta(days=30)).items == 1
+    assert balance(engine, "customer:c1") == 100
+    assert_ledger_consistent(engine)
+
+
+def test_spending_takes_active_points_before_points_in_their_return_window(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """Points still in their return window are spent only when the active ones do not
+    cover the sale, even if they expire first: the till offered only the active ones."""
+    hq.customer("c1")
+    till = hq.enroll()
+    waiting = till.entry(
+        "c1", 100, activates_at=NOW + timedelta(days=14), expires_at=NOW + timedelta(days=30)
+    )
+    active = till.entry("c1", 100, expires_at=NOW + timedelta(days=300))
+    ok(till.push([waiting, active]))
+    ok(till.push([till.entry("c1", -60, EntryKind.burn)]))
+    with engine.connect() as conn:
+        lots = {
+            lot[0]: lot[1]
+            for lot in _lot_state.load(conn, ["customer:c1"])["customer:c1"].lots.values()
+        }
+    assert lots == {
+        json.loads(waiting.payload)["entry_id"]: 100,
+        json.loads(active.payload)["entry_id"]: 40,
+    }
+    ok(till.push([till.entry("c1", -70, EntryKind.burn)]))  # 40 active, then 30 waiting
+    with engine.connect() as conn:
+        folded = _lot_state.load(conn, ["customer:c1"])["customer:c1"]
+    assert [lot[1] for lot in folded.open_lots()] == [70]
+    assert folded.debt == 0
     assert_ledger_consistent(engine)
 
 

@@ -161,6 +161,37 @@ def test_migration_fills_the_state_from_an_existing_ledger(hq: Hq, engine: sa.En
     assert_ledger_consistent(engine)
 
 
+def test_migration_writes_off_what_spending_after_an_expiry_left_in_a_written_off_lot(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """A ledger as the older fold left it: a sale after an expiry took the expired lot, and
+    the expiry job found it empty and marked it written off. The migration folds again (the
+    sale takes the valid lot) and writes off the expired lot's points, once."""
+    hq.customer("c1")
+    till = hq.enroll()
+    expired, earned = NOW - timedelta(days=1), NOW - timedelta(days=200)
+    old = till.entry("c1", 100, expires_at=expired, device_time=earned)
+    valid = till.entry("c1", 100, expires_at=NOW + timedelta(days=300), device_time=earned)
+    assert till.push([old, valid]).status_code == 200
+    assert till.push([till.entry("c1", -100, EntryKind.burn)]).status_code == 200
+    old_id = json.loads(old.payload)["entry_id"]
+    with engine.begin() as conn:  # what the job did when the older fold left the lot empty
+        conn.execute(sa.update(t.lots).where(t.lots.c.lot_id == old_id).values(expired_ms=1))
+        command.downgrade(alembic_config(conn), "0007_change_log_customers")
+    migrate(engine)
+    with engine.connect() as conn:
+        assert _lots.fold_account(conn, "customer:c1").balance == 0
+        written_off = conn.execute(
+            sa.select(t.ledger.c.amount, t.ledger.c.reverses).where(t.ledger.c.kind == "expire")
+        ).all()
+    assert [tuple(row) for row in written_off] == [(-100, old_id)]
+    assert_ledger_consistent(engine)
+    late = NOW + timedelta(days=400)
+    assert _jobs.run(engine, _jobs.BY_NAME["expire"], late, "test").items == 1  # the valid lot
+    with engine.connect() as conn:
+        assert _lots.fold_account(conn, "customer:c1").balance == 0
+
+
 def _lots_by_day(folded: _lot_state.Folded, now_ms: int) -> list[dict[str, Any]]:
     """`_changes.lots_of` spelled out lot by lot, the way it was first written."""
     day = _changes.day_ms
@@ -198,15 +229,16 @@ def test_lots_by_day_equal_the_lot_by_lot_grouping(
 
 
 def _reference_fold(
-    steps: list[tuple[str, int, str | None]], times: dict[str, tuple[int | None, int | None]]
+    steps: list[tuple[str, int, str | None, int]], times: dict[str, tuple[int | None, int | None]]
 ) -> tuple[int, list[tuple[str, int, int | None, int | None]]]:
     """The fold as `central._lot_state`'s docstring states it, written plainly: a positive
     entry pays the debt first and the rest is a lot; a negative one takes from the lot it
-    reverses first, then from the lots that expire first (never-expiring last, fold order
-    among equals), and what no lot covers is debt."""
+    reverses first, then from the lots active when it was made, then from those still
+    waiting then, each time those that expire first (never-expiring last, fold order among
+    equals), never from a lot expired by then; what no lot covers is debt."""
     lots: list[list[Any]] = []
     debt = 0
-    for entry_id, amount, reverses in steps:
+    for entry_id, amount, reverses, at in steps:
         if amount > 0:
             paid = min(debt, amount)
             debt -= paid
@@ -214,11 +246,14 @@ def _reference_fold(
             continue
         need = -amount
         first = [lot for lot in lots if lot[0] == reverses]
-        rest = sorted(
-            (lot for lot in lots if lot[0] != reverses),
-            key=lambda lot: (lot[3] is None, lot[3] or 0),
-        )
-        for lot in first + rest:
+        live = [lot for lot in lots if lot[0] != reverses and (lot[3] is None or at < lot[3])]
+
+        def by_expiry(lot: list[Any]) -> tuple[bool, int]:
+            return lot[3] is None, lot[3] or 0
+
+        active = sorted((lot for lot in live if (lot[2] or 0) <= at), key=by_expiry)
+        waiting = sorted((lot for lot in live if (lot[2] or 0) > at), key=by_expiry)
+        for lot in first + active + waiting:
             taken = min(lot[1], need)
             lot[1] -= taken
             need -= taken
@@ -227,27 +262,35 @@ def _reference_fold(
 
 
 fold_steps = st.lists(
-    st.tuples(st.integers(-120, 150), st.none() | st.integers(0, 30)), min_size=1, max_size=40
+    st.tuples(st.integers(-120, 150), st.none() | st.integers(0, 30), st.integers(0, 6)),
+    min_size=1,
+    max_size=40,
 )
+lot_moments = st.lists(st.none() | st.integers(1, 5), min_size=40, max_size=40)
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    plan=fold_steps,
-    expiries=st.lists(st.none() | st.integers(1, 5), min_size=40, max_size=40),
-    cut=st.integers(0, 40),
-)
+@given(plan=fold_steps, activations=lot_moments, expiries=lot_moments, cut=st.integers(0, 40))
 def test_the_fold_and_its_kept_form_follow_the_rules(
-    plan: list[tuple[int, int | None]], expiries: list[int | None], cut: int
+    plan: list[tuple[int, int | None, int]],
+    activations: list[int | None],
+    expiries: list[int | None],
+    cut: int,
 ) -> None:
     """`fold` equals the plain reference, also when the state is written out and read back
     part-way (as push keeps it between batches)."""
     steps = []
-    for n, (amount, reverses) in enumerate(plan):
+    for n, (amount, reverses, at) in enumerate(plan):
         target = f"l{reverses}" if reverses is not None and amount < 0 else None
-        steps.append(_lot_state.Step(f"l{n}", amount, target))
-    times = {f"l{n}": (None, expiries[n]) for n in range(len(plan)) if expiries[n] is not None}
-    expected = _reference_fold([(s.entry_id, s.amount, s.reverses) for s in steps], times)
+        steps.append(_lot_state.Step(f"l{n}", amount, target, at))
+    times = {
+        f"l{n}": (activations[n], expiries[n])
+        for n in range(len(plan))
+        if (activations[n], expiries[n]) != (None, None)
+    }
+    expected = _reference_fold(
+        [(s.entry_id, s.amount, s.reverses, s.device_time_ms) for s in steps], times
+    )
     assert open_lots(_lot_state.fold(steps, times)) == expected
     cut %= len(steps) + 1  # a cut inside the plan, where the kept state matters
     head = _lot_state.fold(steps[:cut], times)
@@ -259,7 +302,7 @@ def test_a_spend_onto_a_kept_state_takes_the_lot_that_expires_first() -> None:
     """The fold looks at the expiry of the lots it starts from, not only of those it adds."""
     start = _lot_state.Folded({"a": ["a", 10, None, None], "b": ["b", 10, None, 5]}, 0)
     kept = _lot_state._decode(start.debt, _lot_state._encode(start))
-    folded = _lot_state.fold([_lot_state.Step("s", -4, None)], {}, kept)
+    folded = _lot_state.fold([_lot_state.Step("s", -4, None, 0)], {}, kept)
     assert folded.open_lots() == [["a", 10, None, None], ["b", 6, None, 5]]
 
 

@@ -168,13 +168,11 @@ def test_balance_changes_carry_lots_grouped_by_day_never_usable_early(hq: Hq) ->
     balance = [c for c in changes if c.type == "balance" and c.asset == "points"][-1]
     assert balance.balance == 140
     lots = {(lot.activates_at, lot.expires_at): lot.points for lot in balance.lots}
-    # the burn took the lot that expires first; the two pending lots of one day are one group,
-    # usable from the next midnight (never earlier than central), unusable from their last one
+    # the burn took the 30 active points, then 10 of the pending lot that expires first; the
+    # two pending lots of one day are one group, usable from the next midnight (never earlier
+    # than central), unusable from their last one
     next_midnight = datetime(2026, 12, 2, tzinfo=UTC)
-    assert lots == {
-        (datetime(1970, 1, 1, tzinfo=UTC), None): 30,
-        (next_midnight, datetime(2027, 12, 1, tzinfo=UTC)): 110,
-    }
+    assert lots == {(next_midnight, datetime(2027, 12, 1, tzinfo=UTC)): 140}
     assert sum(lots.values()) == balance.balance
 
 
