@@ -465,37 +465,22 @@ def test_lots_expire_only_after_expiry_plus_the_offline_window(hq: Hq, engine: s
     assert_ledger_consistent(engine)
 
 
-def test_spending_after_an_expiry_leaves_the_expired_lot_to_expire(
-    hq: Hq, engine: sa.Engine
+@pytest.mark.parametrize(
+    ("sold_after_expiry_h", "left"),
+    [
+        # Expired but not yet written off (the job waits the offline window): not there to
+        # spend. The sale takes the valid points and the job writes the expired lot off
+        # whole; taken from the expired lot, as it expires first, the sale left the valid
+        # points standing and the customer kept 100 points too many.
+        (3, 0),
+        # A till offline for days pushes a sale made while the lot was valid: it takes that
+        # lot, and the job finds nothing left to write off.
+        (-3, 100),
+    ],
+)
+def test_spending_takes_a_lot_only_if_it_was_valid_when_the_sale_was_made(
+    hq: Hq, engine: sa.Engine, sold_after_expiry_h: int, left: int
 ) -> None:
-    """Points expired but not yet written off (the expiry job waits the offline window) are
-    not there to spend: a sale after the expiry takes the points still valid, and the job
-    then writes the expired lot off whole. Taken from the expired lot, as it expires first,
-    the sale left the valid points standing, and the customer kept 100 points too many."""
-    hq.customer("c1")
-    till = hq.enroll()
-    expired = NOW - timedelta(days=1)
-    earned = NOW - timedelta(days=200)
-    ok(
-        till.push(
-            [
-                till.entry("c1", 100, expires_at=expired, device_time=earned),
-                till.entry("c1", 100, expires_at=NOW + timedelta(days=300), device_time=earned),
-            ]
-        )
-    )
-    ok(till.push([till.entry("c1", -100, EntryKind.burn)]))  # made now, after the expiry
-    assert balance(engine, "customer:c1") == 100
-    assert run(engine, "expire", expired + timedelta(days=30)).items == 1
-    assert balance(engine, "customer:c1") == 0
-    assert_ledger_consistent(engine)
-
-
-def test_a_sale_made_before_the_expiry_and_pushed_late_still_spends_the_expiring_lot(
-    hq: Hq, engine: sa.Engine
-) -> None:
-    """The other side of the same rule: a till offline for days pushes a sale made while the
-    lot was valid; it takes that lot, and the job finds nothing left to write off."""
     hq.customer("c1")
     till = hq.enroll()
     expiry = NOW - timedelta(days=1)
@@ -508,10 +493,11 @@ def test_a_sale_made_before_the_expiry_and_pushed_late_still_spends_the_expiring
             ]
         )
     )
-    sold = expiry - timedelta(hours=3)
+    sold = expiry + timedelta(hours=sold_after_expiry_h)
     ok(till.push([till.entry("c1", -100, EntryKind.burn, device_time=sold)]))
-    assert run(engine, "expire", expiry + timedelta(days=30)).items == 1
     assert balance(engine, "customer:c1") == 100
+    assert run(engine, "expire", expiry + timedelta(days=30)).items == 1
+    assert balance(engine, "customer:c1") == left
     assert_ledger_consistent(engine)
 
 
