@@ -25,13 +25,19 @@ if TYPE_CHECKING:
 
 
 def refund_movements(
-    refund: Refund, original: Quote, earned: str | None, returned_expire: datetime | None
+    refund: Refund,
+    original: Quote,
+    sale_entries: tuple[str | None, str | None],
+    returned_expire: datetime | None,
 ) -> Iterator[dict[str, Any]]:
-    """What a refund reverses: earned points taken back (from the sale's own lot, `earned`,
-    its earn entry: central takes them from it first, pending or active, not from the lots
-    that expire first; the reversal carries the original's activation time too), spent
-    points given back (expiring at `returned_expire`, see `returned_points_expire_at`),
-    counters and rolling spend."""
+    """What a refund reverses: earned points taken back (from the sale's own lot, its earn
+    entry: central takes them from it first, pending or active, not from the lots that
+    expire first; the reversal carries the original's activation time too), spent points
+    given back (expiring at `returned_expire`, see `returned_points_expire_at`), counters,
+    and rolling spend (naming the sale's rolling spend entry, so that central's rolling
+    window dates the reversal by the sale). `sale_entries`: the sale's earn and rolling
+    spend entries (`sale_entry_of`)."""
+    earned, spent = sale_entries
     if refund.earn_points:
         yield {
             "kind": EntryKind.refund_reversal,
@@ -55,6 +61,7 @@ def refund_movements(
             "kind": EntryKind.counter,
             "asset": "rolling_spend",
             "amount": -refund.rolling_spend_reversed,
+            "reverses": spent,
         }
 
 
@@ -140,16 +147,21 @@ def _remember_grant(db: sqlite_utils.Database, grant_key: str, customer_id: str)
     )
 
 
-def earn_entry_of(
-    db: sqlite_utils.Database, account: AccountRef | None, cheque_id: str
+def sale_entry_of(
+    db: sqlite_utils.Database,
+    account: AccountRef | None,
+    cheque_id: str,
+    what: tuple[EntryKind, str],
 ) -> str | None:
-    """The id of the earn entry the sale `cheque_id` wrote for `account`, if any."""
+    """The id of the entry of `what` (kind, asset) the sale `cheque_id` wrote for
+    `account`, if any."""
     if account is None:
         return None
+    kind, asset = what
     row = db.execute(
         "SELECT record_id FROM outbox WHERE account_key = ? AND record = 'entry' "
-        "AND asset = 'points' AND kind = 'earn' AND json_extract(payload, '$.cheque_id') = ?",
-        [account_key(account), cheque_id],
+        "AND asset = ? AND kind = ? AND json_extract(payload, '$.cheque_id') = ?",
+        [account_key(account), asset, kind.value, cheque_id],
     ).fetchone()
     return None if row is None else str(row[0])
 

@@ -22,9 +22,9 @@ from agent._cache import get_customer, limits_of, parsed, remember, utc_iso
 from agent._clock import Clock
 from agent._entries import (
     append_entries,
-    earn_entry_of,
     grants_given,
     refund_movements,
+    sale_entry_of,
     sale_movements,
 )
 from agent._errors import Conflict, HoldRefused, NotFound, TillError
@@ -58,6 +58,7 @@ from protocol import (
     ChequeKind,
     ChequeState,
     CustomerState,
+    EntryKind,
     HoldRequest,
     HoldResponse,
     IdentifierRejected,
@@ -536,7 +537,12 @@ class Till:
             refund_movements(
                 refund,
                 quote,
-                earn_entry_of(db, account, request.cheque_id),
+                (
+                    sale_entry_of(db, account, request.cheque_id, (EntryKind.earn, "points")),
+                    sale_entry_of(
+                        db, account, request.cheque_id, (EntryKind.counter, "rolling_spend")
+                    ),
+                ),
                 self._returned_expire(db, reservation, row),
             ),
             refund,

@@ -543,7 +543,8 @@ def _reconcile_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
         detail = {"original_cheque_id": doc.original_cheque_id, "error": str(error)}
         return Verdict("unmatched", {"error": str(error)}, ("refund_unmatched", detail))
     account = original.account
-    earned = _earn_entry(conn, original)
+    earned = _sale_entry(conn, original, EntryKind.earn, "points")
+    spent = _sale_entry(conn, original, EntryKind.counter, "rolling_spend")
     rules = _rule_set(conn, original.quote.rule_set_hash, reading)
     returned_expire = (
         None if rules is None else returned_points_expire_at(rules, quoted_at(original, rules))
@@ -551,20 +552,24 @@ def _reconcile_one(conn: sa.Connection, row: Any, reading: Reading) -> Verdict |
     specs = (
         ()
         if account is None
-        else tuple(_refund_specs(doc, original, refund, (earned, returned_expire)))
+        else tuple(_refund_specs(doc, original, refund, (earned, returned_expire, spent)))
     )
     result = {**refund.model_dump(mode="json"), "counted": [row_id for row_id, _ in counted]}
     return Verdict("reconciled", result, entries=specs)
 
 
-def _earn_entry(conn: sa.Connection, sale: ChequeDocument) -> str | None:
-    """The id of the sale's earn entry: the lot a refund's earn reversal takes from."""
+def _sale_entry(
+    conn: sa.Connection, sale: ChequeDocument, kind: EntryKind, asset: str
+) -> str | None:
+    """The id of the sale's entry of `kind` on `asset`: its earn entry, the lot a refund's
+    earn reversal takes from; its rolling spend, which dates the refund's reversal of it."""
     if not sale.entry_ids:
         return None
     found = conn.execute(
         sa.select(t.ledger.c.entry_id).where(
             t.ledger.c.entry_id.in_([str(entry_id) for entry_id in sale.entry_ids]),
-            t.ledger.c.kind == EntryKind.earn.value,
+            t.ledger.c.kind == kind.value,
+            t.ledger.c.asset == asset,
         )
     ).scalar()
     return None if found is None else str(found)
@@ -574,13 +579,14 @@ def _refund_specs(
     doc: ChequeDocument,
     original: ChequeDocument,
     refund: Refund,
-    lots: tuple[str | None, datetime | None],
+    reversed_: tuple[str | None, datetime | None, str | None],
 ) -> list[dict[str, Any]]:
-    """`lots`: the original's earn entry, which the earn reversal takes back from first
-    (the sale's own, maybe still pending, lot; not the lots that expire first), and when the
+    """`reversed_`: the original's earn entry, which the earn reversal takes back from first
+    (the sale's own, maybe still pending, lot; not the lots that expire first); when the
     spent points given back expire (`returned_points_expire_at`; None: never, or the sale's
-    rules are unknown here)."""
-    earned, returned_expire = lots
+    rules are unknown here); the original's rolling spend entry, which the reversal of that
+    spend names, so that it leaves the rolling window with the sale (`central._rolling`)."""
+    earned, returned_expire, spent = reversed_
     key = f"refund:{doc.document_id}"
     common = {"account": original.account, "cheque_id": doc.cheque_id}
     specs: list[dict[str, Any]] = []
@@ -623,6 +629,7 @@ def _refund_specs(
                 "kind": EntryKind.counter,
                 "asset": "rolling_spend",
                 "amount": -refund.rolling_spend_reversed,
+                "reverses": spent,
                 "grant_key": f"{key}:spend",
             }
         )

@@ -6,7 +6,10 @@ account whose spend crossed the window's edge since its last run (a sale a year 
 arrived already outside it (a till back from weeks offline), it writes one `expire` entry of
 central's that brings the counter to the sum of the spend entries inside the window, never
 below zero. The window's edge moves back when HQ lengthens the window, and spend comes back
-the same way. A sale's time is the till's own (`device_time`).
+the same way. A sale's time is the till's own (`device_time`); a refund's reversal of its
+spend names the sale's entry (`reverses`) and takes the sale's time, so that it leaves the
+window with the sale: dated by the refund, it kept taking the sale's spend off the
+customer's other spend for as long as the refund was younger than the window.
 
 Each account is set in a transaction that holds its row lock, the lock push takes to move it,
 so a sale pushed meanwhile is either in the sum or waits for it; a second run finds nothing
@@ -85,21 +88,38 @@ def _crossed(
     else:
         low, high = sorted((last_edge_ms, edge_ms))
         crossing = sa.and_(ledger.device_time_ms > low, ledger.device_time_ms <= high)
-    late = sa.and_(ledger.id > ids[0], ledger.id <= ids[1], ledger.device_time_ms <= edge_ms)
-    found = conn.execute(
-        sa.select(ledger.account_key).where(spend, sa.or_(crossing, late)).distinct()
-    ).scalars()
-    return sorted(found)
+    crossed = conn.execute(sa.select(ledger.account_key).where(spend, crossing).distinct())
+    late = sa.and_(ledger.id > ids[0], ledger.id <= ids[1], _dated(edge_ms))
+    pushed = conn.execute(
+        sa.select(ledger.account_key).select_from(_with_reversed).where(spend, late).distinct()
+    )
+    return sorted(set(crossed.scalars()) | set(pushed.scalars()))
+
+
+_reversed = t.ledger.alias("reversed")
+_with_reversed = t.ledger.outerjoin(
+    _reversed,
+    sa.and_(_reversed.c.entry_id == t.ledger.c.reverses, _reversed.c.asset == SPEND),
+)
+"""Spend entries with the spend entry each reverses (a refund's), which dates them."""
+
+
+def _dated(edge_ms: int) -> sa.ColumnElement[bool]:
+    """Dated at or before `edge_ms`: by the spend a reversal reverses, else by the entry's
+    own time (over `_with_reversed`)."""
+    return sa.func.coalesce(_reversed.c.device_time_ms, t.ledger.c.device_time_ms) <= edge_ms
 
 
 def _correction(conn: sa.Connection, key: str, edge_ms: int, days: int) -> dict[str, Any] | None:
     ledger = t.ledger.c
     inside = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(ledger.amount), 0)).where(
+        sa.select(sa.func.coalesce(sa.func.sum(ledger.amount), 0))
+        .select_from(_with_reversed)
+        .where(
             ledger.account_key == key,
             ledger.asset == SPEND,
             ledger.kind != str(EntryKind.expire),
-            ledger.device_time_ms > edge_ms,
+            sa.not_(_dated(edge_ms)),
         )
     ).scalar_one()
     accounts = t.accounts.c

@@ -335,6 +335,10 @@ def test_partial_refunds_add_up_to_the_full_refund(till: Till) -> None:
         r["payload"] for r in outbox(till) if r["kind"] == "refund_reversal" and r["amount"] < 0
     ]
     assert [r["reverses"] for r in reversals] == [earned, earned]  # the sale's own lot
+    spend = [r for r in outbox(till) if r["payload"].get("asset") == "rolling_spend"]
+    (sold,) = [r["record_id"] for r in spend if r["amount"] > 0]
+    taken_back = [r["payload"]["reverses"] for r in spend if r["amount"] < 0]
+    assert taken_back == [sold, sold]  # central's rolling window dates them by the sale
     document = next(r for r in outbox(till) if r["record"] == "cheque")["payload"]
     expire = datetime.fromisoformat(document["quoted_at"]) + timedelta(days=365)  # base.toml
     given_back = [

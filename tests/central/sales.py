@@ -110,9 +110,11 @@ def sale(
     state: ChequeState = ChequeState.confirmed,
     document_first: bool = False,
     basket: Basket = BASKET,
+    with_spend: bool = False,
 ) -> list[PushItem]:
-    """The sale's entries (burn, earn; `earn_entry` overrides what the earn entry says) and
-    its document (first in seq order when `document_first`, as a reordered outbox would)."""
+    """The sale's entries (burn, earn; `earn_entry` overrides what the earn entry says; its
+    rolling spend too `with_spend`) and its document (first in seq order when
+    `document_first`, as a reordered outbox would)."""
     document_seq = till.next_seq
     if document_first:
         till.next_seq += 1
@@ -136,6 +138,11 @@ def sale(
                 activates_at=quote.earn_activates_at,
                 expires_at=quote.earn_expires_at,
             )
+        )
+    if with_spend and quote.rolling_spend_delta and state is ChequeState.confirmed:
+        spend = {"kind": EntryKind.counter, "asset": "rolling_spend"}
+        items.append(
+            _entry(till, customer_id, cheque_id, quote, **spend, amount=quote.rolling_spend_delta)
         )
     ids = [LedgerEntry.model_validate_json(item.payload).entry_id for item in items]
     document = sale_document(

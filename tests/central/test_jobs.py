@@ -568,7 +568,8 @@ def test_refund_of_a_cheque_sold_elsewhere_is_reconciled(hq: Hq, engine: sa.Engi
     waiting = run(engine, "refunds", NOW + timedelta(minutes=2))
     assert waiting.items == 0
     assert waiting.lag_ms == 120_000
-    ok(seller.push(sale(seller, "c1", "ch-1", quote)))
+    sold = sale(seller, "c1", "ch-1", quote, with_spend=True)
+    ok(seller.push(sold))
     run(engine, "recompute")
     assert run(engine, "refunds").items == 1
     assert run(engine, "refunds").items == 0
@@ -577,6 +578,14 @@ def test_refund_of_a_cheque_sold_elsewhere_is_reconciled(hq: Hq, engine: sa.Engi
             sa.select(t.ledger.c.amount).where(t.ledger.c.kind == "refund_reversal")
         ).scalars()
         assert sum(reversed_) < 0
+        spend = conn.execute(
+            sa.select(t.ledger.c.entry_id, t.ledger.c.amount, t.ledger.c.reverses)
+            .where(t.ledger.c.asset == "rolling_spend")
+            .order_by(t.ledger.c.id)
+        ).all()
+    (spent_id, spent, _), (_, taken_back, dated_by) = spend  # the sale's, then the refund's
+    assert spent == quote.rolling_spend_delta > -taken_back > 0
+    assert dated_by == spent_id  # leaves the rolling window with the sale
     earned_once = quote.earn_points
     assert 0 < balance(engine, "customer:c1") < earned_once
     assert_ledger_consistent(engine)

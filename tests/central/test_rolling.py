@@ -4,7 +4,9 @@ outside the window never stays in it, and a longer window brings spend back."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -38,9 +40,9 @@ def thirty_days_for_c1(hq: Hq) -> None:
     hq.customer("c1")
 
 
-def spend(till: Till, customer_id: str, kopecks: int, at: datetime) -> PushItem:
+def spend(till: Till, customer_id: str, kopecks: int, at: datetime, **extra: Any) -> PushItem:
     return till.entry(
-        customer_id, kopecks, EntryKind.counter, asset="rolling_spend", device_time=at
+        customer_id, kopecks, EntryKind.counter, asset="rolling_spend", device_time=at, **extra
     )
 
 
@@ -106,6 +108,45 @@ def test_a_refund_inside_the_window_never_makes_spend_negative(hq: Hq, engine: s
     assert rolled(engine, NOW + 33 * DAY) == 1  # the refund counts against later spend...
     assert spend_of(engine, "c1") == 0
     assert rolled(engine, NOW + 51 * DAY) == 1  # ...until it leaves the window too
+    assert spend_of(engine, "c1") == 300
+    assert_ledger_consistent(engine)
+
+
+def test_a_refund_naming_its_sale_leaves_the_window_with_the_sale(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """A refund's reversal that names the sale's spend entry (as tills and central's refunds
+    job write them) is dated by the sale: both leave the window together, and later spend
+    counts in full. Dated by the refund (above), it took 500 off later spend for 20 days."""
+    thirty_days_for_c1(hq)
+    till = hq.enroll()
+    sale = spend(till, "c1", 500, NOW)
+    pushed(till, [sale])
+    sale_id = json.loads(sale.payload)["entry_id"]
+    pushed(till, [spend(till, "c1", -500, NOW + 20 * DAY, reverses=sale_id)])
+    pushed(till, [spend(till, "c1", 300, NOW + 32 * DAY)])
+    assert spend_of(engine, "c1") == 300
+    assert rolled(engine, NOW + 33 * DAY) == 0  # the sale and its refund left together
+    assert spend_of(engine, "c1") == 300
+    assert_ledger_consistent(engine)
+
+
+def test_a_refund_pushed_after_its_sale_left_the_window_is_taken_out(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    """A refund pushed late, of a sale already out of the window, took the sale's spend off
+    spend inside it; the job finds it by the sale's time and puts the spend right."""
+    thirty_days_for_c1(hq)
+    till = hq.enroll()
+    sale = spend(till, "c1", 1_000, NOW)
+    pushed(till, [sale])
+    assert rolled(engine, NOW + 31 * DAY) == 1
+    assert spend_of(engine, "c1") == 0
+    pushed(till, [spend(till, "c1", 300, NOW + 33 * DAY)])
+    sale_id = json.loads(sale.payload)["entry_id"]
+    pushed(till, [spend(till, "c1", -1_000, NOW + 34 * DAY, reverses=sale_id)])
+    assert spend_of(engine, "c1") == -700
+    assert rolled(engine, NOW + 35 * DAY) == 1
     assert spend_of(engine, "c1") == 300
     assert_ledger_consistent(engine)
 
