@@ -9,6 +9,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from hypothesis import HealthCheck, given, settings
@@ -190,6 +191,22 @@ def test_migration_writes_off_what_spending_after_an_expiry_left_in_a_written_of
     assert _jobs.run(engine, _jobs.BY_NAME["expire"], late, "test").items == 1  # the valid lot
     with engine.connect() as conn:
         assert _lots.fold_account(conn, "customer:c1").balance == 0
+
+
+def test_the_check_finds_a_kept_state_that_drifted_from_the_ledger(
+    hq: Hq, engine: sa.Engine
+) -> None:
+    hq.customer("c1")
+    till = hq.enroll()
+    assert (
+        till.push([till.entry("c1", 100), till.entry("c1", -30, EntryKind.burn)]).status_code == 200
+    )
+    with engine.connect() as conn:
+        assert_lot_states_kept(conn)
+    with engine.begin() as conn:
+        conn.execute(sa.update(t.lot_states).values(debt=5))
+    with engine.connect() as conn, pytest.raises(AssertionError, match="customer:c1"):
+        assert_lot_states_kept(conn)
 
 
 def _lots_by_day(folded: _lot_state.Folded, now_ms: int) -> list[dict[str, Any]]:
