@@ -52,9 +52,9 @@ def test_partition_both_tills_spend_the_same_points(chain: Chain) -> None:
 
 @pytest.mark.parametrize("fault", [Fault.drop, Fault.delay, Fault.lose_reply, Fault.duplicate])
 def test_every_fault_of_the_network_leaves_the_invariants(chain: Chain, fault: Fault) -> None:
-    till = chain.till("till-a")
+    till = chain.till("till-a", {"http_timeout_s": 1.5, "sync_backoff_s_max": 1.0})
     till.wait_synced()
-    chain.proxy.delay_s = 4.0  # longer than the till's timeout: it gives up, then retries
+    chain.proxy.delay_s = 2.0  # longer than the till's timeout: it gives up, then retries
     for i in range(6):
         chain.proxy.inject(fault, fault)
         sell(till, f"c-{i}", 10000 + i * 100, redeem=0 if i % 3 else 50)
