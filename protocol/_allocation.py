@@ -251,7 +251,8 @@ def capacity(paid: Sequence[int], quantities_milli: Sequence[int], floors: Seque
 def fiscal_parts(quantity_milli: int, paid: int, floor_unit: int = 0) -> list[tuple[int, int, int]]:
     """`(quantity_milli, unit_price, total)` of the one or two fiscal lines that print a line
     costing `paid`: whole units split as `q - r` at `p` and `r` at `p + 1`; a weighed line at
-    the lowest price (not below `floor_unit`) that prints `paid`."""
+    the lowest price not below `floor_unit` that prints `paid`, or when the floor prints more
+    (the POS's own discount took the line below it) the lowest price that prints `paid`."""
     if quantity_milli % UNIT_MILLI == 0:
         units = quantity_milli // UNIT_MILLI
         price, more = divmod(paid, units)
@@ -261,5 +262,8 @@ def fiscal_parts(quantity_milli: int, paid: int, floor_unit: int = 0) -> list[tu
             ((units - more) * UNIT_MILLI, price, (units - more) * price),
             (more * UNIT_MILLI, price + 1, more * (price + 1)),
         ]
-    price = -(-(UNIT_MILLI * paid - 500) // quantity_milli)
-    return [(quantity_milli, max(price, floor_unit, 0), paid)]
+    lowest = max(-(-(UNIT_MILLI * paid - 500) // quantity_milli), 0)
+    price = max(lowest, floor_unit)
+    if line_total_of(quantity_milli, price) != paid:
+        price = lowest
+    return [(quantity_milli, price, paid)]

@@ -146,6 +146,26 @@ def test_allocation_is_exact_printable_and_above_floors(
                 assert price >= floors[i]
 
 
+@FAST
+@given(
+    quantity=st.integers(1, 999),
+    paid=st.integers(0, 500_000),
+    floor=st.integers(0, 100_000),
+)
+def test_a_weighed_line_prints_what_was_paid_even_below_its_floor(
+    quantity: int, paid: int, floor: int
+) -> None:
+    """A weighed line (under a kilo: every total has a price) prints `paid`, at a price not
+    below its floor when the floor allows `paid`; when the POS's own discount took it below
+    the floor, at the price that prints `paid` (the floor's price printed more than the
+    line's total: a fiscal line the fiscal printer refuses)."""
+    ((printed_quantity, price, total),) = fiscal_parts(quantity, paid, floor)
+    assert (printed_quantity, total) == (quantity, paid)
+    assert line_total_of(quantity, price) == paid
+    if floor_total(quantity, floor) <= paid:
+        assert price >= floor
+
+
 SPLIT_RULES = parse_rule_set(
     HEADER
     + """
