@@ -111,12 +111,22 @@ class SlipPrinter:
         return self
 
     def stop(self) -> None:
-        """Stop the worker; slips still queued are reported by `status()` and not printed."""
+        """Stop the worker; slips still queued are not printed: `status()` counts them, and
+        the log says how many, with the printer's last error."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(stop_timeout_s)
+        with self._cond:
+            left, error = len(self._queue), self._last_error
+        if left:
+            log.warning(
+                "printer %s stopped with %d slip(s) not printed (%s)",
+                self.config.name,
+                left,
+                error or "the printer had not taken them yet",
+            )
 
     def __enter__(self) -> SlipPrinter:
         return self.start()
