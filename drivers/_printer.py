@@ -27,7 +27,13 @@ from typing import Any
 
 from drivers._backoff import Backoff
 from drivers._codepage import codepage_number
-from drivers._config import FileTransport, PrinterConfig, PrinterTransport, SerialTransport
+from drivers._config import (
+    FileTransport,
+    NetworkTransport,
+    PrinterConfig,
+    PrinterTransport,
+    SerialTransport,
+)
 from drivers._escpos import STATUS_PAPER
 from drivers._receipt import LoyaltySlip
 from drivers._slip import slip_bytes
@@ -251,7 +257,10 @@ class SlipPrinter:
         if self._paper_out(device):
             raise PaperOut
         device._raw(data)
-        return self._paper_out(device)  # the reply arrives only after all of `data` did
+        ended = self._paper_out(device)  # the reply arrives only after all of `data` did
+        if self._connection_per_slip():
+            self._close()
+        return ended
 
     def _open(self) -> Any:
         if self._device is None:
@@ -261,6 +270,12 @@ class SlipPrinter:
                 device.device.write_timeout = self.config.transport.timeout_s
             self._device = device
         return self._device
+
+    def _connection_per_slip(self) -> bool:
+        """A network printer that is not asked for its status gets each slip over a new
+        connection: nothing else tells a connection it dropped (switched off and on) from a
+        live one, and the kernel takes bytes into a dead one without a word."""
+        return isinstance(self.config.transport, NetworkTransport) and not self.config.status_query
 
     def _can_query(self) -> bool:
         return self.config.status_query and not isinstance(self.config.transport, FileTransport)

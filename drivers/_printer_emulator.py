@@ -35,6 +35,7 @@ class NetworkPrinterEmulator:
         self._clients: list[socket.socket] = []
         self._connections: list[bytearray] = []
         self._vanish_after: int | None = None
+        self._dead: set[int] = set()  # id() of connection buffers lost in a power cut
 
     # -- power --------------------------------------------------------------------------------
 
@@ -64,6 +65,14 @@ class NetworkPrinterEmulator:
             _drop(client)
 
     close = power_off
+
+    def power_cut(self) -> None:
+        """Lose power and come back at once, without a word on the wire: the connections
+        open before are dead (nothing that arrives on them is printed) and nothing tells
+        their other end, as after a real power cut, where the old connection learns of it
+        only from a reset that comes much later. New connections print."""
+        with self._lock:
+            self._dead.update(id(buffer) for buffer in self._connections)
 
     @property
     def powered(self) -> bool:
@@ -143,6 +152,8 @@ class NetworkPrinterEmulator:
     def _take(self, chunk: bytes, buffer: bytearray) -> bool:
         """Keep the chunk (or its part before vanishing); True if the printer vanishes now."""
         with self._changed:
+            if id(buffer) in self._dead:
+                return False
             vanish = self._vanish_after is not None and len(chunk) >= self._vanish_after
             if vanish and self._vanish_after is not None:
                 chunk = chunk[: self._vanish_after]

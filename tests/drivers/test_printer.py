@@ -124,6 +124,24 @@ def test_a_printer_off_at_start_never_blocks_and_prints_later(
     assert emulator.view().cuts == 2
 
 
+def test_a_printer_without_status_that_lost_power_between_slips_prints_both(
+    emulator: NetworkPrinterEmulator,
+) -> None:
+    """Without status queries nothing tells a dead connection from a live one: after a power
+    cut between two slips the worker's connection was dead, the kernel took the second slip
+    into it without a word, and it was counted as printed. Each slip now goes over a
+    connection of its own."""
+    with SlipPrinter(network_config(emulator, status_query=False)) as printer:
+        printer.print_slip(SLIP)
+        assert printer.wait_idle(5.0)
+        assert emulator.wait_until(lambda received: view_escpos(received).cuts == 1)
+        emulator.power_cut()
+        printer.print_slip(SLIP)
+        assert printer.wait_idle(5.0)
+        assert printer.status().printed == 2
+        assert emulator.wait_until(lambda received: view_escpos(received).cuts == 2)
+
+
 def test_out_of_paper_is_reported_and_the_slip_waits(emulator: NetworkPrinterEmulator) -> None:
     emulator.paper_out = True
     with SlipPrinter(network_config(emulator)) as printer:
