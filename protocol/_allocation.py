@@ -251,8 +251,8 @@ def capacity(paid: Sequence[int], quantities_milli: Sequence[int], floors: Seque
 def fiscal_parts(quantity_milli: int, paid: int, floor_unit: int = 0) -> list[tuple[int, int, int]]:
     """`(quantity_milli, unit_price, total)` of the one or two fiscal lines that print a line
     costing `paid`: whole units split as `q - r` at `p` and `r` at `p + 1`; a weighed line at
-    the lowest price not below `floor_unit` that prints `paid`, or when the floor prints more
-    (the POS's own discount took the line below it) the lowest price that prints `paid`."""
+    the lowest price not below `floor_unit` that prints `paid`, or when the floor's price
+    prints more (the POS's own discount took the line below it) the lowest price that does."""
     if quantity_milli % UNIT_MILLI == 0:
         units = quantity_milli // UNIT_MILLI
         price, more = divmod(paid, units)
@@ -264,6 +264,6 @@ def fiscal_parts(quantity_milli: int, paid: int, floor_unit: int = 0) -> list[tu
         ]
     lowest = max(-(-(UNIT_MILLI * paid - 500) // quantity_milli), 0)
     price = max(lowest, floor_unit)
-    if line_total_of(quantity_milli, price) != paid:
-        price = lowest
+    if line_total_of(quantity_milli, price) != paid == line_total_of(quantity_milli, lowest):
+        price = lowest  # the floor's price prints more: the POS's discount went below it
     return [(quantity_milli, price, paid)]
